@@ -1,0 +1,1 @@
+"""aquasurf_fast: fast activation-function search with the AQuaSurF surrogate."""

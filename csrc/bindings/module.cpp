@@ -1,0 +1,16 @@
+// The extension module aquasurf_fast._C: each binding file registers its part.
+#include <pybind11/pybind11.h>
+
+namespace py = pybind11;
+
+namespace aqf {
+}  // namespace aqf
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "aquasurf_fast compiled core (C++ kernels, CUDA twins when built with nvcc)";
+#ifdef AQF_WITH_CUDA
+  m.attr("built_with_cuda") = true;
+#else
+  m.attr("built_with_cuda") = false;
+#endif
+}

@@ -1,0 +1,73 @@
+"""Build aquasurf_fast: setuptools drives CMake to build the single extension ``aquasurf_fast._C``.
+
+Environment:
+  AQF_CUDA=auto|0|1   compile the CUDA kernels when nvcc is found (auto, the default), never (0),
+                      or always, failing when nvcc is missing (1).
+  AQF_NATIVE=1|0      tune for this machine's CPU (-march=native, default) or build portable code.
+  CMAKE_ARGS          extra arguments passed to CMake as they are.
+  AQF_BUILD_JOBS      parallel compile jobs (default: number of CPUs).
+"""
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from setuptools import Extension, find_packages, setup
+from setuptools.command.build_ext import build_ext
+
+ROOT = Path(__file__).resolve().parent
+
+
+class CMakeExtension(Extension):
+    def __init__(self, name: str) -> None:
+        super().__init__(name, sources=[])
+
+
+def _cuda_setting() -> str:
+    value = os.environ.get("AQF_CUDA", "auto").strip().lower()
+    if value not in ("auto", "0", "1"):
+        raise SystemExit(f"AQF_CUDA must be auto, 0 or 1 (got {value!r})")
+    return {"auto": "AUTO", "0": "OFF", "1": "ON"}[value]
+
+
+class CMakeBuild(build_ext):
+    def build_extension(self, ext: CMakeExtension) -> None:
+        out_dir = Path(self.get_ext_fullpath(ext.name)).parent.resolve()
+        build_type = "Debug" if self.debug else "Release"
+        cmake_args = [
+            f"-DCMAKE_LIBRARY_OUTPUT_DIRECTORY={out_dir}{os.sep}",
+            f"-DPython_EXECUTABLE={sys.executable}",
+            f"-DCMAKE_BUILD_TYPE={build_type}",
+            f"-DAQF_CUDA={_cuda_setting()}",
+            f"-DAQF_NATIVE={'OFF' if os.environ.get('AQF_NATIVE', '1') == '0' else 'ON'}",
+            "-G", "Ninja",
+        ]
+        cmake_args += shlex.split(os.environ.get("CMAKE_ARGS", ""))
+        jobs = os.environ.get("AQF_BUILD_JOBS", str(os.cpu_count() or 1))
+        build_dir = Path(self.build_temp) / ext.name
+        build_dir.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["cmake", str(ROOT), *cmake_args], cwd=build_dir, check=True)
+        subprocess.run(["cmake", "--build", ".", "--parallel", jobs], cwd=build_dir, check=True)
+
+
+setup(
+    name="aquasurf_fast",
+    version="0.1.0",
+    description="Fast activation-function search with the AQuaSurF surrogate (C++/CUDA core)",
+    long_description=(ROOT / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    packages=find_packages(include=["aquasurf_fast", "aquasurf_fast.*"]),
+    ext_modules=[CMakeExtension("aquasurf_fast._C")],
+    cmdclass={"build_ext": CMakeBuild},
+    install_requires=["numpy>=1.22", "scipy>=1.8", "torch>=2.0", "tqdm>=4.60"],
+    extras_require={
+        "search": ["umap-learn>=0.5.4", "scikit-learn>=1.1", "matplotlib>=3.5", "mnist1d>=0.0.2"],
+        "ray": ["ray>=2.9"],
+        "cuda": ["cupy-cuda12x"],
+        "test": ["pytest>=7", "hypothesis>=6"],
+    },
+    entry_points={"console_scripts": ["aquasurf=aquasurf_fast.cli:main"]},
+    zip_safe=False,
+)
