@@ -14,7 +14,10 @@ from . import _C
 from .expr import parse
 from .kernels import compile as compile_fns, evaluate
 
-_QUADRATURE_POINTS = 201
+# Trapezoid rule on [-12, 12] (the normal density is below 1e-31 beyond): for smooth functions
+# it converges geometrically, and at kinks (relu, max) its error is O(h^2) = 1e-8.
+_QUADRATURE_HALF_WIDTH = 12.0
+_QUADRATURE_POINTS = 240_001
 
 
 class _FusedActivation(torch.autograd.Function):
@@ -48,13 +51,16 @@ def _stream(x: torch.Tensor) -> int:
 
 
 def gaussian_moments(fn) -> tuple:
-    """(mean, standard deviation) of fn(Z), Z ~ N(0, 1), by Gauss-Hermite quadrature in float64."""
-    nodes, weights = np.polynomial.hermite_e.hermegauss(_QUADRATURE_POINTS)
-    weights = weights / math.sqrt(2.0 * math.pi)
-    values = evaluate(fn, nodes)[0]
-    mean = float(weights @ values)
-    second = float(weights @ (values - mean) ** 2)
-    return mean, math.sqrt(second) if second >= 0 else float("nan")
+    """(mean, standard deviation) of fn(Z), Z ~ N(0, 1), by quadrature in float64."""
+    nodes, h = np.linspace(-_QUADRATURE_HALF_WIDTH, _QUADRATURE_HALF_WIDTH, _QUADRATURE_POINTS, retstep=True)
+    weights = np.full_like(nodes, h)
+    weights[[0, -1]] = h / 2
+    weights *= np.exp(-0.5 * nodes**2) / math.sqrt(2.0 * math.pi)
+    with np.errstate(all="ignore"):  # non-finite moments are reported by the caller
+        values = evaluate(fn, nodes)[0]
+        mean = float(weights @ values)
+        variance = float(weights @ (values - mean) ** 2)
+    return mean, math.sqrt(variance) if variance >= 0 else float("nan")
 
 
 class Activation(torch.nn.Module):
