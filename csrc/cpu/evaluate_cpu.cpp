@@ -35,7 +35,6 @@ void fold_loop(const T* __restrict a, T* __restrict acc, int64_t len) {
 template <class T>
 struct Block {
   std::vector<T*> val, adj;
-  std::vector<const T*> args;
   std::vector<T> tmp0, tmp1;
 };
 
