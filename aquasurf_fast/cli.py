@@ -125,7 +125,7 @@ def cmd_search(args) -> int:
               file=sys.stderr)
         return 130
     print(f"{stats['evaluated']} evaluations in {time.perf_counter() - t0:.1f} s "
-          f"({stats['failed']} failed attempts); {stats['done']} results in the study")
+          f"({stats['failed_attempts']} failed attempts); {stats['done']} results in the study")
     _print_top(study, args.top)
     return 0
 

@@ -412,7 +412,7 @@ class Study:
         executor = executor or default_executor(workers, timeout=timeout)
         lease_s = float(self.settings["lease_s"])
         in_flight: Dict[str, Claim] = {}
-        stats = {"evaluated": 0, "failed": 0, "stale": 0}
+        stats = {"evaluated": 0, "failed_attempts": 0, "stale": 0}
         failures_in_row, last_error = 0, ""
         bar = None
         if progress:
@@ -453,7 +453,7 @@ class Study:
                         else:
                             stats["stale"] += 1
                     else:
-                        stats["failed"] += 1
+                        stats["failed_attempts"] += 1
                         failures_in_row += 1
                         last_error = outcome.error
                         self.fail(claim, outcome.error)

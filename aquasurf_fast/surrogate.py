@@ -118,9 +118,9 @@ def embedding_key(out_feats: np.ndarray, fisher_feats: Optional[np.ndarray], ran
     )
     h.update(settings.encode())
     # Hash the buffers in place: a copy of a 2,500-candidate set costs as much as the hash itself.
-    h.update(memoryview(np.ascontiguousarray(out_feats, dtype="<f4")).cast("B"))
+    h.update(np.ascontiguousarray(out_feats, dtype="<f4"))
     if fisher_feats is not None:
-        h.update(memoryview(np.ascontiguousarray(fisher_feats, dtype="<f4")).cast("B"))
+        h.update(np.ascontiguousarray(fisher_feats, dtype="<f4"))
     return h.hexdigest()
 
 
