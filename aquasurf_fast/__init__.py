@@ -1,9 +1,19 @@
-"""aquasurf_fast: fast activation-function search with the AQuaSurF surrogate."""
+"""aquasurf_fast: fast activation-function search with the AQuaSurF surrogate.
 
+The public API of SPEC section 8. Importing the package loads the compiled core only: torch,
+umap, ray and cupy are imported by the functions that need them.
+"""
+from .expr import (BENCHMARK_SCHEMA, BENCHMARK_UNARY_OPS, BINARY_OPS, NARY_OPS, UNARY_OPS, Expr, ParseError,
+                   SchemaSpace, enumerate_schema, parse)
+from .features import SchemaClasses, equivalence_classes, output_features, probe_inputs, schema_classes
+from .kernels import compile, cuda_available, evaluate, evaluate_grad, num_threads, set_num_threads
 
-# The search layer loads on first use so that `import aquasurf_fast` stays light (no sqlite, umap,
-# sklearn or matplotlib until a Study or Surrogate is asked for).
+__version__ = "0.1.0"
+
+# Parts that pull in torch, sqlite, umap, scikit-learn or matplotlib load on first use, so that
+# `import aquasurf_fast` stays light. name -> submodule that defines it.
 _LAZY = {
+    "Activation": "nn",
     "Surrogate": "surrogate",
     "Study": "search",
     "StudyError": "store",
@@ -19,3 +29,11 @@ def __getattr__(name):
     value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
     globals()[name] = value
     return value
+
+
+__all__ = [
+    "Activation", "BENCHMARK_SCHEMA", "BENCHMARK_UNARY_OPS", "BINARY_OPS", "Expr", "NARY_OPS", "ParseError",
+    "SchemaClasses", "SchemaSpace", "Study", "StudyError", "Surrogate", "UNARY_OPS", "compile",
+    "cuda_available", "enumerate_schema", "equivalence_classes", "evaluate", "evaluate_grad",
+    "num_threads", "output_features", "parse", "probe_inputs", "schema_classes", "set_num_threads",
+]

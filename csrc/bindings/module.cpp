@@ -4,6 +4,8 @@
 namespace py = pybind11;
 
 namespace aqf {
+void bind_expr(py::module_& m);
+void bind_evaluate(py::module_& m);
 }  // namespace aqf
 
 PYBIND11_MODULE(_C, m) {
@@ -13,4 +15,6 @@ PYBIND11_MODULE(_C, m) {
 #else
   m.attr("built_with_cuda") = false;
 #endif
+  aqf::bind_expr(m);
+  aqf::bind_evaluate(m);
 }
