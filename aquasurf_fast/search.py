@@ -163,7 +163,7 @@ class Study:
             reasons = ["" if o else "non-finite Fisher features" for o in ok]
         dims = self.store.query("SELECT length(fisher_feat) FROM classes "
                                 "WHERE fisher_feat IS NOT NULL LIMIT 1")
-        if dims and dims[0][0] != feats.shape[1] * 4:
+        if dims and np.any(ok) and dims[0][0] != feats.shape[1] * 4:
             raise StudyError(
                 f"Fisher features have {feats.shape[1]} columns but this study's have "
                 f"{dims[0][0] // 4}: they must come from the same task")
@@ -179,13 +179,15 @@ class Study:
 
     def featurize(self, *, build: Optional[Callable] = None, inputs: Any = None,
                   targets: Any = None, featurizer: Optional[Callable] = None, chunk: int = 128,
-                  seed: int = 42, device: Any = None, progress: bool = True) -> Dict[str, int]:
+                  seed: int = 42, device: Any = None, progress: bool = True,
+                  embed: bool = True) -> Dict[str, int]:
         """Compute missing output and Fisher features; resumable (each chunk is committed).
 
         ``build``/``inputs``/``targets`` default to the study's task. ``featurizer`` defaults to
         ``aq.fisher_features_for`` and is called as ``featurizer(build, names, inputs, targets,
         seed=..., device=..., progress=False) -> (features [n, D], ok [n], reasons [n])``.
         Classes whose outputs are not finite are never candidates and get no Fisher feature.
+        With ``embed`` the surrogate's UMAP embedding is computed and stored at the end.
         """
         missing_out = self.store.query("SELECT id, canonical FROM classes WHERE out_feat IS NULL")
         if missing_out:
@@ -233,6 +235,14 @@ class Study:
                 if bar is not None:
                     bar.close()
         self._bump_features()
+        if embed and self.counts()["candidates"]:
+            # Fit UMAP now, once, so that the search's first surrogate suggestion does not keep every
+            # worker waiting; the embedding is stored in the study for all processes.
+            t0 = time.perf_counter()
+            self.surrogate()
+            if progress:
+                print(f"embedded {self.counts()['candidates']} candidates in "
+                      f"{time.perf_counter() - t0:.1f} s", flush=True)
         return {"output": len(missing_out), "fisher": len(todo), "non_finite": n_bad}
 
     # -- reading -----------------------------------------------------------------------------------
