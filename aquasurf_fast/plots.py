@@ -57,7 +57,9 @@ def plot_study(study, out_dir: str) -> List[str]:
             i, r = best
             ax.scatter(*emb[i], marker="*", s=260, facecolor="none", edgecolor="red", lw=1.5,
                        zorder=5, label=f"best: {r['name']} ({r['score']:.3f})")
-            ax.legend(loc="best", fontsize=8, framealpha=0.8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.06), fontsize=8, ncol=2,
+                      frameon=False)
         ax.set_xlabel("UMAP 1")
         ax.set_ylabel("UMAP 2")
         ax.set_xticks([])
@@ -79,11 +81,17 @@ def plot_study(study, out_dir: str) -> List[str]:
 
     # Predicted: the surrogate's view of the whole space, on the same colour scale.
     fig, ax = plt.subplots(figsize=(7.5, 6), dpi=120)
+    size = float(np.clip(4000.0 / max(len(ids), 1), 6, 30))
     if np.isfinite(pred).any():
         order = np.argsort(pred)  # the most promising drawn last, on top
         sc = ax.scatter(emb[order, 0], emb[order, 1], c=pred[order], cmap="viridis", vmin=lo,
-                        vmax=hi, s=8, lw=0)
+                        vmax=hi, s=size, lw=0)
         fig.colorbar(sc, ax=ax, label="predicted validation accuracy", extend="min")
+        evaluated = {r["class_id"] for r in study.results()}
+        nxt = [i for i in np.argsort(-pred, kind="stable") if ids[i] not in evaluated][:5]
+        if nxt:
+            ax.scatter(emb[nxt, 0], emb[nxt, 1], marker="x", s=50, c="red", lw=1.5, zorder=4,
+                       label="next suggestions")
     else:
         ax.scatter(emb[:, 0], emb[:, 1], s=6, c="0.6", lw=0)
     if scored:
@@ -97,7 +105,7 @@ def plot_study(study, out_dir: str) -> List[str]:
     plt.close(fig)
 
     # Best so far against the number of evaluations.
-    fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=120)
+    fig, ax = plt.subplots(figsize=(8.5, 4.5), dpi=120)
     seq = sorted((r for r in results if r["eval_index"] is not None), key=lambda r: r["eval_index"])
     if seq:
         x = np.arange(1, len(seq) + 1)
@@ -114,7 +122,8 @@ def plot_study(study, out_dir: str) -> List[str]:
         if finite.size:
             ax.set_ylim(max(float(np.percentile(finite, 10)) - 0.02, float(finite.min()) - 0.02),
                         float(finite.max()) + 0.02)
-        ax.legend(loc="lower right", fontsize=8)
+        # Outside the axes: inside, it hides the points it explains.
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, borderaxespad=0)
     ax.set_xlabel("evaluations")
     ax.set_ylabel("validation accuracy")
     ax.set_title("Search progress")
