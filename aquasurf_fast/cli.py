@@ -134,7 +134,7 @@ def cmd_search(args) -> int:
 
 def _reference(study, name: str = "relu"):
     for r in study.results():
-        if name in r["members"] and r["status"] == "done":
+        if (name in r["members"] or f"{name}(x)" in r["members"]) and r["status"] == "done":
             return r
     return None
 

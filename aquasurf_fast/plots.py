@@ -115,13 +115,13 @@ def plot_study(study, out_dir: str) -> List[str]:
         ax.scatter(x[~base], y[~base], s=18, c="tab:blue", label="suggested", zorder=3)
         ax.step(x, np.fmax.accumulate(np.nan_to_num(y, nan=-np.inf)), where="post", c="tab:red",
                 label="best so far")
-        relu = next((r for r in seq if "relu" in r["members"]), None)
+        relu = next((r for r in seq if "relu" in r["members"] or "relu(x)" in r["members"]), None)
         if relu is not None and math.isfinite(relu["score"]):
             ax.axhline(relu["score"], ls="--", c="0.4", lw=1, label=f"relu ({relu['score']:.3f})")
         finite = y[np.isfinite(y)]
         if finite.size:
-            ax.set_ylim(max(float(np.percentile(finite, 10)) - 0.02, float(finite.min()) - 0.02),
-                        float(finite.max()) + 0.02)
+            span = max(float(finite.max() - finite.min()), 0.01)
+            ax.set_ylim(float(finite.min()) - 0.05 * span, float(finite.max()) + 0.05 * span)
         # Outside the axes: inside, it hides the points it explains.
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, borderaxespad=0)
     ax.set_xlabel("evaluations")

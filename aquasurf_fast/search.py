@@ -38,6 +38,16 @@ class Claim(str):
         return obj
 
 
+def expression_name(name: str) -> str:
+    """``relu`` -> ``relu(x)``: baselines may be given as bare operator names (as in the paper)."""
+    name = name.strip()
+    return name if "(" in name else f"{name}(x)"
+
+
+def _baseline_forms(baselines: Sequence[str]) -> List[str]:
+    return [form for b in baselines for form in (b, expression_name(b))]
+
+
 def _default_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -136,17 +146,23 @@ class Study:
         """
         import aquasurf_fast as aq
 
-        names = list(dict.fromkeys(list(names) + list(self.settings["baselines"])))
+        baselines = [expression_name(b) for b in self.settings["baselines"]]
+        names = list(dict.fromkeys(list(names) + baselines))
         canonical = [str(aq.parse(n)) for n in names]
         names = list(dict.fromkeys(canonical))
         classes = aq.equivalence_classes(names)
+        # A class holding a baseline is named by it: "relu(x)" reads better than the engine's
+        # canonical "mul(relu(x),one(x))", and reports compare against the baselines by name.
+        wanted = set(baselines)
+        classes = [sorted(members, key=lambda m: m not in wanted) for members in classes]
         feats = aq.output_features([members[0] for members in classes])
         return self.add_classes(classes, feats)
 
     def add_classes(self, classes: Sequence[Sequence[str]],
                     out_feats: Optional[np.ndarray] = None) -> Tuple[int, int]:
         """Add precomputed equivalence classes (canonical member first) and their output features."""
-        result = self.store.add_classes(classes, out_feats, self.settings["baselines"])
+        result = self.store.add_classes(classes, out_feats,
+                                        _baseline_forms(self.settings["baselines"]))
         self._bump_features()
         return result
 
@@ -338,7 +354,8 @@ class Study:
             self.store.expire_leases(c, time.time())
         base_ids = []
         for name in meta["baselines"]:
-            row = self.store.query("SELECT class_id FROM functions WHERE name = ?", (name,))
+            row = self.store.query("SELECT class_id FROM functions WHERE name IN (?, ?)",
+                                   (name, expression_name(name)))
             if row and row[0][0] not in base_ids:
                 base_ids.append(row[0][0])
         pending_base = self.store.query(
