@@ -121,7 +121,7 @@ def cmd_search(args) -> int:
         stats = study.run(budget=args.budget, workers=args.workers, timeout=args.timeout,
                           progress=not args.no_progress)
     except KeyboardInterrupt:
-        print(f"\ninterrupted: running claims given back; run the same command to resume",
+        print("\ninterrupted: running claims given back; run the same command to resume",
               file=sys.stderr)
         return 130
     print(f"{stats['evaluated']} evaluations in {time.perf_counter() - t0:.1f} s "

@@ -424,6 +424,10 @@ class Study:
         ``workers`` worker processes (0: in this process) unless an ``executor`` is given. Safe to
         run from several processes on one file, and to run again after an interruption: it goes on
         from what the file holds. Ctrl-C gives the running claims back and re-raises.
+
+        Worker processes are started with "spawn": ``evaluate`` must be picklable (a module-level
+        function or an instance of a module-level class), and a script calling ``run`` needs the
+        usual ``if __name__ == "__main__":`` guard.
         """
         from .executors import default_executor
 
