@@ -95,3 +95,24 @@ def test_end_to_end_on_a_tiny_space(capsys, tmp_path):
     assert "mul(x,sigmoid(x))" in row["members"]
     code, _, err = run_cli(capsys, "plot", path, "--out", tmp_path)
     assert code == 0, err
+
+
+@pytest.mark.skipif(not engine_available() and not has("output_features"),
+                    reason="needs the expression engine")
+def test_init_builds_the_space_from_schemas_and_names(capsys, tmp_path):
+    names = tmp_path / "names.txt"
+    names.write_text("mul(x,sigmoid(x))  # swish\nmax(relu(x),tanh(x))\n")
+    path = tmp_path / "s.db"
+    code, out, err = run_cli(capsys, "init", path, "--schema", "binary(unary(x),unary(x))",
+                             "--unary", "relu,tanh,identity", "--names", names,
+                             "--baselines", "relu,swish")
+    assert code == 0, err
+    study = aq.Study(str(path))
+    c = study.counts()
+    # 7 binary ops x 3 x 3 = 63 schema names, 2 from the file, and swish(x) as a baseline
+    assert c["names"] == 63 + 2 + 1
+    members = {m: r["name"] for r in study.results(include_pending=True) for m in r["members"]}
+    assert members["mul(x,sigmoid(x))"] == "swish(x)"  # the baseline names its class
+    assert [str(s) for s in study.suggest(2)] == ["relu(x)", "swish(x)"]
+    code, _, err = run_cli(capsys, "init", path)
+    assert code == 2 and "already exists" in err

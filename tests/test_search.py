@@ -3,6 +3,7 @@ import os
 import signal
 import time
 
+import numpy as np
 import pytest
 
 import aquasurf_fast as aq
@@ -168,3 +169,41 @@ def test_inline_executor_reports_exceptions():
     ex.submit("k", "relu")
     (outcome,) = ex.wait(0)
     assert not outcome.ok and "ZeroDivisionError" in outcome.error
+
+
+class FlakyFeaturizer:
+    """Fisher features from the output features' statistics; can fail once after some calls."""
+
+    def __init__(self, fail_after=None):
+        self.fail_after = fail_after
+        self.seen = []
+
+    def __call__(self, build, names, inputs, targets, seed=42, device=None, progress=False):
+        if self.fail_after is not None and len(self.seen) >= self.fail_after:
+            self.fail_after = None
+            raise RuntimeError("featurizer died")
+        self.seen += list(names)
+        feats = np.stack([np.linspace(0, 1, 20) ** (1 + fake_score(n)) for n in names])
+        ok = np.array([n != "f5" for n in names])
+        return feats.astype(np.float32), ok, ["" if o else "empty spectrum" for o in ok]
+
+
+def test_featurize_is_resumable_and_records_invalid_rows(tmp_path):
+    from conftest import synthetic_space
+
+    classes, out, _ = synthetic_space(12)
+    out[-1, 3] = np.inf  # f11: never a candidate, never featurized
+    study = aq.Study(str(tmp_path / "s.db"))
+    study.add_classes(classes, out)
+    flaky = FlakyFeaturizer(fail_after=8)
+    with pytest.raises(RuntimeError, match="featurizer died"):
+        study.featurize(build=object(), inputs=0, targets=0, featurizer=flaky, chunk=4,
+                        progress=False, embed=False)
+    assert len(flaky.seen) == 8
+    done = study.featurize(build=object(), inputs=0, targets=0, featurizer=flaky, chunk=4,
+                           progress=False, embed=False)
+    assert done["fisher"] == 11 and len(flaky.seen) == 19 and len(set(flaky.seen)) == 19
+    assert "f11" not in flaky.seen
+    assert study.counts()["candidates"] == 18  # 20 classes less f5 (invalid) and f11 (inf)
+    reasons = dict(study.store.query("SELECT canonical, fisher_reason FROM classes"))
+    assert reasons["f5"] == "empty spectrum" and reasons["f11"] == "non-finite output features"
