@@ -55,6 +55,17 @@ def _default_owner() -> str:
 class Study:
     """A search study stored in one SQLite file; create it, or open it when the file exists.
 
+    Example (the built-in mnist1d task; ``featurize`` needs the model, ``run`` trains)::
+
+        study = aq.Study("s.db", task="mnist1d")
+        study.add_functions(aq.enumerate_schema("binary(unary(x),unary(x))",
+                                                unary=aq.BENCHMARK_UNARY_OPS))
+        study.featurize()
+        study.run(budget=30, workers=2)
+        study.top(5)
+
+    or drive it yourself: ``for name in study.suggest(2): study.tell(name, train(name))``.
+
     Parameters (used when creating; an existing study keeps its stored settings unless given here)
     ----------
     path : the study file.
