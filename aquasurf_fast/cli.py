@@ -167,7 +167,8 @@ def cmd_status(args) -> int:
           f"lease {meta['lease_s']:g} s   retries {meta['max_retries']}")
     print(f"space     {c['names']} names, {c['classes']} classes, {c['candidates']} candidates")
     (ok, bad, todo), = study.store.query(
-        "SELECT total(fisher_ok = 1), total(fisher_ok = 0), total(fisher_ok IS NULL) FROM classes")
+        "SELECT total(fisher_ok = 1), total(fisher_ok = 0 OR (fisher_ok IS NULL AND out_finite = 0)), "
+        "total(fisher_ok IS NULL AND out_finite = 1) FROM classes")
     print(f"features  Fisher: {int(ok)} valid, {int(bad)} invalid, {int(todo)} to compute"
           + (f" (run `aquasurf featurize {args.study}`)" if todo else ""))
     print(f"status    {c['done']} done, {c['running']} running, {c['pending']} pending, "
