@@ -318,6 +318,9 @@ class Study:
         meta = self.settings
         if self._surrogate is None:
             self._surrogate = Surrogate(cache=EmbeddingCache(self.store))
+        if self._regressor_instance is None and meta["regressor"] == "custom":
+            raise StudyError("this study was created with a regressor instance, which is not "
+                             "stored in the file: pass it again, Study(path, regressor=...)")
         self._surrogate.regressor = self._regressor_instance or meta["regressor"]
         self._surrogate.random_state = meta["random_state"]
         ids, out, fisher = self._candidate_features()

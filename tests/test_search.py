@@ -207,3 +207,17 @@ def test_featurize_is_resumable_and_records_invalid_rows(tmp_path):
     assert study.counts()["candidates"] == 18  # 20 classes less f5 (invalid) and f11 (inf)
     reasons = dict(study.store.query("SELECT canonical, fisher_reason FROM classes"))
     assert reasons["f5"] == "empty spectrum" and reasons["f11"] == "non-finite output features"
+
+
+def test_custom_regressor_instance_is_used_and_asked_for_again(tmp_path):
+    from sklearn.linear_model import Ridge
+
+    path = str(tmp_path / "s.db")
+    study = make_study(path, regressor=Ridge(alpha=2.0))
+    for name in BASELINES:
+        study.tell(name, fake_score(name))
+    assert type(study.surrogate().regressor_).__name__ == "Ridge"
+    study.close()
+    with pytest.raises(aq.StudyError, match="pass it again"):
+        aq.Study(path).suggest(1)
+    assert aq.Study(path, regressor=Ridge()).suggest(1)
