@@ -4,7 +4,7 @@ import json
 import pytest
 
 from aquasurf_fast.cli import main
-from conftest import BASELINES, engine_available, fake_evaluate, has, make_study
+from search_helpers import BASELINES, engine_available, fake_evaluate, has, make_study
 
 import aquasurf_fast as aq
 

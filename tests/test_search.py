@@ -8,7 +8,7 @@ import pytest
 
 import aquasurf_fast as aq
 from aquasurf_fast.executors import InlineExecutor, ProcessExecutor
-from conftest import BASELINES, fake_evaluate, fake_score, make_study
+from search_helpers import BASELINES, fake_evaluate, fake_score, make_study
 
 
 def _claim_and_hang(path, queue):
@@ -68,7 +68,7 @@ def test_suggest_returns_top_predicted_unclaimed(tmp_path):
 
 
 def test_tell_records_for_whole_class(tmp_path):
-    from conftest import synthetic_space
+    from search_helpers import synthetic_space
 
     classes, out, fisher = synthetic_space(4)
     classes[8].append("alias_of_f0")
@@ -189,7 +189,7 @@ class FlakyFeaturizer:
 
 
 def test_featurize_is_resumable_and_records_invalid_rows(tmp_path):
-    from conftest import synthetic_space
+    from search_helpers import synthetic_space
 
     classes, out, _ = synthetic_space(12)
     out[-1, 3] = np.inf  # f11: never a candidate, never featurized

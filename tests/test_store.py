@@ -8,7 +8,7 @@ import pytest
 
 import aquasurf_fast as aq
 from aquasurf_fast.store import StudyError
-from conftest import fake_score, make_study, synthetic_space
+from search_helpers import fake_score, make_study, synthetic_space
 
 
 def _worker(path, n_evals, out_queue):

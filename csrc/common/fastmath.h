@@ -100,10 +100,14 @@ AQF_HD AQF_INLINE float log1p_f32(float x) {
   return u == kInf ? lu : y;
 }
 
-// tanh(|x|) = -t / (t + 2) with t = expm1(-2|x|) in (-1, 0]: no overflow, no cancellation.
+// tanh(|x|) = -t / (t + 2) with t = expm1(-2|x|) near 0 (no cancellation), and 1 - 2 / (e^2|x| + 1)
+// beyond 0.55, which keeps the last bits of results just below 1 (e^2|x| = inf gives 1).
 AQF_HD AQF_INLINE float tanh_f32(float x) {
-  const float t = expm1_f32(-2.0f * fabsf(x));
-  return copysignf(-t / (t + 2.0f), x);
+  const float a = fabsf(x);
+  const float t = expm1_f32(-2.0f * a);
+  const float near_zero = -t / (t + 2.0f);
+  const float far = 1.0f - 2.0f / (exp_f32(2.0f * a) + 1.0f);
+  return copysignf(a < 0.55f ? near_zero : far, x);
 }
 
 // sigmoid from e = exp(-|x|) <= 1, which cannot overflow: 1/(1+e) or e/(1+e) by sign.
