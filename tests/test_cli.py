@@ -116,3 +116,29 @@ def test_init_builds_the_space_from_schemas_and_names(capsys, tmp_path):
     assert [str(s) for s in study.suggest(2)] == ["relu(x)", "swish(x)"]
     code, _, err = run_cli(capsys, "init", path)
     assert code == 2 and "already exists" in err
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not engine_available(), reason="needs the expression engine and Activation")
+def test_search_trains_with_the_engine_activation(capsys, tmp_path):
+    """init -> (Fisher features stand-in) -> search with a worker process -> top, export."""
+    import numpy as np
+
+    names = tmp_path / "names.txt"
+    names.write_text("max(relu(x),tanh(x))\nmul(x,sigmoid(x))\nmin(x,abs(x))\n")
+    path = tmp_path / "s.db"
+    assert run_cli(capsys, "init", path, "--task", "digits", "--names", names,
+                   "--baselines", "relu,tanh")[0] == 0
+    study = aq.Study(str(path))
+    rows = study.store.query("SELECT canonical FROM classes WHERE out_finite = 1")
+    # Any finite features will do: what is under test is the loop around them.
+    feats = np.stack([np.linspace(0, 1, 12) ** (1 + i) for i in range(len(rows))])
+    study.set_fisher_features([r[0] for r in rows], feats)
+    study.close()
+    code, out, err = run_cli(capsys, "search", path, "--budget", 3, "--workers", 1,
+                             "--no-progress")
+    assert code == 0, err
+    assert "ref" in out and "relu" in out
+    study = aq.Study(str(path))
+    assert study.counts()["done"] == 3
+    assert all(0.5 < r["score"] <= 1.0 and "test_acc" in r["metrics"] for r in study.top(3))
