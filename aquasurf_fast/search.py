@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .store import ClaimLost, EmbeddingCache, Store, StudyError, from_blob
+from .store import EmbeddingCache, Store, StudyError, from_blob
 
 DEFAULT_BASELINES = ("elu", "relu", "selu", "sigmoid", "softplus", "softsign", "swish", "tanh")
 DEFAULT_LEASE_S = 600.0
@@ -572,4 +572,4 @@ class Study:
             "LEFT JOIN classes c ON c.id = e.class_id ORDER BY e.id DESC LIMIT ?", (limit,))
 
 
-__all__ = ["Study", "Claim", "ClaimLost", "StudyError", "DEFAULT_BASELINES"]
+__all__ = ["Study", "Claim", "StudyError", "DEFAULT_BASELINES", "expression_name"]

@@ -94,10 +94,6 @@ class StudyError(ValueError):
     """A study file cannot be used: not a study, corrupt, from a newer version, or misused."""
 
 
-class ClaimLost(StudyError):
-    """A worker reported on a claim that has expired and was taken over, or already finished."""
-
-
 def to_blob(array: np.ndarray) -> bytes:
     """Raw little-endian float32 bytes of a 1-D array."""
     return np.ascontiguousarray(array, dtype="<f4").reshape(-1).tobytes()
