@@ -154,7 +154,7 @@ def _print_top(study, k: int) -> None:
               f"{_fmt(m.get('test_acc')):>8}  {_fmt(r['runtime'], 1):>6}s")
     if ref is not None:
         m = ref["metrics"]
-        print(f"{'ref':>4}  {'relu':<{width}}  {_fmt(ref['score']):>7}  "
+        print(f"{'ref':>4}  {ref['name'][:width]:<{width}}  {_fmt(ref['score']):>7}  "
               f"{_fmt(m.get('test_acc')):>8}  {_fmt(ref['runtime'], 1):>6}s")
 
 
