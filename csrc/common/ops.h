@@ -162,14 +162,15 @@ struct Relu {
 };
 struct Elu {
   template <class T> AQF_HD AQF_INLINE static T f(T x) { return x > T(0) ? x : (x != x ? x : m_expm1(x)); }
-  template <class T> AQF_HD AQF_INLINE static T b(T x, T, T g) { return x > T(0) ? g : g * m_exp(x); }
+  // e^x = y + 1 on the negative side: the result saves a second exponential
+  template <class T> AQF_HD AQF_INLINE static T b(T x, T y, T g) { return x > T(0) ? g : g * (y + T(1)); }
 };
 struct Selu {
   template <class T> AQF_HD AQF_INLINE static T f(T x) {
     return x > T(0) ? T(kSeluScale) * x : (x != x ? x : T(kSeluScale) * (T(kSeluAlpha) * m_expm1(x)));
   }
-  template <class T> AQF_HD AQF_INLINE static T b(T x, T, T g) {
-    return x > T(0) ? g * T(kSeluScale) : (g * T(kSeluScale * kSeluAlpha)) * m_exp(x);
+  template <class T> AQF_HD AQF_INLINE static T b(T x, T y, T g) {  // scale alpha e^x = y + scale alpha
+    return x > T(0) ? g * T(kSeluScale) : g * (y + T(kSeluScale * kSeluAlpha));
   }
 };
 struct Swish {  // x * sigmoid(x)

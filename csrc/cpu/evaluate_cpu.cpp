@@ -9,8 +9,13 @@
 namespace aqf {
 namespace {
 
-constexpr int64_t kBlock = 512;      // elements per work item when computing values
-constexpr int64_t kGradBlock = 128;  // smaller for gradients: every node keeps value and gradient
+constexpr int64_t kBlock = 512;  // elements per work item when computing values
+
+// For gradients every node keeps a value and a gradient row: blocks shrink as programs grow, to
+// keep a work item's rows within the core's caches.
+int64_t grad_block(int32_t max_nodes) {
+  return std::max<int64_t>(64, std::min<int64_t>(kBlock, (int64_t(16384) / std::max(max_nodes, 1)) / 64 * 64));
+}
 
 // ---- forward: one loop per instruction ---------------------------------------------------
 template <class Op, class T>
@@ -176,26 +181,27 @@ void evaluate_values(const Program& program, const T* x, int64_t n, T* values) {
 
 template <class T>
 void evaluate_with_grads(const Program& program, const T* x, int64_t n, const T* grad_out, T* values, T* grads) {
-  const int64_t n_blocks = (n + kGradBlock - 1) / kGradBlock;
+  const int64_t grad_rows = grad_block(program.max_nodes);
+  const int64_t n_blocks = (n + grad_rows - 1) / grad_rows;
   const int64_t n_subs = static_cast<int64_t>(program.subs.size());
-  const int64_t per_thread = 2 * int64_t(program.max_nodes) * kGradBlock;
+  const int64_t per_thread = 2 * int64_t(program.max_nodes) * grad_rows;
   std::vector<T> scratch(per_thread * num_threads());
   std::vector<Block<T>> blocks(num_threads());
   parallel_for(n_blocks * n_subs, [&](int64_t item, int thread) {
     const SubProgram& sub = program.subs[item % n_subs];
-    const int64_t start = (item / n_subs) * kGradBlock;
-    const int64_t len = std::min(kGradBlock, n - start);
+    const int64_t start = (item / n_subs) * grad_rows;
+    const int64_t len = std::min(grad_rows, n - start);
     T* vals = scratch.data() + per_thread * thread;
-    T* adjs = vals + int64_t(program.max_nodes) * kGradBlock;
+    T* adjs = vals + int64_t(program.max_nodes) * grad_rows;
     Block<T>& blk = blocks[thread];
     blk.val.resize(sub.n_nodes);
     blk.adj.resize(sub.n_nodes);
-    blk.tmp0.resize(kGradBlock);
-    blk.tmp1.resize(kGradBlock);
+    blk.tmp0.resize(grad_rows);
+    blk.tmp1.resize(grad_rows);
     blk.val[0] = const_cast<T*>(x + start);
     for (int32_t id = 0; id < sub.n_nodes; ++id) {
-      if (id > 0) blk.val[id] = vals + id * kGradBlock;
-      blk.adj[id] = adjs + id * kGradBlock;
+      if (id > 0) blk.val[id] = vals + id * grad_rows;
+      blk.adj[id] = adjs + id * grad_rows;
     }
     for (const Instr& ins : sub.grad_code) forward(ins, sub.grad_args.data(), blk, len);
     for (int32_t k = 0; k < sub.n_fns; ++k) {
