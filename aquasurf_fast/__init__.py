@@ -10,19 +10,30 @@ from .kernels import compile, cuda_available, evaluate, evaluate_grad, num_threa
 
 __version__ = "0.1.0"
 
+# Parts that pull in torch, sqlite, umap, scikit-learn or matplotlib load on first use, so that
+# `import aquasurf_fast` stays light. name -> submodule that defines it.
+_LAZY = {
+    "Activation": "nn",
+    "Surrogate": "surrogate",
+    "Study": "search",
+    "StudyError": "store",
+}
+
 
 def __getattr__(name):
-    # torch-dependent parts load on first use, so that `import aquasurf_fast` stays light.
-    if name == "Activation":
-        from .nn import Activation
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'aquasurf_fast' has no attribute {name!r}")
+    import importlib
 
-        return Activation
-    raise AttributeError(f"module 'aquasurf_fast' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
 
 
 __all__ = [
     "Activation", "BENCHMARK_SCHEMA", "BENCHMARK_UNARY_OPS", "BINARY_OPS", "Expr", "NARY_OPS", "ParseError",
-    "SchemaClasses", "SchemaSpace", "UNARY_OPS", "compile", "cuda_available", "enumerate_schema",
-    "equivalence_classes", "evaluate", "evaluate_grad", "num_threads", "output_features", "parse",
-    "probe_inputs", "schema_classes", "set_num_threads",
+    "SchemaClasses", "SchemaSpace", "Study", "StudyError", "Surrogate", "UNARY_OPS", "compile",
+    "cuda_available", "enumerate_schema", "equivalence_classes", "evaluate", "evaluate_grad",
+    "num_threads", "output_features", "parse", "probe_inputs", "schema_classes", "set_num_threads",
 ]

@@ -1,0 +1,369 @@
+"""The ``aquasurf`` command: create a study, featurize it, search, inspect, plot and export."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from typing import List, Optional, Sequence
+
+BENCHMARK_SCHEMA = "binary(unary(x),unary(x))"
+
+
+class UsageError(Exception):
+    """A mistake on the command line: reported in one line, without a traceback."""
+
+
+def _fmt(x: Optional[float], digits: int = 4) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "-"
+    return f"{x:.{digits}f}"
+
+
+def _age(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+
+
+def _open(path: str):
+    from .search import Study
+
+    if not os.path.exists(path):
+        raise UsageError(f"{path}: no such study (create it with `aquasurf init {path} ...`)")
+    return Study(path)
+
+
+# -- init ------------------------------------------------------------------------------------------
+
+def _space_names(args) -> List[str]:
+    import aquasurf_fast as aq
+
+    names: List[str] = []
+    unary = None
+    if args.unary == "benchmark":
+        unary = aq.BENCHMARK_UNARY_OPS
+    elif args.unary != "all":
+        unary = tuple(u.strip() for u in args.unary.split(",") if u.strip())
+    schemas = list(args.schema or [])
+    if not schemas and not args.names:
+        schemas = [BENCHMARK_SCHEMA]
+    for schema in schemas:
+        names += aq.enumerate_schema(schema, unary=unary)
+    for path in args.names or []:
+        try:
+            with open(path, encoding="utf-8") as f:
+                names += [ln.split("#", 1)[0].strip() for ln in f]
+        except OSError as exc:
+            raise UsageError(f"cannot read names file {path}: {exc.strerror}") from None
+    return [n for n in names if n]
+
+
+def cmd_init(args) -> int:
+    from .search import Study
+
+    if os.path.exists(args.study):
+        if not args.force:
+            raise UsageError(f"{args.study} already exists (use --force to replace it)")
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(args.study + suffix):
+                os.remove(args.study + suffix)
+    if args.task:
+        from .tasks import load_task
+
+        load_task(args.task)  # fail now, not at featurize time, on a misspelt task
+    baselines = None
+    if args.baselines is not None:
+        baselines = [b.strip() for b in args.baselines.split(",") if b.strip()]
+    names = _space_names(args)
+    study = Study(args.study, task=args.task, baselines=baselines, regressor=args.regressor,
+                  random_state=args.random_state, lease_s=args.lease, max_retries=args.max_retries,
+                  create=True)
+    try:
+        n_classes, n_names = study.add_functions(names)
+    except BaseException:
+        study.close()
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(args.study + suffix):
+                os.remove(args.study + suffix)
+        raise
+    c = study.counts()
+    print(f"created {args.study}: {c['names']} names in {c['classes']} classes "
+          f"({c['candidates']} with finite outputs); task {study.settings['task'] or '-'}")
+    print(f"next: aquasurf featurize {args.study}")
+    return 0
+
+
+# -- featurize and search --------------------------------------------------------------------------
+
+def cmd_featurize(args) -> int:
+    study = _open(args.study)
+    t0 = time.perf_counter()
+    done = study.featurize(chunk=args.chunk, device=args.device, progress=not args.no_progress)
+    c = study.counts()
+    print(f"featurized {done['fisher']} classes in {time.perf_counter() - t0:.1f} s; "
+          f"{c['candidates']} of {c['classes']} classes are surrogate candidates")
+    return 0
+
+
+def cmd_search(args) -> int:
+    study = _open(args.study)
+    if study._has_fisher() is False and study.settings.get("task"):
+        raise UsageError(f"{args.study} has no Fisher features yet: run "
+                         f"`aquasurf featurize {args.study}` first")
+    t0 = time.perf_counter()
+    try:
+        stats = study.run(budget=args.budget, workers=args.workers, timeout=args.timeout,
+                          progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print("\ninterrupted: running claims given back; run the same command to resume",
+              file=sys.stderr)
+        return 130
+    print(f"{stats['evaluated']} evaluations in {time.perf_counter() - t0:.1f} s "
+          f"({stats['failed_attempts']} failed attempts); {stats['done']} results in the study")
+    _print_top(study, args.top)
+    return 0
+
+
+# -- inspecting ------------------------------------------------------------------------------------
+
+def _reference(study, name: str = "relu"):
+    for r in study.results():
+        if (name in r["members"] or f"{name}(x)" in r["members"]) and r["status"] == "done":
+            return r
+    return None
+
+
+def _print_top(study, k: int) -> None:
+    rows = study.top(k)
+    if not rows:
+        print("no results yet")
+        return
+    ref = _reference(study)
+    width = max(len(r["name"]) for r in rows + ([ref] if ref else []))
+    width = min(max(width, 8), 60)
+    print(f"{'rank':>4}  {'function':<{width}}  {'val_acc':>7}  {'test_acc':>8}  {'runtime':>7}")
+    for i, r in enumerate(rows, 1):
+        m = r["metrics"]
+        print(f"{i:>4}  {r['name'][:width]:<{width}}  {_fmt(r['score']):>7}  "
+              f"{_fmt(m.get('test_acc')):>8}  {_fmt(r['runtime'], 1):>6}s")
+    if ref is not None:
+        m = ref["metrics"]
+        print(f"{'ref':>4}  {ref['name'][:width]:<{width}}  {_fmt(ref['score']):>7}  "
+              f"{_fmt(m.get('test_acc')):>8}  {_fmt(ref['runtime'], 1):>6}s")
+
+
+def cmd_status(args) -> int:
+    study = _open(args.study)
+    c = study.counts()
+    meta = study.settings
+    print(f"study     {args.study}")
+    print(f"task      {meta.get('task') or '-'}   regressor {meta['regressor']}   "
+          f"lease {meta['lease_s']:g} s   retries {meta['max_retries']}")
+    print(f"space     {c['names']} names, {c['classes']} classes, {c['candidates']} candidates")
+    (ok, bad, todo), = study.store.query(
+        "SELECT total(fisher_ok = 1), total(fisher_ok = 0 OR (fisher_ok IS NULL AND out_finite = 0)), "
+        "total(fisher_ok IS NULL AND out_finite = 1) FROM classes")
+    print(f"features  Fisher: {int(ok)} valid, {int(bad)} invalid, {int(todo)} to compute"
+          + (f" (run `aquasurf featurize {args.study}`)" if todo else ""))
+    print(f"status    {c['done']} done, {c['running']} running, {c['pending']} pending, "
+          f"{c['failed']} failed")
+    best = study.best()
+    ref = _reference(study)
+    if best:
+        print(f"best      {best['name']}  val_acc {_fmt(best['score'])}  "
+              f"test_acc {_fmt(best['metrics'].get('test_acc'))}")
+    if ref:
+        print(f"relu      val_acc {_fmt(ref['score'])}  test_acc {_fmt(ref['metrics'].get('test_acc'))}")
+    now = time.time()
+    running = [r for r in study.results() if r["status"] == "running"]
+    if running:
+        print("running")
+        for r in running:
+            print(f"  {r['name']}  by {r['claim_owner']}  for {_age(now - (r['claimed_at'] or now))}")
+    failed = [r for r in study.results() if r["error"]]
+    if failed:
+        print("errors")
+        for r in failed[-5:]:
+            last = (r["error"] or "").strip().splitlines()[-1:] or [""]
+            print(f"  {r['name']} ({r['status']}, {r['attempts']} attempts): {last[0][:120]}")
+    return 0
+
+
+def cmd_top(args) -> int:
+    _print_top(_open(args.study), args.k)
+    return 0
+
+
+def cmd_export(args) -> int:
+    study = _open(args.study)
+    if not args.csv and not args.json:
+        raise UsageError("nothing to export: give --csv FILE and/or --json FILE")
+    rows = study.results(include_pending=args.all)
+    if args.csv:
+        import csv
+
+        keys = sorted({k for r in rows for k in r["metrics"]})
+        with open(args.csv, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["name", "status", "score", *keys, "runtime", "attempts", "eval_index",
+                        "baseline", "members", "error"])
+            for r in rows:
+                w.writerow([r["name"], r["status"], "" if not math.isfinite(r["score"]) else r["score"],
+                            *[r["metrics"].get(k, "") for k in keys], r["runtime"] or "",
+                            r["attempts"], r["eval_index"] or "", int(r["baseline"]),
+                            " ".join(r["members"]),
+                            (r["error"] or "").strip().splitlines()[-1] if r["error"] else ""])
+    if args.json:
+        from .store import from_blob
+
+        fisher = dict(study.store.query(
+            "SELECT id, fisher_feat FROM classes WHERE fisher_feat IS NOT NULL"))
+        # The Act-Bench layout (SPEC section 7): one entry per evaluated class, keyed by its name.
+        out = {}
+        for r in rows:
+            if r["status"] != "done":
+                continue
+            m = r["metrics"]
+            feat = from_blob(fisher.get(r["class_id"]))
+            out[r["name"]] = {
+                "Validation Accuracy": r["score"] if math.isfinite(r["score"]) else None,
+                "Test Accuracy": m.get("test_acc"),
+                "Train Accuracy": m.get("train_acc"),
+                "Train Loss": m.get("train_loss"),
+                "Validation Loss": m.get("val_loss"),
+                "Test Loss": m.get("test_loss"),
+                "Equivalent Activation Functions": r["members"],
+                "Fisher log eigenvalue CDF": None if feat is None else feat.tolist(),
+                "Runtime (s)": r["runtime"],
+            }
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(out, f, indent=1, allow_nan=False)
+    print(f"exported {len(rows)} classes" + (f" to {args.csv}" if args.csv else "")
+          + (f" and {args.json}" if args.csv and args.json else f" to {args.json}" if args.json else ""))
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from .plots import plot_study
+
+    study = _open(args.study)
+    os.makedirs(args.out, exist_ok=True)
+    for path in plot_study(study, args.out):
+        print(path)
+    return 0
+
+
+# -- quickstart ------------------------------------------------------------------------------------
+
+def cmd_quickstart(args) -> int:
+    if not os.path.exists(args.study):
+        init = argparse.Namespace(study=args.study, task=args.task, schema=None, names=None,
+                                  unary="benchmark", baselines=None, regressor="knn",
+                                  random_state=None, lease=None, max_retries=None, force=False)
+        cmd_init(init)
+    study = _open(args.study)
+    study.featurize(progress=not args.no_progress)
+    ns = argparse.Namespace(study=args.study, budget=args.budget, workers=args.workers,
+                            timeout=None, no_progress=args.no_progress, top=args.top)
+    return cmd_search(ns)
+
+
+# -- the parser ------------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="aquasurf",
+        description="Search for activation functions with the AQuaSurF surrogate. A study is one "
+                    "SQLite file; every command takes its path first.",
+        epilog="Typical use: aquasurf init s.db --task mnist1d; aquasurf featurize s.db; "
+               "aquasurf search s.db --budget 50 --workers 2; aquasurf top s.db; aquasurf plot s.db")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    def add(name, help_, fn):
+        sp = sub.add_parser(name, help=help_, description=help_)
+        sp.add_argument("study", help="the study file (SQLite)")
+        sp.set_defaults(fn=fn)
+        return sp
+
+    sp = add("init", "create a study for a task and a search space", cmd_init)
+    sp.add_argument("--task", help="mnist1d, digits, a .py file or a module exposing build, "
+                                   "fisher_batch and train_eval")
+    sp.add_argument("--schema", action="append",
+                    help=f"a schema to enumerate (repeatable; default {BENCHMARK_SCHEMA} when no "
+                         "--names is given)")
+    sp.add_argument("--names", action="append", metavar="FILE",
+                    help="a file of function names, one per line (repeatable; # comments)")
+    sp.add_argument("--unary", default="benchmark",
+                    help="unary ops for schemas: benchmark (the 27 of the paper), all, or a "
+                         "comma-separated list (default benchmark)")
+    sp.add_argument("--baselines", help="comma-separated functions evaluated first (default: "
+                                        "elu,relu,selu,sigmoid,softplus,softsign,swish,tanh)")
+    sp.add_argument("--regressor", default="knn", choices=["knn", "rf", "svr"],
+                    help="surrogate regressor (default knn)")
+    sp.add_argument("--random-state", type=int, help="surrogate seed (default 42)")
+    sp.add_argument("--lease", type=float, help="claim lease in seconds (default 600)")
+    sp.add_argument("--max-retries", type=int, help="retries of a failing evaluation (default 2)")
+    sp.add_argument("--force", action="store_true", help="replace an existing file")
+
+    sp = add("featurize", "compute output and Fisher features (resumable)", cmd_featurize)
+    sp.add_argument("--chunk", type=int, default=128, help="classes per committed chunk")
+    sp.add_argument("--device", help="torch device for the Fisher features (default: automatic)")
+    sp.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    sp = add("search", "train suggested candidates until the study holds BUDGET results", cmd_search)
+    sp.add_argument("--budget", type=int, default=50,
+                    help="total results to reach, baselines included (default 50)")
+    sp.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 1)),
+                    help="worker processes (default: number of CPUs; 0 runs in this process)")
+    sp.add_argument("--timeout", type=float, help="kill an evaluation after this many seconds")
+    sp.add_argument("--top", type=int, default=5, help="best functions to print at the end")
+    sp.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    add("status", "counts, best so far, running claims and their age, recent errors", cmd_status)
+
+    sp = add("top", "the best evaluated functions", cmd_top)
+    sp.add_argument("-k", type=int, default=10, help="how many (default 10)")
+
+    sp = add("plot", "PNG plots: embedding by observed and predicted score, best so far", cmd_plot)
+    sp.add_argument("--out", default=".", help="directory for the PNGs (default: here)")
+
+    sp = add("export", "write results as CSV and/or JSON (Act-Bench layout)", cmd_export)
+    sp.add_argument("--csv", help="CSV file to write")
+    sp.add_argument("--json", help="JSON file to write")
+    sp.add_argument("--all", action="store_true", help="include unevaluated classes in the CSV")
+
+    sp = add("quickstart", "init (if needed), featurize and search in one go", cmd_quickstart)
+    sp.add_argument("--task", default="mnist1d", help="task (default mnist1d)")
+    sp.add_argument("--budget", type=int, default=30, help="total results (default 30)")
+    sp.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 1)),
+                    help="worker processes (default: number of CPUs)")
+    sp.add_argument("--top", type=int, default=5, help="best functions to print at the end")
+    sp.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    from .store import StudyError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (UsageError, StudyError, ValueError, ImportError, OSError) as exc:
+        msg = str(exc).strip() or type(exc).__name__
+        # Multi-line messages (an evaluation's traceback) keep their lines; the rest is one line.
+        print(f"aquasurf {args.command}: error: {msg}", file=sys.stderr)
+        return 2 if isinstance(exc, UsageError) else 1
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

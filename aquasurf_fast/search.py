@@ -1,0 +1,575 @@
+"""The search (SPEC section 6): a ``Study`` suggests candidates, records results, and runs workers.
+
+Suggestions are claims: a claimed class is ``running`` with a lease that the holder renews while it
+trains. A holder that dies stops renewing, the lease runs out, and the next ``suggest`` anywhere puts
+the class back in the pool. Results belong to the whole equivalence class.
+"""
+from __future__ import annotations
+
+import math
+import os
+import socket
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .store import EmbeddingCache, Store, StudyError, from_blob
+
+DEFAULT_BASELINES = ("elu", "relu", "selu", "sigmoid", "softplus", "softsign", "swish", "tanh")
+DEFAULT_LEASE_S = 600.0
+DEFAULT_MAX_RETRIES = 2
+
+
+class Claim(str):
+    """A suggested name (the class's canonical member) that carries its claim.
+
+    It is a ``str``, so it can be passed wherever a name is expected; ``tell`` uses its token to tell
+    a current claim from a stale one.
+    """
+
+    token: str
+    class_id: int
+    lease_until: float
+
+    def __new__(cls, name: str, token: str, class_id: int, lease_until: float):
+        obj = super().__new__(cls, name)
+        obj.token, obj.class_id, obj.lease_until = token, class_id, lease_until
+        return obj
+
+
+def expression_name(name: str) -> str:
+    """``relu`` -> ``relu(x)``: baselines may be given as bare operator names (as in the paper)."""
+    name = name.strip()
+    return name if "(" in name else f"{name}(x)"
+
+
+def _baseline_forms(baselines: Sequence[str]) -> List[str]:
+    return [form for b in baselines for form in (b, expression_name(b))]
+
+
+def _default_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Study:
+    """A search study stored in one SQLite file; create it, or open it when the file exists.
+
+    Example (the built-in mnist1d task; ``featurize`` needs the model, ``run`` trains)::
+
+        study = aq.Study("s.db", task="mnist1d")
+        study.add_functions(aq.enumerate_schema("binary(unary(x),unary(x))",
+                                                unary=aq.BENCHMARK_UNARY_OPS))
+        study.featurize()
+        study.run(budget=30, workers=2)
+        study.top(5)
+
+    or drive it yourself: ``for name in study.suggest(2): study.tell(name, train(name))``.
+
+    Parameters (used when creating; an existing study keeps its stored settings unless given here)
+    ----------
+    path : the study file.
+    task : the task whose model gives the Fisher features and whose ``train_eval`` scores candidates:
+        "mnist1d", "digits", a .py file or a module path (see ``aquasurf_fast.tasks``). Optional when
+        you pass your own ``evaluate`` to ``run`` and do not need Fisher features.
+    baselines : evaluated first, in this order; added to the search space if missing.
+    regressor : "knn" (default), "rf", "svr", or a scikit-learn regressor instance (instances are not
+        stored in the file; pass it again when reopening).
+    random_state : seed of the surrogate and of the order of the first suggestions.
+    lease_s : how long a claim lives without renewal before its candidate returns to the pool.
+    max_retries : a failing evaluation is tried again at most this many times.
+    """
+
+    def __init__(self, path: str, *, task: Optional[str] = None,
+                 baselines: Optional[Sequence[str]] = None, regressor: Any = None,
+                 random_state: Optional[int] = None, lease_s: Optional[float] = None,
+                 max_retries: Optional[int] = None, create: Optional[bool] = None,
+                 owner: Optional[str] = None):
+        exists = os.path.exists(path) and os.path.getsize(path) > 0
+        if create is None:
+            create = not exists
+        if create and exists:
+            raise StudyError(f"{path} already exists; open it with Study({path!r})")
+        if task is not None:
+            from .tasks import resolve_spec
+
+            task = resolve_spec(task)
+        if isinstance(regressor, str):
+            from .surrogate import REGRESSOR_NAMES
+
+            if regressor not in REGRESSOR_NAMES:
+                raise StudyError(
+                    f"unknown regressor {regressor!r}: use one of {', '.join(REGRESSOR_NAMES)}")
+        settings = {
+            "task": task,
+            "baselines": list(DEFAULT_BASELINES if baselines is None else baselines),
+            "regressor": regressor if isinstance(regressor, str) or regressor is None else "custom",
+            "random_state": 42 if random_state is None else random_state,
+            "lease_s": DEFAULT_LEASE_S if lease_s is None else float(lease_s),
+            "max_retries": DEFAULT_MAX_RETRIES if max_retries is None else int(max_retries),
+            "features_version": 0,
+        }
+        if settings["regressor"] is None:
+            settings["regressor"] = "knn"
+        self.path = os.fspath(path)
+        self.store = Store(self.path, create=create, meta=settings)
+        self.owner = owner or _default_owner()
+        given = {k: v for k, v in dict(task=task, baselines=baselines, random_state=random_state,
+                                       lease_s=lease_s, max_retries=max_retries).items()
+                 if v is not None}
+        if not create and given:
+            if "baselines" in given:
+                given["baselines"] = list(given["baselines"])
+            self.store.set_meta(**given)
+        if isinstance(regressor, str) and not create:
+            self.store.set_meta(regressor=regressor)
+        self._regressor_instance = None if isinstance(regressor, str) else regressor
+        self._features: Optional[Tuple[Any, ...]] = None
+        self._surrogate = None
+
+    # -- settings ----------------------------------------------------------------------------------
+
+    @property
+    def settings(self) -> Dict[str, Any]:
+        return self.store.meta()
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> "Study":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        c = self.counts()
+        return (f"Study({self.path!r}: {c['classes']} classes, {c['done']} done, "
+                f"{c['running']} running)")
+
+    # -- the search space --------------------------------------------------------------------------
+
+    def add_functions(self, names: Sequence[str], progress: bool = False) -> Tuple[int, int]:
+        """Add names (and the baselines) to the search space, grouped into equivalence classes.
+
+        Uses the engine: ``aq.equivalence_classes`` and ``aq.output_features``. Returns
+        (new classes, new names).
+        """
+        import aquasurf_fast as aq
+
+        baselines = [expression_name(b) for b in self.settings["baselines"]]
+        names = list(dict.fromkeys(list(names) + baselines))
+        canonical = [str(aq.parse(n)) for n in names]
+        names = list(dict.fromkeys(canonical))
+        classes = aq.equivalence_classes(names)
+        # A class holding a baseline is named by it: "relu(x)" reads better than the engine's
+        # canonical "mul(relu(x),one(x))", and reports compare against the baselines by name.
+        wanted = set(baselines)
+        classes = [sorted(members, key=lambda m: m not in wanted) for members in classes]
+        feats = aq.output_features([members[0] for members in classes])
+        return self.add_classes(classes, feats)
+
+    def add_classes(self, classes: Sequence[Sequence[str]],
+                    out_feats: Optional[np.ndarray] = None) -> Tuple[int, int]:
+        """Add precomputed equivalence classes (canonical member first) and their output features."""
+        result = self.store.add_classes(classes, out_feats,
+                                        _baseline_forms(self.settings["baselines"]))
+        self._bump_features()
+        return result
+
+    def set_fisher_features(self, names: Sequence[str], feats: np.ndarray,
+                            ok: Optional[Sequence[bool]] = None,
+                            reasons: Optional[Sequence[str]] = None) -> None:
+        """Store Fisher features of classes (by any member's name); rows with ok False are invalid."""
+        feats = np.asarray(feats, dtype=np.float32)
+        if feats.ndim != 2 or feats.shape[0] != len(names):
+            raise StudyError(f"expected Fisher features [{len(names)}, D], got {feats.shape}")
+        if ok is None:
+            ok = np.isfinite(feats).all(axis=1)
+        if reasons is None:
+            reasons = ["" if o else "non-finite Fisher features" for o in ok]
+        dims = self.store.query("SELECT length(fisher_feat) FROM classes "
+                                "WHERE fisher_feat IS NOT NULL LIMIT 1")
+        if dims and np.any(ok) and dims[0][0] != feats.shape[1] * 4:
+            raise StudyError(
+                f"Fisher features have {feats.shape[1]} columns but this study's have "
+                f"{dims[0][0] // 4}: they must come from the same task")
+        ids = [self.store.class_of(n)[0] for n in names]
+        self.store.set_fisher_features(ids, feats, ok, reasons)
+        self._bump_features()
+
+    def _bump_features(self) -> None:
+        with self.store.transaction() as c:
+            c.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 "
+                      "WHERE key = 'features_version'")
+        self._features = None
+
+    def featurize(self, *, build: Optional[Callable] = None, inputs: Any = None,
+                  targets: Any = None, featurizer: Optional[Callable] = None, chunk: int = 128,
+                  seed: int = 42, device: Any = None, progress: bool = True,
+                  embed: bool = True) -> Dict[str, int]:
+        """Compute missing output and Fisher features; resumable (each chunk is committed).
+
+        ``build``/``inputs``/``targets`` default to the study's task. ``featurizer`` defaults to
+        ``aq.fisher_features_for`` and is called as ``featurizer(build, names, inputs, targets,
+        seed=..., device=..., progress=False) -> (features [n, D], ok [n], reasons [n])``.
+        Classes whose outputs are not finite are never candidates and get no Fisher feature.
+        With ``embed`` the surrogate's UMAP embedding is computed and stored at the end.
+        """
+        missing_out = self.store.query("SELECT id, canonical FROM classes WHERE out_feat IS NULL")
+        if missing_out:
+            import aquasurf_fast as aq
+
+            feats = aq.output_features([name for _, name in missing_out])
+            self.store.set_output_features([i for i, _ in missing_out], feats)
+        with self.store.transaction() as c:
+            n_bad = c.execute(
+                "UPDATE classes SET fisher_ok = 0, fisher_reason = 'non-finite output features' "
+                "WHERE out_finite = 0 AND fisher_ok IS NULL").rowcount
+        todo = self.store.query("SELECT id, canonical FROM classes WHERE fisher_ok IS NULL "
+                                "ORDER BY id")
+        if todo:
+            if build is None or inputs is None:
+                spec = self.settings.get("task")
+                if not spec:
+                    raise StudyError("this study has no task: pass build, inputs and targets, or "
+                                     "create the study with a task")
+                from .tasks import load_task
+
+                task = load_task(spec)
+                build = build or task.build
+                if inputs is None:
+                    inputs, targets = task.fisher_batch()
+            if featurizer is None:
+                import aquasurf_fast as aq
+
+                featurizer = aq.fisher_features_for
+            bar = None
+            if progress:
+                from tqdm.auto import tqdm
+
+                bar = tqdm(total=len(todo), desc="Fisher features", unit="fn")
+            try:
+                for start in range(0, len(todo), chunk):
+                    part = todo[start:start + chunk]
+                    names = [name for _, name in part]
+                    feats, ok, reasons = featurizer(build, names, inputs, targets, seed=seed,
+                                                    device=device, progress=False)
+                    self.set_fisher_features(names, feats, ok, reasons)
+                    if bar is not None:
+                        bar.update(len(part))
+            finally:
+                if bar is not None:
+                    bar.close()
+        self._bump_features()
+        if embed and self.counts()["candidates"]:
+            # Fit UMAP now, once, so that the search's first surrogate suggestion does not keep every
+            # worker waiting; the embedding is stored in the study for all processes.
+            t0 = time.perf_counter()
+            self.surrogate()
+            if progress:
+                print(f"embedded {self.counts()['candidates']} candidates in "
+                      f"{time.perf_counter() - t0:.1f} s", flush=True)
+        return {"output": len(missing_out), "fisher": len(todo), "non_finite": n_bad}
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    def counts(self) -> Dict[str, int]:
+        rows = dict(self.store.query("SELECT status, count(*) FROM classes GROUP BY status"))
+        out = {s: int(rows.get(s, 0)) for s in ("pending", "running", "done", "failed")}
+        out["classes"] = sum(out.values())
+        out["names"] = int(self.store.query("SELECT count(*) FROM functions")[0][0])
+        cand = self._candidate_filter()
+        out["candidates"] = int(self.store.query(f"SELECT count(*) FROM classes WHERE {cand}")[0][0])
+        return out
+
+    def _has_fisher(self) -> bool:
+        return bool(self.store.query("SELECT 1 FROM classes WHERE fisher_ok = 1 LIMIT 1"))
+
+    def _candidate_filter(self) -> str:
+        # Without any Fisher feature (no model to featurize), the output features alone embed.
+        if self._has_fisher():
+            return "out_finite = 1 AND fisher_ok = 1"
+        return "out_finite = 1"
+
+    def _candidate_features(self):
+        """(class ids, output features, Fisher features or None), cached until features change."""
+        version = self.store.query("SELECT value FROM meta WHERE key = 'features_version'")[0][0]
+        if self._features is not None and self._features[0] == version:
+            return self._features[1:]
+        use_fisher = self._has_fisher()
+        rows = self.store.query(
+            f"SELECT id, out_feat, fisher_feat FROM classes WHERE {self._candidate_filter()} "
+            "ORDER BY id")
+        ids = np.array([r[0] for r in rows], dtype=np.int64)
+        out = (np.stack([from_blob(r[1]) for r in rows]) if rows
+               else np.zeros((0, 1000), dtype=np.float32))
+        fisher = None
+        if use_fisher:
+            fisher = (np.stack([from_blob(r[2]) for r in rows]) if rows
+                      else np.zeros((0, 1), dtype=np.float32))
+        self._features = (version, ids, out, fisher)
+        return ids, out, fisher
+
+    def surrogate(self):
+        """A Surrogate fitted on the current results (embedding from the study's cache)."""
+        from .surrogate import Surrogate
+
+        meta = self.settings
+        if self._surrogate is None:
+            self._surrogate = Surrogate(cache=EmbeddingCache(self.store))
+        if self._regressor_instance is None and meta["regressor"] == "custom":
+            raise StudyError("this study was created with a regressor instance, which is not "
+                             "stored in the file: pass it again, Study(path, regressor=...)")
+        self._surrogate.regressor = self._regressor_instance or meta["regressor"]
+        self._surrogate.random_state = meta["random_state"]
+        ids, out, fisher = self._candidate_features()
+        done = dict(self.store.query(
+            "SELECT id, score FROM classes WHERE status = 'done' AND score IS NOT NULL"))
+        pos = {cid: i for i, cid in enumerate(ids.tolist())}
+        idx = [pos[c] for c in done if c in pos]
+        scores = [done[ids[i]] for i in idx]
+        self._surrogate.fit(out, fisher, idx, scores)
+        self._surrogate.class_ids_ = ids
+        return self._surrogate
+
+    def predictions(self) -> Dict[int, float]:
+        """Predicted score per candidate class id (NaN before any finite result)."""
+        s = self.surrogate()
+        return dict(zip(s.class_ids_.tolist(), s.predict().tolist()))
+
+    def _ranking(self) -> List[int]:
+        """Candidate class ids, most promising first."""
+        s = self.surrogate()
+        ids = s.class_ids_
+        if ids.size == 0:
+            return []
+        pred = s.predict()
+        # Ties (and the no-information start) are broken by a fixed random order, not by id, so
+        # that the first suggestions are spread over the space rather than its first names.
+        tiebreak = np.random.RandomState(self.settings["random_state"]).permutation(ids.size)
+        key = np.where(np.isfinite(pred), pred, -np.inf)
+        order = np.lexsort((tiebreak, -key))
+        return ids[order].tolist()
+
+    # -- suggest and tell --------------------------------------------------------------------------
+
+    def suggest(self, n: int = 1, owner: Optional[str] = None) -> List[Claim]:
+        """Claim up to ``n`` classes to evaluate: pending baselines first, then the top predicted.
+
+        Returns their canonical names as ``Claim`` objects (fewer when the pool runs dry).
+        """
+        if n < 1:
+            return []
+        owner = owner or self.owner
+        meta = self.settings
+        lease_s = float(meta["lease_s"])
+        with self.store.transaction() as c:
+            self.store.expire_leases(c, time.time())
+        base_ids = []
+        for name in meta["baselines"]:
+            row = self.store.query("SELECT class_id FROM functions WHERE name IN (?, ?)",
+                                   (name, expression_name(name)))
+            if row and row[0][0] not in base_ids:
+                base_ids.append(row[0][0])
+        pending_base = self.store.query(
+            "SELECT id FROM classes WHERE status = 'pending' AND baseline = 1")
+        # The surrogate is fitted outside the write lock: the first fit of a large space takes a
+        # while (UMAP), and other processes must keep writing meanwhile. The ranking is re-checked
+        # against the statuses inside the transaction.
+        ranking = [] if len(pending_base) >= n else self._ranking()
+        claims = []
+        with self.store.transaction() as c:
+            now = time.time()
+            self.store.expire_leases(c, now)
+            pending = {r[0] for r in c.execute("SELECT id FROM classes WHERE status = 'pending'")}
+            for cid in base_ids + ranking:
+                if len(claims) == n:
+                    break
+                if cid not in pending:
+                    continue
+                pending.discard(cid)
+                token = self.store.claim(c, cid, owner, lease_s, now)
+                name = c.execute("SELECT canonical FROM classes WHERE id = ?", (cid,)).fetchone()[0]
+                claims.append(Claim(name, token, cid, now + lease_s))
+        return claims
+
+    def tell(self, name: str, score: float, runtime: Optional[float] = None, **metrics: Any) -> bool:
+        """Record the score of ``name`` for its whole class. Returns False if it already had one.
+
+        ``name`` may be a ``Claim`` from ``suggest`` or any member name of a class.
+        """
+        class_id = getattr(name, "class_id", None)
+        if class_id is None:
+            class_id = self.store.class_of(str(name))[0]
+        try:
+            score = float(score)
+        except (TypeError, ValueError):
+            raise StudyError(f"score must be a number, got {score!r}") from None
+        return self.store.record_result(class_id, score, metrics, runtime,
+                                        getattr(name, "token", None), self.owner)
+
+    def fail(self, name: str, error: str) -> Optional[str]:
+        """Record a failed evaluation; returns 'pending' (will be retried), 'failed', or None."""
+        class_id = getattr(name, "class_id", None)
+        if class_id is None:
+            class_id = self.store.class_of(str(name))[0]
+        return self.store.record_failure(class_id, str(error), getattr(name, "token", None),
+                                         self.owner, int(self.settings["max_retries"]))
+
+    def release(self, claims: Sequence[Claim]) -> int:
+        """Give claims back unevaluated."""
+        return self.store.release([c.token for c in claims], self.owner)
+
+    def renew(self, claims: Sequence[Claim]) -> int:
+        """Extend the leases of claims still being worked on."""
+        return self.store.renew([c.token for c in claims], float(self.settings["lease_s"]))
+
+    # -- the loop ----------------------------------------------------------------------------------
+
+    def run(self, evaluate: Optional[Callable[[str], Any]] = None, budget: int = 50,
+            workers: int = 1, executor=None, timeout: Optional[float] = None,
+            progress: bool = True, max_consecutive_failures: int = 10,
+            poll_s: float = 0.2) -> Dict[str, Any]:
+        """Evaluate candidates until the study holds ``budget`` results (baselines included).
+
+        ``evaluate(name)`` returns a score or a mapping with ``score`` or ``val_acc`` (other entries
+        become metrics); by default the study's task trains with ``aq.Activation(name)``.
+        ``workers`` worker processes (0: in this process) unless an ``executor`` is given. Safe to
+        run from several processes on one file, and to run again after an interruption: it goes on
+        from what the file holds. Ctrl-C gives the running claims back and re-raises.
+
+        Worker processes are started with "spawn": ``evaluate`` must be picklable (a module-level
+        function or an instance of a module-level class), and a script calling ``run`` needs the
+        usual ``if __name__ == "__main__":`` guard.
+        """
+        from .executors import default_executor
+
+        if evaluate is None:
+            spec = self.settings.get("task")
+            if not spec:
+                raise StudyError("this study has no task: pass evaluate=, or create it with a task")
+            from .tasks import TaskEvaluator
+
+            evaluate = TaskEvaluator(spec)
+        if budget < 0:
+            raise StudyError(f"budget must be >= 0, got {budget}")
+        executor = executor or default_executor(workers, timeout=timeout)
+        lease_s = float(self.settings["lease_s"])
+        in_flight: Dict[str, Claim] = {}
+        stats = {"evaluated": 0, "failed_attempts": 0, "stale": 0}
+        failures_in_row, last_error = 0, ""
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=budget, initial=min(budget, self.counts()["done"]), desc="search",
+                       unit="eval")
+        last_renew = time.monotonic()
+        executor.start(evaluate)
+        try:
+            while True:
+                counts = self.counts()
+                want = budget - counts["done"] - counts["running"]
+                free = executor.free_slots()
+                if want > 0 and free > 0:
+                    for claim in self.suggest(min(free, want)):
+                        executor.submit(claim.token, str(claim))
+                        in_flight[claim.token] = claim
+                if not in_flight:
+                    if counts["done"] >= budget:
+                        break
+                    if counts["running"] == 0 and (want <= 0 or counts["pending"] == 0
+                                                   or not self._has_pending_candidate()):
+                        break  # the pool is exhausted
+                    # Others hold the remaining claims: wait for their results or lease expiry.
+                    time.sleep(min(1.0, max(poll_s, lease_s / 20)))
+                    continue
+                for outcome in executor.wait(poll_s):
+                    claim = in_flight.pop(outcome.key)
+                    if outcome.ok:
+                        failures_in_row = 0
+                        if self.tell(claim, outcome.score, runtime=outcome.runtime,
+                                     **outcome.metrics):
+                            stats["evaluated"] += 1
+                            if bar is not None:
+                                bar.update(1)
+                                bar.set_postfix_str(f"{claim} {outcome.score:.4g}")
+                        else:
+                            stats["stale"] += 1
+                    else:
+                        stats["failed_attempts"] += 1
+                        failures_in_row += 1
+                        last_error = outcome.error
+                        self.fail(claim, outcome.error)
+                        if failures_in_row >= max_consecutive_failures:
+                            raise StudyError(
+                                f"{failures_in_row} evaluations in a row failed; the last one "
+                                f"({claim}):\n{last_error.strip()}")
+                if in_flight and time.monotonic() - last_renew > lease_s / 3:
+                    lost = len(in_flight) - self.renew(list(in_flight.values()))
+                    stats["stale"] += max(0, lost)
+                    last_renew = time.monotonic()
+        except BaseException:
+            keys = executor.stop()
+            self.release([in_flight[k] for k in keys if k in in_flight])
+            in_flight.clear()
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+            if in_flight:
+                self.release(list(in_flight.values()))
+            executor.shutdown()
+        stats.update(self.counts())
+        return stats
+
+    def _has_pending_candidate(self) -> bool:
+        cand = self._candidate_filter()
+        return bool(self.store.query(
+            f"SELECT 1 FROM classes WHERE status = 'pending' AND (baseline = 1 OR ({cand})) LIMIT 1"))
+
+    # -- results -----------------------------------------------------------------------------------
+
+    def results(self, include_pending: bool = False) -> List[Dict[str, Any]]:
+        """One dict per class: name, status, score, metrics, runtime, attempts, error, members."""
+        import json
+
+        where = "" if include_pending else "WHERE c.status IN ('done', 'failed', 'running')"
+        rows = self.store.query(
+            "SELECT c.id, c.canonical, c.status, c.score, c.metrics, c.runtime, c.attempts, "
+            "c.error, c.eval_index, c.baseline, c.claim_owner, c.claimed_at, c.finished_at, "
+            f"group_concat(f.name, ' ') FROM classes c JOIN functions f ON f.class_id = c.id {where} "
+            "GROUP BY c.id ORDER BY c.eval_index IS NULL, c.eval_index, c.id")
+        out = []
+        for (cid, name, status, score, metrics, runtime, attempts, error, eval_index, baseline,
+             claim_owner, claimed_at, finished_at, members) in rows:
+            members = sorted(members.split(" "), key=lambda m: (m != name, m))
+            out.append({
+                "class_id": cid, "name": name, "status": status,
+                "score": float("nan") if score is None else score,
+                "metrics": json.loads(metrics) if metrics else {},
+                "runtime": runtime, "attempts": attempts, "error": error,
+                "eval_index": eval_index, "baseline": bool(baseline),
+                "claim_owner": claim_owner, "claimed_at": claimed_at, "finished_at": finished_at,
+                "members": members,
+            })
+        return out
+
+    def top(self, k: int = 10) -> List[Dict[str, Any]]:
+        """The ``k`` best evaluated classes, best first."""
+        done = [r for r in self.results() if r["status"] == "done" and math.isfinite(r["score"])]
+        done.sort(key=lambda r: (-r["score"], r["eval_index"]))
+        return done[:k]
+
+    def best(self) -> Optional[Dict[str, Any]]:
+        best = self.top(1)
+        return best[0] if best else None
+
+    def events(self, limit: int = 100) -> List[Tuple]:
+        return self.store.query(
+            "SELECT e.time, e.kind, c.canonical, e.owner, e.detail FROM events e "
+            "LEFT JOIN classes c ON c.id = e.class_id ORDER BY e.id DESC LIMIT ?", (limit,))
+
+
+__all__ = ["Study", "Claim", "StudyError", "DEFAULT_BASELINES", "expression_name"]

@@ -1,0 +1,110 @@
+"""Training tasks a study evaluates candidates on.
+
+A task is anything exposing three things:
+
+- ``build(activation) -> torch.nn.Module``: the network, with ``activation`` (a module) placed
+  wherever the architecture applies its nonlinearity;
+- ``fisher_batch``: the fixed ``(inputs, targets)`` batch of the Fisher features, or a function of
+  no arguments returning it;
+- ``train_eval(activation) -> dict``: train the network and return at least ``val_acc`` (the score the
+  search maximises), and ideally ``test_acc``, ``train_loss``, ``val_loss`` and ``runtime``.
+
+Built in: ``mnist1d`` and ``digits``. A user task is a Python file (``path/to/task.py``) or an
+importable module (``mypackage.mytask``) with the same names.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any, Callable, Tuple
+
+BUILTIN_TASKS = ("mnist1d", "digits")
+
+
+@dataclass(frozen=True)
+class Task:
+    spec: str
+    build: Callable[[Any], Any]
+    train_eval: Callable[[Any], dict]
+    _fisher_batch: Any
+
+    def fisher_batch(self) -> Tuple[Any, Any]:
+        batch = self._fisher_batch() if callable(self._fisher_batch) else self._fisher_batch
+        if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
+            raise ValueError(f"task {self.spec}: fisher_batch must be an (inputs, targets) pair")
+        return batch[0], batch[1]
+
+
+def resolve_spec(spec: str) -> str:
+    """A task spec that means the same from any directory: built-in name, absolute file, module."""
+    if spec in BUILTIN_TASKS:
+        return spec
+    if spec.endswith(".py") or os.sep in spec:
+        if not os.path.isfile(spec):
+            raise ValueError(f"task file {spec!r} does not exist")
+        return os.path.abspath(spec)
+    return spec
+
+
+def _load_module(spec: str):
+    if spec in BUILTIN_TASKS:
+        return importlib.import_module(f"aquasurf_fast.tasks.{spec}")
+    if spec.endswith(".py") or os.path.isfile(spec):
+        if not os.path.isfile(spec):
+            raise ValueError(f"task file {spec!r} does not exist")
+        name = "aquasurf_user_task_" + str(abs(hash(os.path.abspath(spec))))
+        if name in sys.modules:
+            return sys.modules[name]
+        module_spec = importlib.util.spec_from_file_location(name, spec)
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[name] = module  # worker processes unpickle references to it by this name
+        try:
+            module_spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[name]
+            raise
+        return module
+    try:
+        return importlib.import_module(spec)
+    except ModuleNotFoundError as exc:
+        raise ValueError(
+            f"unknown task {spec!r}: use {' or '.join(BUILTIN_TASKS)}, a .py file, or an importable "
+            f"module ({exc})"
+        ) from None
+
+
+def load_task(spec: str) -> Task:
+    """The task named by ``spec`` (built-in name, Python file, or module path)."""
+    spec = resolve_spec(spec)
+    module = _load_module(spec)
+    missing = [n for n in ("build", "fisher_batch", "train_eval") if not hasattr(module, n)]
+    if missing:
+        raise ValueError(f"task {spec!r} lacks {', '.join(missing)} (see aquasurf_fast.tasks)")
+    return Task(spec, module.build, module.train_eval, module.fisher_batch)
+
+
+class TaskEvaluator:
+    """``evaluate(name)`` for a study: train the task with ``aq.Activation(name)``.
+
+    Picklable (it carries only the task spec) so worker processes load the task themselves.
+    """
+
+    def __init__(self, spec: str):
+        self.spec = resolve_spec(spec)
+        self._task = None
+
+    def __getstate__(self):
+        return {"spec": self.spec, "_task": None}
+
+    def __call__(self, name: str) -> dict:
+        import aquasurf_fast as aq
+
+        if self._task is None:
+            self._task = load_task(self.spec)
+        return dict(self._task.train_eval(aq.Activation(name)))
+
+
+__all__ = ["BUILTIN_TASKS", "Task", "TaskEvaluator", "load_task", "resolve_spec"]

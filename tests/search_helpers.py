@@ -1,0 +1,47 @@
+"""Synthetic search spaces and fake evaluations shared by the search tests (no engine needed)."""
+import numpy as np
+import aquasurf_fast as aq
+
+BASELINES = ["elu", "relu", "selu", "sigmoid", "softplus", "softsign", "swish", "tanh"]
+
+
+def has(name: str) -> bool:
+    """Whether the package provides ``name`` (the engine and Fisher parts land separately)."""
+    try:
+        getattr(aq, name)
+    except (AttributeError, ImportError):
+        return False
+    return True
+
+
+def engine_available() -> bool:
+    return all(has(n) for n in ("output_features", "equivalence_classes", "Activation"))
+
+
+def synthetic_space(n_extra=24, n_fisher=40, seed=0, duplicates=0):
+    """Classes (baselines + f0..), output features and Fisher CDF-like features, all finite."""
+    rng = np.random.default_rng(seed)
+    names = BASELINES + [f"f{i}" for i in range(n_extra)]
+    classes = [[n] for n in names]
+    for i in range(duplicates):
+        classes[len(BASELINES) + i].append(f"g{i}")
+    out = rng.normal(size=(len(classes), 1000)).astype(np.float32)
+    fisher = np.sort(rng.random((len(classes), n_fisher)), axis=1).astype(np.float32)
+    return classes, out, fisher
+
+
+def make_study(path, n_extra=24, seed=0, **kwargs):
+    classes, out, fisher = synthetic_space(n_extra, seed=seed)
+    study = aq.Study(str(path), **kwargs)
+    study.add_classes(classes, out)
+    study.set_fisher_features([c[0] for c in classes], fisher)
+    return study
+
+
+def fake_score(name: str) -> float:
+    """A deterministic score in [0, 1) from the name (stable across processes, unlike hash())."""
+    return (sum(ord(ch) * (i + 1) for i, ch in enumerate(name)) % 997) / 997.0
+
+
+def fake_evaluate(name: str) -> float:
+    return fake_score(name)

@@ -1,0 +1,144 @@
+import csv
+import json
+
+import pytest
+
+from aquasurf_fast.cli import main
+from search_helpers import BASELINES, engine_available, fake_evaluate, has, make_study
+
+import aquasurf_fast as aq
+
+
+def run_cli(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("command", ["", "init", "featurize", "search", "status", "top", "plot",
+                                     "export", "quickstart"])
+def test_help_everywhere(capsys, command):
+    with pytest.raises(SystemExit) as exc:
+        main(([command] if command else []) + ["--help"])
+    assert exc.value.code == 0
+    assert "usage: aquasurf" in capsys.readouterr().out
+
+
+def test_missing_study_is_one_clear_line(capsys, tmp_path):
+    code, out, err = run_cli(capsys, "status", tmp_path / "nope.db")
+    assert code == 2 and err.count("\n") == 1 and "no such study" in err
+
+
+def test_foreign_file_is_one_clear_line(capsys, tmp_path):
+    (tmp_path / "x.db").write_text("not a study\n" * 20)
+    code, out, err = run_cli(capsys, "top", tmp_path / "x.db")
+    assert code == 1 and err.count("\n") == 1 and "not an aquasurf study" in err
+
+
+def test_export_without_target_is_a_usage_error(capsys, tmp_path):
+    make_study(tmp_path / "s.db", n_extra=2).close()
+    code, _, err = run_cli(capsys, "export", tmp_path / "s.db")
+    assert code == 2 and "--csv" in err
+
+
+def test_status_top_plot_export_on_a_searched_study(capsys, tmp_path):
+    path = tmp_path / "s.db"
+    study = make_study(path, n_extra=12)
+    study.run(fake_evaluate, budget=12, workers=0, progress=False)
+    claim = study.suggest(1)[0]
+    study.close()
+
+    code, out, _ = run_cli(capsys, "status", path)
+    assert code == 0 and "12 done, 1 running" in out and str(claim) in out and "best" in out
+
+    code, out, _ = run_cli(capsys, "top", path, "-k", 3)
+    assert code == 0 and len([l for l in out.splitlines() if l.strip()[:1].isdigit()]) == 3
+    assert "ref" in out  # relu's line for comparison
+
+    code, out, _ = run_cli(capsys, "plot", path, "--out", tmp_path / "plots")
+    assert code == 0
+    for png in ("embedding_observed.png", "embedding_predicted.png", "best_so_far.png"):
+        with open(tmp_path / "plots" / png, "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+    code, _, _ = run_cli(capsys, "export", path, "--csv", tmp_path / "r.csv",
+                         "--json", tmp_path / "r.json")
+    assert code == 0
+    with open(tmp_path / "r.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 13 and {r["status"] for r in rows} == {"done", "running"}
+    bench = json.loads((tmp_path / "r.json").read_text())
+    assert len(bench) == 12 and set(BASELINES) <= set(bench)
+    assert len(bench["relu"]["Fisher log eigenvalue CDF"]) == 40
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (engine_available() and has("fisher_features_for")),
+                    reason="needs the engine and the Fisher features")
+def test_end_to_end_on_a_tiny_space(capsys, tmp_path):
+    names = tmp_path / "names.txt"
+    names.write_text("# a tiny space\nmax(relu(x),tanh(x))\nmul(x,sigmoid(x))\nswish(x)\n"
+                     "min(x,abs(x))\nadd(elu(x),softsign(x))\n")
+    path = tmp_path / "s.db"
+    code, out, err = run_cli(capsys, "init", path, "--task", "digits", "--names", names)
+    assert code == 0, err
+    code, out, err = run_cli(capsys, "featurize", path, "--no-progress")
+    assert code == 0, err
+    code, out, err = run_cli(capsys, "search", path, "--budget", 10, "--workers", 1,
+                             "--no-progress")
+    assert code == 0, err
+    assert "relu" in out
+    study = aq.Study(str(path))
+    assert study.counts()["done"] == 10
+    # mul(x,sigmoid(x)) and swish(x) are one class: evaluated once, reported for both.
+    (row,) = [r for r in study.results() if "swish" in r["members"]]
+    assert "mul(x,sigmoid(x))" in row["members"]
+    code, _, err = run_cli(capsys, "plot", path, "--out", tmp_path)
+    assert code == 0, err
+
+
+@pytest.mark.skipif(not engine_available() and not has("output_features"),
+                    reason="needs the expression engine")
+def test_init_builds_the_space_from_schemas_and_names(capsys, tmp_path):
+    names = tmp_path / "names.txt"
+    names.write_text("mul(x,sigmoid(x))  # swish\nmax(relu(x),tanh(x))\n")
+    path = tmp_path / "s.db"
+    code, out, err = run_cli(capsys, "init", path, "--schema", "binary(unary(x),unary(x))",
+                             "--unary", "relu,tanh,identity", "--names", names,
+                             "--baselines", "relu,swish")
+    assert code == 0, err
+    study = aq.Study(str(path))
+    c = study.counts()
+    # 7 binary ops x 3 x 3 = 63 schema names, 2 from the file, and swish(x) as a baseline
+    assert c["names"] == 63 + 2 + 1
+    members = {m: r["name"] for r in study.results(include_pending=True) for m in r["members"]}
+    assert members["mul(x,sigmoid(x))"] == "swish(x)"  # the baseline names its class
+    assert [str(s) for s in study.suggest(2)] == ["relu(x)", "swish(x)"]
+    code, _, err = run_cli(capsys, "init", path)
+    assert code == 2 and "already exists" in err
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not engine_available(), reason="needs the expression engine and Activation")
+def test_search_trains_with_the_engine_activation(capsys, tmp_path):
+    """init -> (Fisher features stand-in) -> search with a worker process -> top, export."""
+    import numpy as np
+
+    names = tmp_path / "names.txt"
+    names.write_text("max(relu(x),tanh(x))\nmul(x,sigmoid(x))\nmin(x,abs(x))\n")
+    path = tmp_path / "s.db"
+    assert run_cli(capsys, "init", path, "--task", "digits", "--names", names,
+                   "--baselines", "relu,tanh")[0] == 0
+    study = aq.Study(str(path))
+    rows = study.store.query("SELECT canonical FROM classes WHERE out_finite = 1")
+    # Any finite features will do: what is under test is the loop around them.
+    feats = np.stack([np.linspace(0, 1, 12) ** (1 + i) for i in range(len(rows))])
+    study.set_fisher_features([r[0] for r in rows], feats)
+    study.close()
+    code, out, err = run_cli(capsys, "search", path, "--budget", 3, "--workers", 1,
+                             "--no-progress")
+    assert code == 0, err
+    assert "ref" in out and "relu" in out
+    study = aq.Study(str(path))
+    assert study.counts()["done"] == 3
+    assert all(0.5 < r["score"] <= 1.0 and "test_acc" in r["metrics"] for r in study.top(3))

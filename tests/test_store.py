@@ -1,0 +1,140 @@
+import multiprocessing as mp
+import os
+import sqlite3
+import time
+
+import numpy as np
+import pytest
+
+import aquasurf_fast as aq
+from aquasurf_fast.store import StudyError
+from search_helpers import fake_score, make_study, synthetic_space
+
+
+def _worker(path, n_evals, out_queue):
+    """Suggest and tell until the pool is empty, as a separate process would."""
+    study = aq.Study(path, owner=f"worker-{os.getpid()}")
+    told = []
+    while len(told) < n_evals:
+        claims = study.suggest(1)
+        if not claims:
+            break
+        for claim in claims:
+            assert study.tell(claim, fake_score(claim), loss=1.0)
+            told.append(str(claim))
+    out_queue.put(told)
+
+
+def test_features_are_float32_blobs(tmp_path):
+    study = make_study(tmp_path / "s.db", n_extra=4)
+    rows = study.store.query("SELECT typeof(out_feat), length(out_feat), typeof(fisher_feat) "
+                             "FROM classes")
+    assert set(rows) == {("blob", 4000, "blob")}
+    ids, out, fisher = study._candidate_features()
+    classes, out_ref, fisher_ref = synthetic_space(4)
+    np.testing.assert_array_equal(out, out_ref)
+    np.testing.assert_array_equal(fisher, fisher_ref)
+
+
+def test_file_is_wal_and_versioned(tmp_path):
+    make_study(tmp_path / "s.db", n_extra=2).close()
+    conn = sqlite3.connect(tmp_path / "s.db")
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+
+
+@pytest.mark.slow
+def test_four_processes_never_evaluate_a_class_twice_nor_lose_a_result(tmp_path):
+    path = str(tmp_path / "s.db")
+    study = make_study(path, n_extra=32)
+    study.surrogate()  # fit the embedding once; the workers read it from the file
+    n_classes = study.counts()["classes"]
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_worker, args=(path, n_classes, queue)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    told = [name for _ in procs for name in queue.get(timeout=120)]
+    for p in procs:
+        p.join(30)
+        assert p.exitcode == 0
+    assert len(told) == len(set(told)) == n_classes
+    results = {r["name"]: r["score"] for r in study.results()}
+    assert len(results) == n_classes
+    assert all(results[n] == pytest.approx(fake_score(n)) for n in told)
+    kinds = [e[1] for e in study.events(10_000)]
+    assert kinds.count("result") == n_classes and "duplicate_result" not in kinds
+
+
+def test_result_is_written_once(tmp_path):
+    study = make_study(tmp_path / "s.db", n_extra=2)
+    assert study.tell("relu", 0.9)
+    assert not study.tell("relu", 0.1)
+    assert study.top(1)[0]["score"] == 0.9
+
+
+def test_stale_worker_cannot_overwrite_or_undo(tmp_path):
+    study = make_study(tmp_path / "s.db", n_extra=2, lease_s=0.2)
+    (stale,) = study.suggest(1)
+    time.sleep(0.3)
+    (fresh,) = study.suggest(1)  # the expired claim's class comes back first: it is a baseline
+    assert str(fresh) == str(stale) and fresh.token != stale.token
+    assert study.fail(stale, "late crash report") is None  # ignored: not the current claim
+    assert study.results()[0]["status"] == "running"
+    assert study.tell(fresh, 0.8)
+    assert not study.tell(stale, 0.1)
+    assert study.top(1)[0]["score"] == 0.8
+
+
+def test_text_file_is_not_a_study(tmp_path):
+    path = tmp_path / "notes.db"
+    path.write_text("hello, this is not a database\n" * 50)
+    with pytest.raises(StudyError, match="not an aquasurf study"):
+        aq.Study(str(path))
+
+
+def test_foreign_sqlite_file_is_not_a_study(tmp_path):
+    path = tmp_path / "other.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE t (x)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StudyError, match="SQLite database but not an aquasurf study"):
+        aq.Study(str(path))
+
+
+def test_corrupt_study_gives_clear_error(tmp_path):
+    path = tmp_path / "s.db"
+    make_study(path, n_extra=24).close()
+    size = os.path.getsize(path)
+    with open(path, "r+b") as f:
+        f.seek(4096)
+        f.write(np.random.default_rng(0).bytes(size - 4096))
+    with pytest.raises(StudyError, match="corrupt|damaged|malformed"):
+        study = aq.Study(str(path))
+        study.counts()
+        study.results()
+
+
+def test_newer_schema_is_refused(tmp_path):
+    path = tmp_path / "s.db"
+    make_study(path, n_extra=1).close()
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version = 99")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StudyError, match="newer"):
+        aq.Study(str(path))
+
+
+def test_study_error_is_a_value_error():
+    assert issubclass(StudyError, ValueError)
+
+
+def test_adding_in_batches_merges_equal_outputs(tmp_path):
+    classes, out, _ = synthetic_space(4)
+    study = aq.Study(str(tmp_path / "s.db"))
+    study.add_classes(classes[:6], out[:6])
+    n_classes, n_names = study.add_classes([["h0"], ["h1"]], np.stack([out[0], out[7]]))
+    assert (n_classes, n_names) == (1, 2)
+    assert study.store.class_of("h0") == study.store.class_of(classes[0][0])
