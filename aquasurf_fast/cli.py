@@ -9,7 +9,7 @@ import sys
 import time
 from typing import List, Optional, Sequence
 
-BENCHMARK_SCHEMA = "binary(unary(x),unary(x))"
+from .expr import BENCHMARK_SCHEMA
 
 
 class UsageError(Exception):
@@ -41,15 +41,22 @@ def _open(path: str):
 
 # -- init ------------------------------------------------------------------------------------------
 
+def _unary_ops(choice: str):
+    """--unary: "benchmark" (the paper's 27), "all" (31) or a comma-separated list."""
+    import aquasurf_fast as aq
+
+    if choice == "benchmark":
+        return aq.BENCHMARK_UNARY_OPS
+    if choice == "all":
+        return aq.UNARY_OPS
+    return tuple(u.strip() for u in choice.split(",") if u.strip())
+
+
 def _space_names(args) -> List[str]:
     import aquasurf_fast as aq
 
     names: List[str] = []
-    unary = None
-    if args.unary == "benchmark":
-        unary = aq.BENCHMARK_UNARY_OPS
-    elif args.unary != "all":
-        unary = tuple(u.strip() for u in args.unary.split(",") if u.strip())
+    unary = _unary_ops(args.unary)
     schemas = list(args.schema or [])
     if not schemas and not args.names:
         schemas = [BENCHMARK_SCHEMA]
@@ -259,6 +266,32 @@ def cmd_plot(args) -> int:
     return 0
 
 
+# -- space -----------------------------------------------------------------------------------------
+
+def cmd_space(args) -> int:
+    import aquasurf_fast as aq
+
+    unary = _unary_ops(args.unary)
+    space = aq.SchemaSpace(args.schema, unary=unary)
+    print(f"featurizing {len(space):,} names of {args.schema} ({len(unary)} unary operators) "
+          f"on {aq.num_threads()} threads ...", flush=True)
+    result = aq.schema_classes(args.schema, unary=unary)
+    n_nonfinite = int((~result.finite).sum())
+    print(f"names                 {result.n_names:>12,}")
+    print(f"classes               {result.n_classes:>12,}")
+    print(f"  finite outputs      {result.n_classes - n_nonfinite:>12,}  (surrogate candidates)")
+    print(f"  NaN or inf outputs  {n_nonfinite:>12,}")
+    print(f"time                  {result.seconds:>11.2f}s")
+    import numpy as np
+
+    sizes = np.bincount(result.class_of)
+    if args.show > 0:
+        print("largest classes:")
+        for c in np.argsort(-sizes, kind="stable")[:args.show]:
+            print(f"  {int(sizes[c]):>6,} names  e.g. {result.space[int(result.representatives[c])]}")
+    return 0
+
+
 # -- quickstart ------------------------------------------------------------------------------------
 
 def cmd_quickstart(args) -> int:
@@ -338,6 +371,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--csv", help="CSV file to write")
     sp.add_argument("--json", help="JSON file to write")
     sp.add_argument("--all", action="store_true", help="include unevaluated classes in the CSV")
+
+    sp = sub.add_parser("space", help="featurize a search space and summarize its equivalence classes",
+                        description="Featurize every name of a schema on the probe inputs and count its "
+                                    "equivalence classes, without building the names.")
+    sp.add_argument("schema", nargs="?", default=BENCHMARK_SCHEMA, help=f"default {BENCHMARK_SCHEMA}")
+    sp.add_argument("--unary", default="benchmark",
+                    help="unary ops: benchmark (the 27 of the paper), all, or a comma-separated list "
+                         "(default benchmark)")
+    sp.add_argument("--show", type=int, default=5, help="largest classes to list (default 5)")
+    sp.set_defaults(fn=cmd_space)
 
     sp = add("quickstart", "init (if needed), featurize and search in one go", cmd_quickstart)
     sp.add_argument("--task", default="mnist1d", help="task (default mnist1d)")
