@@ -4,6 +4,7 @@
 namespace py = pybind11;
 
 namespace aqf {
+void bind_fisher(py::module_& m);
 }  // namespace aqf
 
 PYBIND11_MODULE(_C, m) {
@@ -13,4 +14,5 @@ PYBIND11_MODULE(_C, m) {
 #else
   m.attr("built_with_cuda") = false;
 #endif
+  aqf::bind_fisher(m);
 }
