@@ -66,7 +66,7 @@ setup(
         "search": ["umap-learn>=0.5.4", "scikit-learn>=1.1", "matplotlib>=3.5", "mnist1d>=0.0.2"],
         "ray": ["ray>=2.9"],
         "cuda": ["cupy-cuda12x"],
-        "test": ["pytest>=7", "hypothesis>=6"],
+        "test": ["pytest>=7", "hypothesis>=6", "curvlinops-for-pytorch>=3.0"],
     },
     entry_points={"console_scripts": ["aquasurf=aquasurf_fast.cli:main"]},
     zip_safe=False,
