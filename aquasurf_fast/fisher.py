@@ -106,12 +106,20 @@ def _gram_triangle(x: torch.Tensor) -> torch.Tensor:
     return out
 
 
+# Products below this many multiply-adds run in float64: they are cheap, and they are the small,
+# ill-conditioned factors (1x1 convolutions, classifier layers, gradients over few locations)
+# where float32 sums move eigenvalues near 1e-6 of the largest by more than 1e-4 relative.
+_FLOAT64_MAC_BUDGET = 3e8
+
+
 def _rows_factor(x: torch.Tensor, groups: int, bias: bool, scale: float) -> _Factor:
     """Factor of the rows of x [N, groups * d] (one factor per column group), ``scale`` times the
     sum of the outer products of the rows, with a 1 prepended to every row when ``bias``."""
     n, total = x.shape
     d = total // groups
     dim = d + int(bias)
+    if n * min(n, dim) ** 2 * groups <= _FLOAT64_MAC_BUDGET:
+        x = x.double()
     if n < dim:
         # Gram matrix: same nonzero eigenvalues as the d x d covariance.
         xg = x.reshape(n, groups, d).transpose(0, 1)  # [groups, n, d]
