@@ -20,6 +20,9 @@ How the factors are computed (each equals the definition to float32 rounding):
   ``13 C^2`` multiply-adds per input pixel instead of ``81 C^2 / 2`` for a 3x3 kernel on im2col.
 * other layers: im2col (or the plain input) and only the upper triangle of ``X^T X``, in column
   blocks, mirrored.
+* eigenvalues below LAPACK's error bound (``dim * eps64 * max``) are exact zeros numerically
+  (dead units, rank deficiency) and are set to 0, hence dropped and counted
+  (``numerical_zeros_to_zero``).
 * when the number of rows ``N = B T`` is smaller than a factor's dimension, the Gram matrix
   ``X X^T`` (N x N) is decomposed instead: it has the same nonzero eigenvalues, and the factor's
   remaining ``dim - N`` eigenvalues are exactly zero (reported as zeros, hence dropped).
@@ -311,10 +314,27 @@ def _grad_factor(module: nn.Module, g: torch.Tensor, batch: int) -> _Factor:
 def _eigvalsh(factor: _Factor) -> np.ndarray:
     """float64 eigenvalues [n_groups, dim] (ascending) of a factor."""
     ev = torch.linalg.eigvalsh(factor.mat.double()) * factor.scale
-    ev = ev.cpu().numpy()
+    ev = numerical_zeros_to_zero(ev.cpu().numpy())
     if ev.shape[1] < factor.dim:
         pad = np.zeros((ev.shape[0], factor.dim - ev.shape[1]))
         ev = np.sort(np.concatenate([ev, pad], axis=1), axis=1)
+    return ev
+
+
+def numerical_zeros_to_zero(ev: np.ndarray) -> np.ndarray:
+    """Set eigenvalues with ``|lambda| <= dim * eps64 * max|lambda|`` (per group) to exactly 0.
+
+    A factor with exactly zero directions (dead units, fewer rows than columns) has eigenvalues
+    that are 0 in exact arithmetic; LAPACK returns them as +-1e-20 .. 1e-70 of the largest, below
+    its own error bound (about dim * eps * ||A||). Half of them are positive and their logs land
+    anywhere in [-100, 100], so left alone they would make the feature depend on rounding. As
+    zeros they are dropped and counted with the non-positive ones (SPEC section 4).
+    """
+    ev = np.array(ev, dtype=np.float64, copy=True)
+    if ev.size == 0:
+        return ev
+    tol = ev.shape[-1] * np.finfo(np.float64).eps * np.abs(ev).max(axis=-1, keepdims=True)
+    ev[np.abs(ev) <= tol] = 0.0
     return ev
 
 

@@ -92,8 +92,11 @@ def layer_factors_reference(model: nn.Module, inputs, targets, loss=None) -> Lis
 
 
 def eigvals_reference(factor: torch.Tensor) -> np.ndarray:
-    """float64 eigenvalues [n_groups, dim] ascending. Mirrors fisher._eigvalsh."""
-    return torch.linalg.eigvalsh(factor.double()).numpy()
+    """float64 eigenvalues [n_groups, dim] ascending, those below LAPACK's error bound
+    (dim * eps * max) set to 0. Mirrors fisher._eigvalsh."""
+    ev = torch.linalg.eigvalsh(factor.double()).numpy()
+    tol = ev.shape[-1] * np.finfo(np.float64).eps * np.abs(ev).max(axis=-1, keepdims=True)
+    return np.where(np.abs(ev) <= tol, 0.0, ev)
 
 
 def layer_cdf_reference(eig_A: np.ndarray, eig_G: np.ndarray, num_weights: int):

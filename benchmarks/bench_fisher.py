@@ -69,8 +69,9 @@ def plain_factors(model, x, y):
 def eig_and_hist(factors):
     feats, eigs = [], []
     for m, a, g in factors:
-        ea = torch.linalg.eigvalsh(a.double()).cpu().numpy()
-        eg = torch.linalg.eigvalsh(g.double()).cpu().numpy()
+        # the same zero rule as ours, so that features compare like for like
+        ea = fz.numerical_zeros_to_zero(torch.linalg.eigvalsh(a.double()).cpu().numpy())
+        eg = fz.numerical_zeros_to_zero(torch.linalg.eigvalsh(g.double()).cpu().numpy())
         eigs.append((ea, eg))
         n = m.weight.numel() + (m.bias.numel() if m.bias is not None else 0)
         if n // 100 < 2:
@@ -188,11 +189,11 @@ def run_case(name, build, x, y, repeats, device, rate, with_curvlinops=True):
         for got, want in ((layer.eig_A.ravel(), ea), (layer.eig_G.ravel(), eg)):
             want = np.sort(want)
             got = np.sort(got)
-            # Both sides sum in float32 here, so only eigenvalues well above the float32 rounding
-            # of the largest are comparable (tests check 1e-6 against float64 sums).
+            # The plain pipeline sums in float32, so only eigenvalues well above its rounding
+            # are comparable, to 1e-3 (tests check 1e-6 of the max to 1e-4 against float64 sums).
             big = want > 1e-4 * want.max()
             worst = max(worst, float(np.max(np.abs(got[big] - want[big]) / want[big])))
-    assert worst < 1e-4, f"{name}: eigenvalues differ from the plain pipeline by {worst:.2e} relative"
+    assert worst < 1e-3, f"{name}: eigenvalues differ from the plain pipeline by {worst:.2e} relative"
     assert f_ours.shape == f_plain.shape
     feat_diff = float(np.abs(f_ours - f_plain).max())
     # warm-up done above; timed repeats
