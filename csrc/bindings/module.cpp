@@ -4,6 +4,8 @@
 namespace py = pybind11;
 
 namespace aqf {
+void bind_expr(py::module_& m);
+void bind_evaluate(py::module_& m);
 void bind_fisher(py::module_& m);
 }  // namespace aqf
 
@@ -14,5 +16,7 @@ PYBIND11_MODULE(_C, m) {
 #else
   m.attr("built_with_cuda") = false;
 #endif
+  aqf::bind_expr(m);
+  aqf::bind_evaluate(m);
   aqf::bind_fisher(m);
 }

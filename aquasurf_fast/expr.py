@@ -1,0 +1,148 @@
+"""Activation functions as expressions (SPEC section 2): parsing, canonical names, schemas.
+
+The grammar and the operator table live in the C++ core (one parser for every path); this module
+turns its postfix output into immutable, hashable :class:`Expr` trees and enumerates schemas.
+"""
+from __future__ import annotations
+
+import itertools
+from functools import lru_cache
+from typing import Iterator, Optional, Sequence
+
+from . import _C
+
+ParseError = _C.ParseError
+ParseError.__doc__ = "A malformed expression; the message names the position and the problem."
+ParseError.__module__ = __name__
+
+_KIND_OF = dict(zip(_C.OP_NAMES, _C.OP_KINDS))
+UNARY_OPS: tuple = tuple(n for n in _C.OP_NAMES if _KIND_OF[n] == 1)
+BENCHMARK_UNARY_OPS: tuple = UNARY_OPS[:27]
+BINARY_OPS: tuple = tuple(n for n in _C.OP_NAMES if _KIND_OF[n] == 2)
+NARY_OPS: tuple = tuple(n for n in _C.OP_NAMES if _KIND_OF[n] == 3)
+
+#: The benchmark space of the paper: 5,103 names over BENCHMARK_UNARY_OPS and BINARY_OPS.
+BENCHMARK_SCHEMA = "binary(unary(x),unary(x))"
+
+
+class Expr:
+    """An immutable expression tree. ``str(expr)`` is the canonical name; equal names are equal."""
+
+    __slots__ = ("op", "args", "_name")
+
+    def __init__(self, op: str, args: tuple = ()) -> None:
+        object.__setattr__(self, "op", op)
+        object.__setattr__(self, "args", tuple(args))
+        name = op if op == "x" else f"{op}({','.join(a._name for a in self.args)})"
+        object.__setattr__(self, "_name", name)
+
+    def __setattr__(self, key, value):
+        raise AttributeError("Expr is immutable")
+
+    def __str__(self) -> str:
+        return self._name
+
+    def __repr__(self) -> str:
+        return f"Expr({self._name!r})"
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Expr) and other._name == self._name
+
+    def __hash__(self) -> int:
+        return hash(self._name)
+
+    def __reduce__(self):
+        return (parse, (self._name,))
+
+    @property
+    def depth(self) -> int:
+        """Nesting depth: 0 for ``x``."""
+        return 0 if not self.args else 1 + max(a.depth for a in self.args)
+
+
+def _tree_from_postfix(postfix) -> Expr:
+    stack: list = []
+    for name, n_args in postfix:
+        if n_args == 0:
+            stack.append(Expr("x"))
+        else:
+            args = stack[len(stack) - n_args:]
+            del stack[len(stack) - n_args:]
+            stack.append(Expr(name, args))
+    return stack[0]
+
+
+@lru_cache(maxsize=65536)
+def parse(name: str) -> Expr:
+    """Parse an activation-function name, e.g. ``parse("max(relu(x), cosh(elu(x)))")``.
+
+    Raises :class:`ParseError` (a ``ValueError``) naming the position and the problem.
+    """
+    if isinstance(name, Expr):
+        return name
+    if not isinstance(name, str):
+        raise TypeError(f"an activation function name must be a str, got {type(name).__name__}")
+    return _tree_from_postfix(_C.parse_postfix(name))
+
+
+def canonical_name(fn) -> str:
+    """The canonical name of a function given as a name or an :class:`Expr`."""
+    return str(parse(fn))
+
+
+class SchemaSpace(Sequence):
+    """All names of a schema, in enumeration order (the leftmost placeholder varies slowest),
+    indexable without building them: ``space[i]`` decodes index ``i``."""
+
+    def __init__(self, schema: str, unary=None, binary=None, nary=None) -> None:
+        choices = {
+            "unary": tuple(UNARY_OPS if unary is None else unary),
+            "binary": tuple(BINARY_OPS if binary is None else binary),
+            "n-ary": tuple(NARY_OPS if nary is None else nary),
+        }
+        # A format string with one field per placeholder, and each field's operators, both in
+        # textual (pre-)order: a node's own placeholder comes before its arguments'.
+        stack: list = []
+        for name, n_args in _C.parse_postfix(schema, True):
+            if n_args == 0:
+                stack.append(("x", []))
+                continue
+            args = stack[len(stack) - n_args:]
+            del stack[len(stack) - n_args:]
+            own = [choices[name]] if name in choices else []
+            head = "{}" if own else name
+            stack.append((f"{head}({','.join(a[0] for a in args)})", own + [d for a in args for d in a[1]]))
+        self.schema = schema
+        self.unary, self.binary, self.nary = choices["unary"], choices["binary"], choices["n-ary"]
+        self._format, self._digits = stack[0]
+        self._size = _C.schema_size(schema, list(self.unary), list(self.binary), list(self.nary))
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self._size))]
+        if index < 0:
+            index += self._size
+        if not 0 <= index < self._size:
+            raise IndexError(f"index {index} out of range for a space of {self._size} names")
+        fields = []
+        for ops in reversed(self._digits):
+            index, d = divmod(index, len(ops))
+            fields.append(ops[d])
+        return self._format.format(*reversed(fields))
+
+    def __iter__(self) -> Iterator[str]:
+        for combo in itertools.product(*self._digits):
+            yield self._format.format(*combo)
+
+    def __repr__(self) -> str:
+        return f"SchemaSpace({self.schema!r}, {self._size} names)"
+
+
+def enumerate_schema(schema: str, unary: Optional[Sequence[str]] = None, binary: Optional[Sequence[str]] = None,
+                     nary: Optional[Sequence[str]] = None) -> list:
+    """Every name of a schema: each placeholder (``unary``, ``binary``, ``n-ary``) replaced by every
+    operator of its kind (all of them by default), left to right (the Cartesian product)."""
+    return list(SchemaSpace(schema, unary, binary, nary))

@@ -1,0 +1,119 @@
+"""Evaluate many activation functions at once on numpy, torch or cupy arrays.
+
+The output is allocated by the input's own library on the input's device: numpy in, numpy out;
+a torch tensor (CPU or CUDA) in, a torch tensor out; a cupy array in, a cupy array out.
+"""
+from __future__ import annotations
+
+import sys
+from functools import lru_cache
+from typing import Iterable, Union
+
+import numpy as np
+
+from . import _C
+from .expr import Expr
+
+FunctionsLike = Union[str, Expr, Iterable[Union[str, Expr]], "_C.Program"]
+
+_FLOAT_DTYPES = ("float32", "float64")
+
+
+def compile(fns: FunctionsLike) -> "_C.Program":  # noqa: A001 - the verb users expect
+    """Compile functions once for repeated evaluation (shared subexpressions are computed once)."""
+    if isinstance(fns, _C.Program):
+        return fns
+    if isinstance(fns, (str, Expr)):
+        fns = [fns]
+    return _compile_names(tuple(str(f) for f in fns))
+
+
+@lru_cache(maxsize=256)
+def _compile_names(names: tuple) -> "_C.Program":
+    return _C.compile(list(names))
+
+
+def cuda_available() -> bool:
+    """Whether the CUDA kernels were compiled in and a GPU can run them."""
+    return bool(_C.built_with_cuda) and _C.cuda_available()
+
+
+def _is_torch(x) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+def _is_cupy(x) -> bool:
+    cupy = sys.modules.get("cupy")
+    return cupy is not None and isinstance(x, cupy.ndarray)
+
+
+def _prepare(x):
+    """(x as a contiguous float array of its own library, allocator of outputs, stream handle)."""
+    if _is_torch(x):
+        import torch
+
+        x = x.detach()
+        if str(x.dtype).replace("torch.", "") not in _FLOAT_DTYPES:
+            x = x.to(torch.float32)
+        x = x.contiguous()
+        if x.device.type == "cuda":
+            stream = torch.cuda.current_stream(x.device).cuda_stream
+        elif x.device.type == "cpu":
+            stream = 0
+        else:
+            raise TypeError(f"torch tensors on {x.device.type} are not supported (CPU or CUDA only)")
+        return x, lambda shape: torch.empty(shape, dtype=x.dtype, device=x.device), stream
+    if _is_cupy(x):
+        import cupy
+
+        if x.dtype.name not in _FLOAT_DTYPES:
+            x = x.astype(cupy.float32)
+        x = cupy.ascontiguousarray(x)
+        return x, lambda shape: cupy.empty(shape, dtype=x.dtype), cupy.cuda.get_current_stream().ptr
+    if isinstance(x, np.ndarray) or np.isscalar(x) or isinstance(x, (list, tuple)):
+        arr = np.asarray(x)
+        if arr.dtype.name not in _FLOAT_DTYPES:
+            if arr.dtype.kind not in "biuf":
+                raise TypeError(f"x must hold numbers, got a numpy array of dtype {arr.dtype}")
+            arr = arr.astype(np.float32)
+        arr = np.ascontiguousarray(arr)
+        return arr, lambda shape: np.empty(shape, dtype=arr.dtype), 0
+    raise TypeError(f"x must be a numpy array, a torch tensor or a cupy array, got {type(x).__module__}."
+                    f"{type(x).__qualname__}")
+
+
+def evaluate(fns: FunctionsLike, x) -> "np.ndarray":
+    """Values of every function at every element of x: an array [len(fns), *x.shape].
+
+    ``fns`` is a name, an :class:`Expr`, a list of them, or a program from :func:`compile`.
+    float32 and float64 inputs keep their dtype; other numbers are computed in float32.
+    """
+    program = compile(fns)
+    x, empty, stream = _prepare(x)
+    values = empty((program.n_fns, *x.shape))
+    _C.evaluate(program, x, values=values, stream=stream)
+    return values
+
+
+def evaluate_grad(fns: FunctionsLike, x):
+    """(values, derivatives) of every function at every element of x, each [len(fns), *x.shape].
+
+    Derivatives are computed in forward mode by the same kernel and match torch autograd of the
+    composite expression, including torch's choices at kinks and ties.
+    """
+    program = compile(fns)
+    x, empty, stream = _prepare(x)
+    values = empty((program.n_fns, *x.shape))
+    derivatives = empty((program.n_fns, *x.shape))
+    _C.evaluate(program, x, values=values, tangents=derivatives, stream=stream)
+    return values, derivatives
+
+
+def set_num_threads(n: int) -> None:
+    """Number of threads of the CPU kernels (default: AQF_NUM_THREADS, else all hardware threads)."""
+    _C.set_num_threads(int(n))
+
+
+def num_threads() -> int:
+    return _C.num_threads()

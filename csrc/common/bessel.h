@@ -1,0 +1,53 @@
+// Exponentially scaled modified Bessel functions of the first kind, orders 0 and 1:
+// i0e(x) = exp(-|x|) I0(x), i1e(x) = exp(-|x|) I1(x). Computed in double for both precisions:
+// the power series (all terms positive, no cancellation) below |x| = 25, and the Hankel
+// asymptotic expansion above, where its smallest term is below 1e-20 of the sum.
+#pragma once
+#include <cmath>
+
+#include "common/aqf_hd.h"
+
+namespace aqf {
+
+AQF_HD AQF_INLINE double bessel_ie_series(double ax, int order) {
+  // sum_k (x^2/4)^k / (k! (k+order)!), times (x/2)^order, times exp(-|x|)
+  const double q = 0.25 * ax * ax;
+  double term = order == 0 ? 1.0 : 0.5 * ax;
+  double sum = term;
+  for (int k = 1; k < 200 && term > sum * 1e-17; ++k) {
+    term *= q / (static_cast<double>(k) * static_cast<double>(k + order));
+    sum += term;
+  }
+  return sum * ::exp(-ax);
+}
+
+AQF_HD AQF_INLINE double bessel_ie_asymptotic(double ax, int order) {
+  // I_v(x) e^-x ~ (2 pi x)^-1/2 sum_k (-1)^k prod_{j<=k} (4v^2 - (2j-1)^2) / (k! (8x)^k)
+  const double mu = 4.0 * order * order;
+  double term = 1.0;
+  double sum = 1.0;
+  for (int k = 1; k < 40; ++k) {
+    const double odd = 2.0 * k - 1.0;
+    term *= -(mu - odd * odd) / (k * 8.0 * ax);
+    sum += term;
+    if (::fabs(term) < 1e-18 * ::fabs(sum)) break;
+  }
+  return sum / ::sqrt(2.0 * 3.141592653589793238 * ax);
+}
+
+AQF_HD AQF_INLINE double bessel_i0e(double x) {
+  const double ax = ::fabs(x);
+  if (x != x) return x;
+  if (ax == __builtin_huge_val()) return 0.0;
+  return ax < 25.0 ? bessel_ie_series(ax, 0) : bessel_ie_asymptotic(ax, 0);
+}
+
+AQF_HD AQF_INLINE double bessel_i1e(double x) {
+  const double ax = ::fabs(x);
+  if (x != x) return x;
+  if (ax == __builtin_huge_val()) return ::copysign(0.0, x);
+  const double y = ax < 25.0 ? bessel_ie_series(ax, 1) : bessel_ie_asymptotic(ax, 1);
+  return ::copysign(y, x);
+}
+
+}  // namespace aqf

@@ -1,0 +1,241 @@
+// Float32 elementary functions written as straight-line code (no calls, no branches), so that
+// the CPU loops vectorize and the CUDA kernels compute the very same bits. Double precision
+// calls the C library, whose results are the reference the float versions are tested against.
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include "common/aqf_hd.h"
+
+namespace aqf {
+namespace fm {
+
+AQF_HD AQF_INLINE int32_t bits_of(float x) {
+  int32_t i;
+  memcpy(&i, &x, sizeof i);
+  return i;
+}
+AQF_HD AQF_INLINE float float_of(int32_t i) {
+  float x;
+  memcpy(&x, &i, sizeof x);
+  return x;
+}
+
+constexpr float kInf = __builtin_huge_valf();
+constexpr float kLn2Hi = 0.693145751953125f;     // few mantissa bits: n * kLn2Hi is exact
+constexpr float kLn2Lo = 1.428606765330187e-06f;
+constexpr float kLog2e = 1.44269504088896341f;
+
+// exp(x): x = n*ln2 + r with |r| <= ln2/2, a degree-7 Taylor polynomial for e^r (error below
+// 2^-24 on that range), then 2^n applied in two halves so results down to the subnormals round once.
+AQF_HD AQF_INLINE float exp_f32(float x) {
+  // Clamps are written as selects: fminf/fmaxf's NaN rules keep loops from vectorizing.
+  const float xc = x < -104.0f ? -104.0f : (x > 89.0f ? 89.0f : x);
+  const float n = floorf(xc * kLog2e + 0.5f);
+  const float r = (xc - n * kLn2Hi) - n * kLn2Lo;
+  float p = 1.0f / 5040.0f;
+  p = p * r + 1.0f / 720.0f;
+  p = p * r + 1.0f / 120.0f;
+  p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  const int32_t ni = static_cast<int32_t>(n);
+  const int32_t n1 = ni >> 1;
+  const int32_t n2 = ni - n1;
+  float y = p * float_of((n1 + 127) << 23) * float_of((n2 + 127) << 23);
+  y = x > 88.72283935546875f ? kInf : y;
+  y = x < -103.97208f ? 0.0f : y;
+  return x != x ? x : y;
+}
+
+// expm1(x): the Taylor series where cancellation would hurt (|x| < 0.5), exp(x) - 1 elsewhere.
+AQF_HD AQF_INLINE float expm1_f32(float x) {
+  float p = 1.0f / 40320.0f;
+  p = p * x + 1.0f / 5040.0f;
+  p = p * x + 1.0f / 720.0f;
+  p = p * x + 1.0f / 120.0f;
+  p = p * x + 1.0f / 24.0f;
+  p = p * x + 1.0f / 6.0f;
+  p = p * x + 0.5f;
+  const float small = x + (x * x) * p;
+  const float large = exp_f32(x) - 1.0f;
+  return fabsf(x) < 0.5f ? small : large;
+}
+
+// log(x): x = 2^e * m with m in [sqrt(1/2), sqrt(2)), log(m) = 2 atanh(s), s = (m-1)/(m+1),
+// |s| <= 0.172, whose odd series converges to float precision by s^11.
+AQF_HD AQF_INLINE float log_f32(float x) {
+  const bool subnormal = x < 1.17549435e-38f;
+  const float xs = subnormal ? x * 8388608.0f : x;
+  const int32_t ib = bits_of(xs);
+  int32_t e = ((ib >> 23) & 0xff) - 127 - (subnormal ? 23 : 0);
+  float m = float_of((ib & 0x007fffff) | 0x3f800000);
+  const bool high = m > 1.41421356f;
+  m = high ? m * 0.5f : m;
+  e = high ? e + 1 : e;
+  const float s = (m - 1.0f) / (m + 1.0f);
+  const float z = s * s;
+  float p = 1.0f / 11.0f;
+  p = p * z + 1.0f / 9.0f;
+  p = p * z + 1.0f / 7.0f;
+  p = p * z + 1.0f / 5.0f;
+  p = p * z + 1.0f / 3.0f;
+  const float log_m = 2.0f * s + (2.0f * s) * (z * p);
+  const float ef = static_cast<float>(e);
+  float y = ef * kLn2Hi + (log_m + ef * kLn2Lo);
+  y = x == 0.0f ? -kInf : y;
+  y = x < 0.0f ? __builtin_nanf("") : y;
+  y = x == kInf ? kInf : y;
+  return x != x ? x : y;
+}
+
+// log1p(x) = log(u) * x / (u - 1) with u = 1 + x: the quotient corrects the rounding of u.
+AQF_HD AQF_INLINE float log1p_f32(float x) {
+  const float u = 1.0f + x;
+  const float lu = log_f32(u);
+  const float y = u == 1.0f ? x : lu * (x / (u - 1.0f));
+  return u == kInf ? lu : y;
+}
+
+// tanh(|x|) = -t / (t + 2) with t = expm1(-2|x|) in (-1, 0]: no overflow, no cancellation.
+AQF_HD AQF_INLINE float tanh_f32(float x) {
+  const float t = expm1_f32(-2.0f * fabsf(x));
+  return copysignf(-t / (t + 2.0f), x);
+}
+
+// sigmoid from e = exp(-|x|) <= 1, which cannot overflow: 1/(1+e) or e/(1+e) by sign.
+AQF_HD AQF_INLINE float sigmoid_f32(float x) {
+  const float e = exp_f32(-fabsf(x));
+  const float q = 1.0f / (1.0f + e);
+  return x >= 0.0f ? q : e * q;
+}
+
+// sinh and cosh: from expm1 / exp up to |x| = 20; beyond, e^|x| / 2 as (h/2) * h with
+// h = e^(|x|/2), which stays finite up to the float range's end.
+AQF_HD AQF_INLINE float sinh_f32(float x) {
+  const float a = fabsf(x);
+  const float em = expm1_f32(a);
+  const float h = exp_f32(0.5f * a);
+  const float y = a <= 20.0f ? 0.5f * (em + em / (em + 1.0f)) : (0.5f * h) * h;
+  return copysignf(y, x);
+}
+
+AQF_HD AQF_INLINE float cosh_f32(float x) {
+  const float a = fabsf(x);
+  const float e = exp_f32(a);
+  const float h = exp_f32(0.5f * a);
+  return a <= 20.0f ? 0.5f * (e + 1.0f / e) : (0.5f * h) * h;
+}
+
+AQF_HD AQF_INLINE int64_t bits_of(double x) {
+  int64_t i;
+  memcpy(&i, &x, sizeof i);
+  return i;
+}
+AQF_HD AQF_INLINE double double_of(int64_t i) {
+  double x;
+  memcpy(&x, &i, sizeof x);
+  return x;
+}
+
+// pow(a, b) for float32 with the special cases of IEEE powf. Everything runs in double, where
+// b*log|a| and its exponential carry ~1e-13 relative error, far below float rounding; integers
+// move between int64 and double by bit tricks only, which keeps the loop vectorizable.
+AQF_HD AQF_INLINE float pow_f32(float af, float bf) {
+  const double a = af, b = bf;
+  const double ax = fabs(a);
+  // log|a| = e*ln2 + 2 atanh(s), m = |a| / 2^e in [sqrt(1/2), sqrt(2)); odd series to s^15.
+  // (float subnormals are normal doubles, so no special case is needed for them.)
+  const int64_t ib = bits_of(ax);
+  const double biased = double_of(0x4330000000000000LL | ((ib >> 52) & 0x7ff)) - 4503599627370496.0;
+  double m = double_of((ib & 0x000fffffffffffffLL) | 0x3ff0000000000000LL);
+  const bool high = m > 1.4142135623730951;
+  m = high ? m * 0.5 : m;
+  const double e = biased - 1023.0 + (high ? 1.0 : 0.0);
+  const double s = (m - 1.0) / (m + 1.0);
+  const double z = s * s;
+  double q = 1.0 / 15.0;
+  q = q * z + 1.0 / 13.0;
+  q = q * z + 1.0 / 11.0;
+  q = q * z + 1.0 / 9.0;
+  q = q * z + 1.0 / 7.0;
+  q = q * z + 1.0 / 5.0;
+  q = q * z + 1.0 / 3.0;
+  const double log_ax = e * 0.6931471805599453 + (2.0 * s + (2.0 * s) * (z * q));
+  // exp(t): t = n ln2 + r, |r| <= ln2/2, Taylor to r^10; t clamped to where float results live.
+  // Adding 1.5*2^52 rounds t/ln2 to the integer n and leaves n in the low mantissa bits.
+  const double bl = b * log_ax;
+  const double t = bl < -110.0 ? -110.0 : (bl > 90.0 ? 90.0 : bl);
+  const double shifted = t * 1.4426950408889634 + 6755399441055744.0;
+  const double n = shifted - 6755399441055744.0;
+  const double r = (t - n * 0.693147180369123816490) - n * 1.90821492927058770002e-10;
+  double p = 1.0 / 3628800.0;
+  p = p * r + 1.0 / 362880.0;
+  p = p * r + 1.0 / 40320.0;
+  p = p * r + 1.0 / 5040.0;
+  p = p * r + 1.0 / 720.0;
+  p = p * r + 1.0 / 120.0;
+  p = p * r + 1.0 / 24.0;
+  p = p * r + 1.0 / 6.0;
+  p = p * r + 0.5;
+  p = p * r + 1.0;
+  p = p * r + 1.0;
+  const int64_t ni = bits_of(shifted) - bits_of(6755399441055744.0);
+  double y = p * double_of((ni + 1023) << 52);
+  const double inf = __builtin_huge_val();
+  y = ax == 0.0 ? (b < 0.0 ? inf : 0.0) : y;
+  y = ax == inf ? (b < 0.0 ? 0.0 : inf) : y;
+  const double b_floor = floor(b);
+  const bool b_integer = b == b_floor;
+  const double half = 0.5 * b_floor;  // exact; every float beyond 2^24 is an even integer
+  const bool b_odd = b_integer && fabs(b) < 16777216.0 && floor(half) != half;
+  y = (bits_of(a) < 0 && b_odd) ? -y : y;
+  y = (a < 0.0 && a > -inf && !b_integer) ? __builtin_nan("") : y;
+  y = (ax == 1.0 && fabs(b) == inf) ? 1.0 : y;
+  y = (a != a || b != b) ? a + b : y;
+  y = (b == 0.0 || a == 1.0) ? 1.0 : y;
+  return static_cast<float>(y);
+}
+
+}  // namespace fm
+
+// One overload set per elementary function: float -> the vectorizable code above,
+// double -> the C library (reference accuracy; double is for checks, not for throughput).
+AQF_HD AQF_INLINE float m_exp(float x) { return fm::exp_f32(x); }
+AQF_HD AQF_INLINE double m_exp(double x) { return ::exp(x); }
+AQF_HD AQF_INLINE float m_expm1(float x) { return fm::expm1_f32(x); }
+AQF_HD AQF_INLINE double m_expm1(double x) { return ::expm1(x); }
+AQF_HD AQF_INLINE float m_log(float x) { return fm::log_f32(x); }
+AQF_HD AQF_INLINE double m_log(double x) { return ::log(x); }
+AQF_HD AQF_INLINE float m_log1p(float x) { return fm::log1p_f32(x); }
+AQF_HD AQF_INLINE double m_log1p(double x) { return ::log1p(x); }
+AQF_HD AQF_INLINE float m_tanh(float x) { return fm::tanh_f32(x); }
+AQF_HD AQF_INLINE double m_tanh(double x) { return ::tanh(x); }
+AQF_HD AQF_INLINE float m_sinh(float x) { return fm::sinh_f32(x); }
+AQF_HD AQF_INLINE double m_sinh(double x) { return ::sinh(x); }
+AQF_HD AQF_INLINE float m_cosh(float x) { return fm::cosh_f32(x); }
+AQF_HD AQF_INLINE double m_cosh(double x) { return ::cosh(x); }
+AQF_HD AQF_INLINE float m_sigmoid(float x) { return fm::sigmoid_f32(x); }
+AQF_HD AQF_INLINE double m_sigmoid(double x) {
+  const double e = ::exp(-::fabs(x));
+  return x >= 0.0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
+}
+// erf, erfc, atan and asinh come from the C library (CUDA's libdevice on the GPU) in both
+// precisions; they are scalar calls on the CPU.
+AQF_HD AQF_INLINE float m_erf(float x) { return ::erff(x); }
+AQF_HD AQF_INLINE double m_erf(double x) { return ::erf(x); }
+AQF_HD AQF_INLINE float m_erfc(float x) { return ::erfcf(x); }
+AQF_HD AQF_INLINE double m_erfc(double x) { return ::erfc(x); }
+AQF_HD AQF_INLINE float m_atan(float x) { return ::atanf(x); }
+AQF_HD AQF_INLINE double m_atan(double x) { return ::atan(x); }
+AQF_HD AQF_INLINE float m_asinh(float x) { return ::asinhf(x); }
+AQF_HD AQF_INLINE double m_asinh(double x) { return ::asinh(x); }
+AQF_HD AQF_INLINE float m_pow(float a, float b) { return fm::pow_f32(a, b); }
+AQF_HD AQF_INLINE double m_pow(double a, double b) { return ::pow(a, b); }
+AQF_HD AQF_INLINE float m_sqrt(float x) { return ::sqrtf(x); }
+AQF_HD AQF_INLINE double m_sqrt(double x) { return ::sqrt(x); }
+
+}  // namespace aqf

@@ -1,0 +1,286 @@
+// Every operator of the expression language: its value f and its tangent d (forward-mode
+// derivative), written once for CPU loops and CUDA kernels. Tangents follow torch autograd of the
+// same expression built from torch ops, including where torch masks a gradient (relu, clamp, ties
+// of maximum/minimum) rather than multiplying it by zero.
+#pragma once
+#include <cstdint>
+
+#include "common/aqf_hd.h"
+#include "common/bessel.h"
+#include "common/fastmath.h"
+
+// X-macros: (ENUM, Struct, "name"). The order is the public order of SPEC section 2.
+#define AQF_UNARY_OPS(M)                                                                     \
+  M(ZERO, Zero, "zero") M(ONE, One, "one") M(IDENTITY, Identity, "identity")                 \
+  M(NEGATIVE, Negative, "negative") M(ABS, Abs, "abs") M(RECIPROCAL, Reciprocal, "reciprocal") \
+  M(SQUARE, Square, "square") M(EXP, Exp, "exp") M(ERF, Erf, "erf") M(ERFC, Erfc, "erfc")     \
+  M(SINH, Sinh, "sinh") M(COSH, Cosh, "cosh") M(TANH, Tanh, "tanh") M(EXPM1, Expm1, "expm1") \
+  M(SIGMOID, Sigmoid, "sigmoid") M(LOG_SIGMOID, LogSigmoid, "log_sigmoid")                   \
+  M(ARCSINH, Arcsinh, "arcsinh") M(ARCTAN, Arctan, "arctan")                                 \
+  M(BESSEL_I0E, BesselI0e, "bessel_i0e") M(BESSEL_I1E, BesselI1e, "bessel_i1e")              \
+  M(RELU, Relu, "relu") M(ELU, Elu, "elu") M(SELU, Selu, "selu") M(SWISH, Swish, "swish")    \
+  M(SOFTPLUS, Softplus, "softplus") M(SOFTSIGN, Softsign, "softsign")                        \
+  M(HARD_SIGMOID, HardSigmoid, "hard_sigmoid") M(ELISH, Elish, "elish")                      \
+  M(LEAKYRELU, LeakyRelu, "leakyrelu") M(MISH, Mish, "mish") M(GELU, Gelu, "gelu")
+#define AQF_BINARY_OPS(M)                                                                    \
+  M(ADD, Add, "add") M(SUB, Sub, "sub") M(MUL, Mul, "mul") M(DIV, Div, "div")                \
+  M(POW, Pow, "pow") M(MAX, Max, "max") M(MIN, Min, "min")
+#define AQF_NARY_OPS(M) \
+  M(SUM_N, SumN, "sum_n") M(PROD_N, ProdN, "prod_n") M(MAX_N, MaxN, "max_n") M(MIN_N, MinN, "min_n")
+
+namespace aqf {
+
+enum OpCode : int32_t {
+#define AQF_ENUM(E, C, S) OP_##E,
+  AQF_UNARY_OPS(AQF_ENUM) AQF_BINARY_OPS(AQF_ENUM) AQF_NARY_OPS(AQF_ENUM)
+#undef AQF_ENUM
+  OP_COUNT
+};
+constexpr int32_t kFirstBinary = OP_ADD;
+constexpr int32_t kFirstNary = OP_SUM_N;
+
+namespace op {
+
+constexpr double kSeluScale = 1.0507009873554805;
+constexpr double kSeluAlpha = 1.6732632423543772;
+constexpr double kTwoOverSqrtPi = 1.1283791670955126;
+constexpr double kInvSqrt2 = 0.7071067811865476;
+constexpr double kInvSqrt2Pi = 0.3989422804014327;
+
+template <class T>
+AQF_HD AQF_INLINE T sgn(T x) {  // torch.sgn for reals: 0 at 0 and at NaN
+  return static_cast<T>((x > T(0)) - (x < T(0)));
+}
+template <class T>
+AQF_HD AQF_INLINE T max_nan(T a, T b) {  // torch.maximum: NaN wins
+  return (a != a || b != b) ? a + b : (a > b ? a : b);
+}
+template <class T>
+AQF_HD AQF_INLINE T min_nan(T a, T b) {
+  return (a != a || b != b) ? a + b : (a < b ? a : b);
+}
+
+// ---- unary ------------------------------------------------------------------------------
+struct Zero {
+  template <class T> AQF_HD AQF_INLINE static T f(T) { return T(0); }
+  template <class T> AQF_HD AQF_INLINE static T d(T, T, T) { return T(0); }  // zeros_like: no gradient path
+};
+struct One {
+  template <class T> AQF_HD AQF_INLINE static T f(T) { return T(1); }
+  template <class T> AQF_HD AQF_INLINE static T d(T, T, T) { return T(0); }
+};
+struct Identity {
+  template <class T> AQF_HD AQF_INLINE static T f(T x) { return x; }
+  template <class T> AQF_HD AQF_INLINE static T d(T, T, T dx) { return dx; }
+};
+struct Negative {
+  template <class T> AQF_HD AQF_INLINE static T f(T x) { return -x; }
+  template <class T> AQF_HD AQF_INLINE static T d(T, T, T dx) { return -dx; }
+};
+struct Abs {
+  template <class T> AQF_HD AQF_INLINE static T f(T x) { return x < T(0) ? -x : (x == T(0) ? T(0) : x); }
+  template <class T> AQF_HD AQF_INLINE static T d(T x, T, T dx) { return dx * sgn(x); }
+};
+struct Reciprocal {
+  template <class T> AQF_HD AQF_INLINE static T f(T x) { return T(1) / x; }
+  template <class T> AQF_HD AQF_INLINE static T d(T, T y, T dx) { return -dx * (y * y); }
+};
+struct Square {
+  template <class T> AQF_HD AQF_INLINE static T f(T x) { return x * x; }
+  template <class T> AQF_HD AQF_INLINE static T d(T x, T, T dx) { return dx * (T(2) * x); }
+};
+struct Exp {
+  template <class T> AQF_HD AQF_INLINE static T f(T x) { return m_exp(x); }
+  template <class T> AQF_HD AQF_INLINE static T d(T, T y, T dx) { return dx * y; }
+};
+struct Erf {
+  template <class T> AQF_HD AQF_INLINE static T f(T x) { return m_erf(x); }
+  template <class T> AQF_HD AQF_INLINE static T d(T x, T, T dx) { return dx * (T(kTwoOverSqrtPi) * m_exp(-(x * x))); }
+};
+struct Erfc {
+  template <class T> AQF_HD AQF_INLINE static T f(T x) { return m_erfc(x); }
+  template <class T> AQF_HD AQF_INLINE static T d(T x, T, T dx) { return dx * (T(-kTwoOverSqrtPi) * m_exp(-(x * x))); }
+};
+struct Sinh {
+  template <class T> AQF_HD AQF_INLINE static T f(T x) { return m_sinh(x); }
+  template <class T> AQF_HD AQF_INLINE static T d(T x, T, T dx) { return dx * m_cosh(x); }
+};
+struct Cosh {
+  template <class T> AQF_HD AQF_INLINE static T f(T x) { return m_cosh(x); }
+  template <class T> AQF_HD AQF_INLINE static T d(T x, T, T dx) { return dx * m_sinh(x); }
+};
+struct Tanh {
+  template <class T> AQF_HD AQF_INLINE static T f(T x) { return m_tanh(x); }
+  template <class T> AQF_HD AQF_INLINE static T d(T, T y, T dx) { return dx * (T(1) - y * y); }
+};
+struct Expm1 {
+  template <class T> AQF_HD AQF_INLINE static T f(T x) { return m_expm1(x); }
+  template <class T> AQF_HD AQF_INLINE static T d(T, T y, T dx) { return dx * (y + T(1)); }
+};
+struct Sigmoid {
+  template <class T> AQF_HD AQF_INLINE static T f(T x) { return m_sigmoid(x); }
+  template <class T> AQF_HD AQF_INLINE static T d(T, T y, T dx) { return dx * ((T(1) - y) * y); }
+};
+struct LogSigmoid {  // -softplus(-x), stably: min(x, 0) - log1p(exp(-|x|))
+  template <class T> AQF_HD AQF_INLINE static T f(T x) {
+    return (x < T(0) ? x : T(0)) - m_log1p(m_exp(-(x < T(0) ? -x : x)));
+  }
+  template <class T> AQF_HD AQF_INLINE static T d(T x, T, T dx) { return dx * m_sigmoid(-x); }
+};
+struct Arcsinh {
+  template <class T> AQF_HD AQF_INLINE static T f(T x) { return m_asinh(x); }
+  template <class T> AQF_HD AQF_INLINE static T d(T x, T, T dx) { return dx * (T(1) / m_sqrt(x * x + T(1))); }
+};
+struct Arctan {
+  template <class T> AQF_HD AQF_INLINE static T f(T x) { return m_atan(x); }
+  template <class T> AQF_HD AQF_INLINE static T d(T x, T, T dx) { return dx / (x * x + T(1)); }
+};
+struct BesselI0e {
+  template <class T> AQF_HD AQF_INLINE static T f(T x) { return static_cast<T>(bessel_i0e(static_cast<double>(x))); }
+  template <class T> AQF_HD AQF_INLINE static T d(T x, T y, T dx) {
+    return dx * (static_cast<T>(bessel_i1e(static_cast<double>(x))) - sgn(x) * y);
+  }
+};
+struct BesselI1e {
+  template <class T> AQF_HD AQF_INLINE static T f(T x) { return static_cast<T>(bessel_i1e(static_cast<double>(x))); }
+  template <class T> AQF_HD AQF_INLINE static T d(T x, T y, T dx) {
+    const T i0e = static_cast<T>(bessel_i0e(static_cast<double>(x)));
+    return x == T(0) ? dx * T(0.5) : dx * (i0e - y * (sgn(x) + T(1) / x));
+  }
+};
+struct Relu {
+  template <class T> AQF_HD AQF_INLINE static T f(T x) { return x > T(0) ? x : (x != x ? x : T(0)); }
+  template <class T> AQF_HD AQF_INLINE static T d(T x, T, T dx) { return x <= T(0) ? T(0) : dx; }
+};
+struct Elu {
+  template <class T> AQF_HD AQF_INLINE static T f(T x) { return x > T(0) ? x : (x != x ? x : m_expm1(x)); }
+  template <class T> AQF_HD AQF_INLINE static T d(T x, T, T dx) { return x <= T(0) ? dx * m_exp(x) : dx; }
+};
+struct Selu {
+  template <class T> AQF_HD AQF_INLINE static T f(T x) {
+    return x > T(0) ? T(kSeluScale) * x : (x != x ? x : T(kSeluScale) * (T(kSeluAlpha) * m_expm1(x)));
+  }
+  template <class T> AQF_HD AQF_INLINE static T d(T x, T, T dx) {
+    return x <= T(0) ? dx * (T(kSeluScale * kSeluAlpha) * m_exp(x)) : dx * T(kSeluScale);
+  }
+};
+struct Swish {  // x * sigmoid(x)
+  template <class T> AQF_HD AQF_INLINE static T f(T x) { return x * m_sigmoid(x); }
+  template <class T> AQF_HD AQF_INLINE static T d(T x, T, T dx) {
+    const T s = m_sigmoid(x);
+    return dx * s + (dx * x) * ((T(1) - s) * s);
+  }
+};
+struct Softplus {  // torch.nn.functional.softplus: x itself above the threshold 20
+  template <class T> AQF_HD AQF_INLINE static T f(T x) {
+    const T a = x < T(0) ? -x : x;
+    return x > T(20) ? x : (x > T(0) ? x : T(0)) + m_log1p(m_exp(-a));
+  }
+  template <class T> AQF_HD AQF_INLINE static T d(T x, T, T dx) { return x > T(20) ? dx : dx * m_sigmoid(x); }
+};
+struct Softsign {  // x / (1 + |x|)
+  template <class T> AQF_HD AQF_INLINE static T f(T x) { return x / (T(1) + (x < T(0) ? -x : x)); }
+  template <class T> AQF_HD AQF_INLINE static T d(T x, T, T dx) {
+    const T q = T(1) + (x < T(0) ? -x : x);
+    return dx / (q * q);
+  }
+};
+struct HardSigmoid {  // clamp(0.2 x + 0.5, 0, 1), the Keras 2 form
+  template <class T> AQF_HD AQF_INLINE static T f(T x) {
+    const T t = T(0.2) * x + T(0.5);
+    return t != t ? t : (t < T(0) ? T(0) : (t > T(1) ? T(1) : t));
+  }
+  template <class T> AQF_HD AQF_INLINE static T d(T x, T, T dx) {
+    const T t = T(0.2) * x + T(0.5);
+    return (t >= T(0) && t <= T(1)) ? dx * T(0.2) : T(0);
+  }
+};
+struct Elish {  // x sigmoid(x) for x > 0, (e^x - 1) sigmoid(x) otherwise
+  template <class T> AQF_HD AQF_INLINE static T f(T x) { return (x > T(0) ? x : m_expm1(x)) * m_sigmoid(x); }
+  template <class T> AQF_HD AQF_INLINE static T d(T x, T, T dx) {
+    const T s = m_sigmoid(x);
+    const T ds = (T(1) - s) * s;
+    return x > T(0) ? dx * s + (dx * x) * ds : dx * (m_exp(x) * s) + (dx * m_expm1(x)) * ds;
+  }
+};
+struct LeakyRelu {
+  template <class T> AQF_HD AQF_INLINE static T f(T x) { return x > T(0) ? x : x * T(0.01); }
+  template <class T> AQF_HD AQF_INLINE static T d(T x, T, T dx) { return x > T(0) ? dx : dx * T(0.01); }
+};
+struct Mish {  // x tanh(softplus(x))
+  template <class T> AQF_HD AQF_INLINE static T f(T x) { return x * m_tanh(Softplus::f(x)); }
+  template <class T> AQF_HD AQF_INLINE static T d(T x, T, T dx) {
+    const T t = m_tanh(Softplus::f(x));
+    return dx * (t + x * m_sigmoid(x) * (T(1) - t * t));
+  }
+};
+struct Gelu {  // exact form x Phi(x), Phi through erfc so the left tail keeps its digits
+  template <class T> AQF_HD AQF_INLINE static T f(T x) { return x * (T(0.5) * m_erfc(-x * T(kInvSqrt2))); }
+  template <class T> AQF_HD AQF_INLINE static T d(T x, T, T dx) {
+    const T cdf = T(0.5) * m_erfc(-x * T(kInvSqrt2));
+    const T pdf = T(kInvSqrt2Pi) * m_exp(T(-0.5) * (x * x));
+    return dx * (cdf + x * pdf);
+  }
+};
+
+// ---- binary: f(a, b), d(a, b, y, da, db) -------------------------------------------------
+struct Add {
+  template <class T> AQF_HD AQF_INLINE static T f(T a, T b) { return a + b; }
+  template <class T> AQF_HD AQF_INLINE static T d(T, T, T, T da, T db) { return da + db; }
+};
+struct Sub {
+  template <class T> AQF_HD AQF_INLINE static T f(T a, T b) { return a - b; }
+  template <class T> AQF_HD AQF_INLINE static T d(T, T, T, T da, T db) { return da - db; }
+};
+struct Mul {
+  template <class T> AQF_HD AQF_INLINE static T f(T a, T b) { return a * b; }
+  template <class T> AQF_HD AQF_INLINE static T d(T a, T b, T, T da, T db) { return da * b + db * a; }
+};
+struct Div {
+  template <class T> AQF_HD AQF_INLINE static T f(T a, T b) { return a / b; }
+  template <class T> AQF_HD AQF_INLINE static T d(T a, T b, T, T da, T db) { return da / b - db * ((a / b) / b); }
+};
+struct Pow {  // torch.pow's gradient: 0 for the base where b == 0, 0 for b where a == 0 and b >= 0
+  template <class T> AQF_HD AQF_INLINE static T f(T a, T b) { return m_pow(a, b); }
+  template <class T> AQF_HD AQF_INLINE static T d(T a, T b, T y, T da, T db) {
+    const T ga = b == T(0) ? T(0) : da * (b * m_pow(a, b - T(1)));
+    const T gb = (a == T(0) && b >= T(0)) ? T(0) : db * (y * m_log(a));
+    return ga + gb;
+  }
+};
+struct Max {  // torch.maximum: NaN propagates; a tie splits the gradient in halves
+  template <class T> AQF_HD AQF_INLINE static T f(T a, T b) { return max_nan(a, b); }
+  template <class T> AQF_HD AQF_INLINE static T d(T a, T b, T, T da, T db) {
+    const T ga = a < b ? T(0) : (a == b ? da * T(0.5) : da);
+    const T gb = a > b ? T(0) : (a == b ? db * T(0.5) : db);
+    return ga + gb;
+  }
+};
+struct Min {
+  template <class T> AQF_HD AQF_INLINE static T f(T a, T b) { return min_nan(a, b); }
+  template <class T> AQF_HD AQF_INLINE static T d(T a, T b, T, T da, T db) {
+    const T ga = a > b ? T(0) : (a == b ? da * T(0.5) : da);
+    const T gb = a < b ? T(0) : (a == b ? db * T(0.5) : db);
+    return ga + gb;
+  }
+};
+
+// ---- n-ary: sum_n and prod_n fold left to right like a chain of add / mul; max_n and min_n
+// are torch.amax / amin over the stacked arguments, which share a tie's gradient equally.
+struct SumN {
+  template <class T> AQF_HD AQF_INLINE static T fold(T acc, T a) { return acc + a; }
+  template <class T> AQF_HD AQF_INLINE static T dfold(T, T, T dacc, T da) { return dacc + da; }
+};
+struct ProdN {
+  template <class T> AQF_HD AQF_INLINE static T fold(T acc, T a) { return acc * a; }
+  template <class T> AQF_HD AQF_INLINE static T dfold(T acc, T a, T dacc, T da) { return dacc * a + da * acc; }
+};
+struct MaxN {
+  template <class T> AQF_HD AQF_INLINE static T fold(T acc, T a) { return max_nan(acc, a); }
+};
+struct MinN {
+  template <class T> AQF_HD AQF_INLINE static T fold(T acc, T a) { return min_nan(acc, a); }
+};
+
+}  // namespace op
+}  // namespace aqf

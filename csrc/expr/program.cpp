@@ -1,0 +1,145 @@
+#include "expr/program.h"
+
+#include <algorithm>
+#include <map>
+#include <stdexcept>
+#include <unordered_map>
+
+#include "common/ops.h"
+
+namespace aqf {
+namespace {
+
+struct Node {
+  int32_t op;
+  std::vector<int32_t> children;  // node ids
+};
+
+SubProgram compile_sub(const std::vector<std::vector<Token>>& fns, int64_t first, int32_t count) {
+  std::vector<Node> nodes{{kInputX, {}}};  // node 0 is x
+  // Unary and binary nodes intern by one packed word; n-ary ones by their full argument list.
+  std::unordered_map<uint64_t, int32_t> interned_small;
+  std::map<std::pair<int32_t, std::vector<int32_t>>, int32_t> interned_nary;
+  std::vector<int32_t> roots(count);
+  std::vector<int32_t> stack;
+  for (int32_t k = 0; k < count; ++k) {
+    stack.clear();
+    for (const Token& t : fns[first + k]) {
+      if (t.code == kInputX) {
+        stack.push_back(0);
+        continue;
+      }
+      if (t.code >= OP_COUNT) throw std::invalid_argument("schema placeholders cannot be evaluated; enumerate the schema first");
+      const auto first_child = stack.end() - t.n_args;
+      const auto next_id = static_cast<int32_t>(nodes.size());
+      int32_t id;
+      if (t.n_args <= 2) {
+        const uint64_t c0 = static_cast<uint32_t>(first_child[0]);
+        const uint64_t c1 = t.n_args == 2 ? static_cast<uint32_t>(first_child[1]) + 1 : 0;
+        const uint64_t key = (uint64_t(t.code) << 58) | (c0 << 29) | c1;  // ids < 2^28
+        id = interned_small.emplace(key, next_id).first->second;
+      } else {
+        id = interned_nary.emplace(std::make_pair(t.code, std::vector<int32_t>(first_child, stack.end())), next_id)
+                 .first->second;
+      }
+      if (id == next_id) nodes.push_back({t.code, std::vector<int32_t>(first_child, stack.end())});
+      stack.resize(stack.size() - t.n_args);
+      stack.push_back(id);
+    }
+    roots[k] = stack.back();
+  }
+
+  const int32_t n_nodes = static_cast<int32_t>(nodes.size());
+  std::vector<int32_t> last_use(n_nodes, -1);
+  for (int32_t id = 1; id < n_nodes; ++id) {
+    for (int32_t c : nodes[id].children) last_use[c] = id;
+  }
+  // The first function rooted at a node receives it directly in its output row.
+  std::vector<int32_t> output_of(n_nodes, -1);
+  for (int32_t k = 0; k < count; ++k) {
+    if (roots[k] != 0 && output_of[roots[k]] < 0) output_of[roots[k]] = k;
+  }
+
+  SubProgram sub;
+  sub.first_fn = first;
+  sub.n_fns = count;
+  std::vector<int32_t> operand(n_nodes, 0);  // where each node's value lives
+  std::vector<int32_t> free_regs;
+  int32_t n_regs = 0;
+  std::vector<Instr> code;
+  std::vector<std::pair<int32_t, int32_t>> pending_outputs;  // (node, function) written after
+  for (int32_t id = 1; id < n_nodes; ++id) {
+    const Node& node = nodes[id];
+    int32_t dst;
+    if (output_of[id] >= 0) {
+      dst = -1 - output_of[id];  // resolved to an output operand once n_regs is known
+    } else if (!free_regs.empty()) {
+      dst = free_regs.back();
+      free_regs.pop_back();
+    } else {
+      dst = ++n_regs;
+    }
+    Instr ins{node.op, dst, 0, 0};
+    const int kind = op_kind(node.op);
+    if (kind == 1) {
+      ins.a = operand[node.children[0]];
+    } else if (kind == 2) {
+      ins.a = operand[node.children[0]];
+      ins.b = operand[node.children[1]];
+    } else {
+      ins.a = static_cast<int32_t>(sub.args.size());
+      ins.b = static_cast<int32_t>(node.children.size());
+      for (int32_t c : node.children) sub.args.push_back(operand[c]);
+    }
+    code.push_back(ins);
+    operand[id] = dst;
+    for (int32_t c : node.children) {
+      if (last_use[c] == id && operand[c] > 0) {
+        // a child used twice by this node is freed once
+        if (std::find(free_regs.begin(), free_regs.end(), operand[c]) == free_regs.end()) free_regs.push_back(operand[c]);
+      }
+    }
+  }
+  // Functions that repeat an earlier function of the sub-program, or are x itself, copy it.
+  for (int32_t k = 0; k < count; ++k) {
+    if (roots[k] == 0 || output_of[roots[k]] != k) code.push_back({OP_IDENTITY, -1 - k, operand[roots[k]], 0});
+  }
+  auto resolve = [&](int32_t v) { return v < 0 ? n_regs + 1 + (-1 - v) : v; };
+  for (Instr& ins : code) {
+    ins.dst = resolve(ins.dst);
+    if (op_kind(ins.op) != 3) {
+      ins.a = resolve(ins.a);
+      ins.b = resolve(ins.b);
+    }
+  }
+  for (int32_t& a : sub.args) a = resolve(a);
+  sub.code = std::move(code);
+  sub.n_regs = n_regs;
+  return sub;
+}
+
+}  // namespace
+
+int64_t Program::n_instructions() const {
+  int64_t n = 0;
+  for (const auto& s : subs) n += static_cast<int64_t>(s.code.size());
+  return n;
+}
+
+Program compile_program(const std::vector<std::vector<Token>>& fns, int64_t fns_per_sub) {
+  if (fns.size() >= (size_t(1) << 28)) throw std::invalid_argument("at most 2^28 functions per program");
+  Program p;
+  p.n_fns = static_cast<int64_t>(fns.size());
+  if (fns_per_sub <= 0) fns_per_sub = std::max<int64_t>(1, p.n_fns);
+  for (int64_t first = 0; first < p.n_fns; first += fns_per_sub) {
+    const int32_t count = static_cast<int32_t>(std::min(fns_per_sub, p.n_fns - first));
+    p.subs.push_back(compile_sub(fns, first, count));
+    p.max_regs = std::max(p.max_regs, p.subs.back().n_regs);
+    for (const Instr& ins : p.subs.back().code) {
+      if (op_kind(ins.op) == 3) p.max_nary = std::max(p.max_nary, ins.b);
+    }
+  }
+  return p;
+}
+
+}  // namespace aqf
