@@ -258,7 +258,10 @@ def _conv_input_factor_cells(xp, k, d, pads, groups, bias, batch) -> _Factor:
     dim = int(bias) + cg * n_taps
     out = torch.empty(groups, dim, dim, dtype=torch.float32, device=xp.device)
     dev = xp.device
-    _C.conv_cov_assemble(S.float().contiguous(), cell_sums.float().contiguous(),
+    # The products are written cell-major (each into a contiguous slice); the core reads the
+    # cells of one entry together, so they are moved next to each other first.
+    _C.conv_cov_assemble(S.float().permute(0, 3, 4, 5, 1, 2).contiguous(),
+                         cell_sums.float().permute(2, 3, 0, 1).contiguous(),
                          torch.tensor(boxes, dtype=torch.int64, device=dev),
                          torch.from_numpy(pair_offset).to(dev), bool(bias), 1.0 / batch,
                          float(ho * wo), out)
@@ -286,7 +289,11 @@ def _input_factor(module: nn.Module, x: torch.Tensor, batch: int, method: str = 
     ho, wo = _conv_out_size(hp, k[0], s[0], d[0]), _conv_out_size(wp, k[1], s[1], d[1])
     dim = int(bias) + (c // groups) * k[0] * k[1]
     n_rows = b * ho * wo
-    can_cells = s == (1, 1) and k != (1, 1) and module.padding_mode == "zeros"
+    # The cell method pays one product per cell and offset; it wins when the inner cell (rows
+    # every window shares) dominates, i.e. the output is large next to the kernel's reach.
+    reach = [d[i] * (k[i] - 1) for i in range(2)]
+    can_cells = (s == (1, 1) and k != (1, 1) and module.padding_mode == "zeros"
+                 and ho >= 4 * reach[0] and wo >= 4 * reach[1])
     if method == "cells" or (method == "auto" and can_cells and n_rows >= dim
                              and _cells_cost(c, groups, hp, wp, *k) * b < 0.8 * _im2col_cost(n_rows, dim, groups)):
         if not (s == (1, 1) and module.padding_mode == "zeros"):

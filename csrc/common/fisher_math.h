@@ -69,11 +69,12 @@ AQF_HD inline int64_t pair_cum_count(const double* sorted_inner, int64_t n_inner
 }
 
 // Layout of the stride-1 convolution factor assembly. S holds, for each kernel-tap offset D of
-// one half-plane (index o), each cell (cy, cx) of the padded input, and each group g, the channel
-// cross-product sum_{u in cell} x[c, u] x[c', u + D]: S[o, cy, cx, g, c, c']. cell_sums[cy, cx,
-// g, c] = sum_{u in cell} x[c, u]. boxes[p] = (cy0, cy1, cx0, cx1): the cells covered by the input
-// window of tap p. pair_offset[p, q] = o when q - p is offset o, or -(o + 1) when p - q is offset
-// o (the block is then the transpose of the (q, p) block, summed over q's box).
+// one half-plane (index o), each group g, each channel pair and each cell (cy, cx) of the padded
+// input, the cross product sum_{u in cell} x[c, u] x[c', u + D]: S[o, g, c, c', cy, cx] (the cells
+// of one entry are adjacent, so an entry reads one short contiguous run per row of cells).
+// cell_sums[g, c, cy, cx] = sum_{u in cell} x[c, u]. boxes[p] = (cy0, cy1, cx0, cx1): the cells
+// covered by the input window of tap p. pair_offset[p, q] = o when q - p is offset o, or -(o + 1)
+// when p - q is offset o (the block is then the transpose of the (q, p) block over q's box).
 struct ConvCovShape {
   int64_t n_groups;
   int64_t n_channels;  // per group
@@ -96,9 +97,9 @@ AQF_HD inline float conv_cov_entry(const float* S, const float* cell_sums, const
       const int64_t c = idx / sh.n_taps, p = idx % sh.n_taps;
       const int64_t* box = boxes + 4 * p;
       double acc = 0.0;
+      const float* cs = cell_sums + (g * nc + c) * sh.n_cy * sh.n_cx;
       for (int64_t cy = box[0]; cy < box[1]; ++cy)
-        for (int64_t cx = box[2]; cx < box[3]; ++cx)
-          acc += cell_sums[((cy * sh.n_cx + cx) * sh.n_groups + g) * nc + c];
+        for (int64_t cx = box[2]; cx < box[3]; ++cx) acc += cs[cy * sh.n_cx + cx];
       return static_cast<float>(acc * sh.inv_batch);
     }
     --i;
@@ -113,11 +114,11 @@ AQF_HD inline float conv_cov_entry(const float* S, const float* cell_sums, const
     t = p; p = q; q = t;
   }
   const int64_t* box = boxes + 4 * p;
-  const int64_t cell_stride = sh.n_groups * nc * nc;
-  const float* s_o = S + o * sh.n_cy * sh.n_cx * cell_stride + (g * nc + c) * nc + d;
+  const int64_t n_cells = sh.n_cy * sh.n_cx;
+  const float* s_e = S + (((o * sh.n_groups + g) * nc + c) * nc + d) * n_cells;
   double acc = 0.0;
   for (int64_t cy = box[0]; cy < box[1]; ++cy)
-    for (int64_t cx = box[2]; cx < box[3]; ++cx) acc += s_o[(cy * sh.n_cx + cx) * cell_stride];
+    for (int64_t cx = box[2]; cx < box[3]; ++cx) acc += s_e[cy * sh.n_cx + cx];
   return static_cast<float>(acc * sh.inv_batch);
 }
 

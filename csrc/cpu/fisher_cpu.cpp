@@ -70,15 +70,17 @@ void pair_cumhist_cpu(const double* log_a, const std::vector<int64_t>& sizes_a, 
 void conv_cov_assemble_cpu(const float* S, const float* cell_sums, const int64_t* boxes,
                            const int64_t* pair_offset, const ConvCovShape& shape, float* out) {
   const int64_t dim = shape.dim;
-  // Rows of the lower triangle, mirrored: A is symmetric by construction.
+  // Lower triangle row by row, then the mirror, each thread writing only its own rows: writing
+  // the mirrored column in the first pass makes threads share cache lines.
+  parallel_for(shape.n_groups * dim, [&](int64_t row, int) {
+    const int64_t g = row / dim, i = row % dim;
+    float* a = out + (g * dim + i) * dim;
+    for (int64_t j = 0; j <= i; ++j) a[j] = conv_cov_entry(S, cell_sums, boxes, pair_offset, shape, g, i, j);
+  });
   parallel_for(shape.n_groups * dim, [&](int64_t row, int) {
     const int64_t g = row / dim, i = row % dim;
     float* a = out + g * dim * dim;
-    for (int64_t j = 0; j <= i; ++j) {
-      const float v = conv_cov_entry(S, cell_sums, boxes, pair_offset, shape, g, i, j);
-      a[i * dim + j] = v;
-      a[j * dim + i] = v;
-    }
+    for (int64_t j = i + 1; j < dim; ++j) a[i * dim + j] = a[j * dim + i];
   });
 }
 

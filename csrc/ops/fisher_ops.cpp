@@ -88,19 +88,19 @@ void conv_cov_assemble(const ArrayView& S, const ArrayView& cell_sums, const Arr
   require_same(S, pair_offset, "S", "pair_offset");
   require_same(S, out, "S", "out");
   ConvCovShape sh;
-  sh.n_cy = S.shape[1];
-  sh.n_cx = S.shape[2];
-  sh.n_groups = S.shape[3];
-  sh.n_channels = S.shape[4];
+  sh.n_groups = S.shape[1];
+  sh.n_channels = S.shape[2];
+  sh.n_cy = S.shape[4];
+  sh.n_cx = S.shape[5];
   sh.n_taps = boxes.shape[0];
   sh.bias = bias ? 1 : 0;
   sh.dim = sh.bias + sh.n_channels * sh.n_taps;
   sh.inv_batch = inv_batch;
   sh.n_locations = n_locations;
-  require(S.shape[5] == sh.n_channels, "S must be [n_offsets, n_cy, n_cx, n_groups, C, C], got " + S.describe());
-  require(cell_sums.shape[0] == sh.n_cy && cell_sums.shape[1] == sh.n_cx && cell_sums.shape[2] == sh.n_groups &&
-              cell_sums.shape[3] == sh.n_channels,
-          "cell_sums must be [n_cy, n_cx, n_groups, C] matching S, got " + cell_sums.describe());
+  require(S.shape[3] == sh.n_channels, "S must be [n_offsets, n_groups, C, C, n_cy, n_cx], got " + S.describe());
+  require(cell_sums.shape[0] == sh.n_groups && cell_sums.shape[1] == sh.n_channels && cell_sums.shape[2] == sh.n_cy &&
+              cell_sums.shape[3] == sh.n_cx,
+          "cell_sums must be [n_groups, C, n_cy, n_cx] matching S, got " + cell_sums.describe());
   require(boxes.shape[1] == 4, "boxes must be [n_taps, 4], got " + boxes.describe());
   require(pair_offset.shape[0] == sh.n_taps && pair_offset.shape[1] == sh.n_taps,
           "pair_offset must be [n_taps, n_taps], got " + pair_offset.describe());

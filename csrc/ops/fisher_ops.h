@@ -14,8 +14,8 @@ void pair_cumhist(const ArrayView& log_a, const std::vector<int64_t>& sizes_a, c
                   const std::vector<int64_t>& sizes_g, const ArrayView& edges, const ArrayView& out_cum);
 
 // out (float32 [n_groups, dim, dim]) assembled from the per-offset, per-cell cross products.
-// S: float32 [n_offsets, n_cy, n_cx, n_groups, n_channels, n_channels];
-// cell_sums: float32 [n_cy, n_cx, n_groups, n_channels]; boxes: int64 [n_taps, 4];
+// S: float32 [n_offsets, n_groups, n_channels, n_channels, n_cy, n_cx];
+// cell_sums: float32 [n_groups, n_channels, n_cy, n_cx]; boxes: int64 [n_taps, 4];
 // pair_offset: int64 [n_taps, n_taps].
 void conv_cov_assemble(const ArrayView& S, const ArrayView& cell_sums, const ArrayView& boxes,
                        const ArrayView& pair_offset, bool bias, double inv_batch, double n_locations,
