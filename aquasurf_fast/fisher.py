@@ -67,6 +67,11 @@ class LayerSpectrum:
     eig_G: np.ndarray  # float64 [n_groups, dim_G], ascending per group
     n_dropped: int  # eigenvalues <= 0 of A and G, left out of the log-spectrum
 
+    @property
+    def dropped(self) -> int:
+        """SPEC section 8's name for n_dropped."""
+        return self.n_dropped
+
 
 @dataclass
 class FisherSpectrum:
