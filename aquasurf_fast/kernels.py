@@ -19,18 +19,23 @@ FunctionsLike = Union[str, Expr, Iterable[Union[str, Expr]], "_C.Program"]
 _FLOAT_DTYPES = ("float32", "float64")
 
 
-def compile(fns: FunctionsLike) -> "_C.Program":  # noqa: A001 - the verb users expect
-    """Compile functions once for repeated evaluation (shared subexpressions are computed once)."""
+def compile(fns: FunctionsLike, with_grad: bool = False) -> "_C.Program":  # noqa: A001 - the verb users expect
+    """Compile functions once for repeated evaluation (shared subexpressions are computed once).
+
+    ``with_grad=True`` also prepares the backward sweeps that derivatives need.
+    """
     if isinstance(fns, _C.Program):
+        if with_grad and not fns.with_grad:
+            raise ValueError("this program was compiled without gradients; use compile(fns, with_grad=True)")
         return fns
     if isinstance(fns, (str, Expr)):
         fns = [fns]
-    return _compile_names(tuple(str(f) for f in fns))
+    return _compile_names(tuple(str(f) for f in fns), with_grad)
 
 
 @lru_cache(maxsize=256)
-def _compile_names(names: tuple) -> "_C.Program":
-    return _C.compile(list(names))
+def _compile_names(names: tuple, with_grad: bool) -> "_C.Program":
+    return _C.compile(list(names), with_grad)
 
 
 def cuda_available() -> bool:
@@ -99,14 +104,15 @@ def evaluate(fns: FunctionsLike, x) -> "np.ndarray":
 def evaluate_grad(fns: FunctionsLike, x):
     """(values, derivatives) of every function at every element of x, each [len(fns), *x.shape].
 
-    Derivatives are computed in forward mode by the same kernel and match torch autograd of the
-    composite expression, including torch's choices at kinks and ties.
+    Derivatives come from a backward sweep in the same kernel that applies, op by op, the formulas
+    torch autograd applies to the composite expression: they match torch, including its choices
+    at kinks and ties and its propagation of inf and NaN.
     """
-    program = compile(fns)
+    program = compile(fns, with_grad=True)
     x, empty, stream = _prepare(x)
     values = empty((program.n_fns, *x.shape))
     derivatives = empty((program.n_fns, *x.shape))
-    _C.evaluate(program, x, values=values, tangents=derivatives, stream=stream)
+    _C.evaluate(program, x, values=values, grads=derivatives, stream=stream)
     return values, derivatives
 
 

@@ -3,34 +3,73 @@
 #include <pybind11/pybind11.h>
 
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "bindings/borrowed_array.h"
+#include "cpu/evaluate_cpu.h"
 #include "cpu/hash_cpu.h"
 #include "cpu/thread_pool.h"
+#include "expr/parser.h"
 #include "ops/evaluate_ops.h"
 
 namespace py = pybind11;
 
 namespace aqf {
 
+namespace {
+
+template <class T>
+py::array apply_op_typed(int32_t code, const py::list& args) {
+  std::vector<py::array_t<T, py::array::c_style | py::array::forcecast>> arrays;
+  std::vector<const T*> ptrs;
+  for (py::handle a : args) {
+    arrays.push_back(py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(a));
+    if (!arrays.back()) throw std::invalid_argument("apply_op arguments must be numeric arrays");
+    if (arrays.back().size() != arrays[0].size()) throw std::invalid_argument("apply_op arguments must have equal sizes");
+    ptrs.push_back(arrays.back().data());
+  }
+  py::array_t<T> y(arrays[0].size());
+  {
+    py::gil_scoped_release release;
+    apply_op_cpu<T>(code, ptrs.data(), static_cast<int>(ptrs.size()), y.mutable_data(), y.size());
+  }
+  return y;
+}
+
+py::array apply_op(const std::string& name, const py::list& args) {
+  const int32_t code = op_code(name, false);
+  if (code < 0) throw std::invalid_argument("unknown operator '" + name + "'");
+  const int kind = op_kind(code);
+  const bool arity_ok = kind == 3 ? args.size() >= 2 : args.size() == static_cast<size_t>(kind);
+  if (!arity_ok) {
+    throw std::invalid_argument("'" + name + "' takes " + (kind == 3 ? "2 or more" : std::to_string(kind)) +
+                                " arguments, got " + std::to_string(args.size()));
+  }
+  const bool f32 = py::isinstance<py::array>(args[0]) && py::array(args[0]).dtype().is(py::dtype::of<float>());
+  return f32 ? apply_op_typed<float>(code, args) : apply_op_typed<double>(code, args);
+}
+
+}  // namespace
+
 void bind_evaluate(py::module_& m) {
   m.def(
       "evaluate",
-      [](const Program& program, py::handle x, py::handle values, py::handle tangents, py::handle seed,
+      [](const Program& program, py::handle x, py::handle values, py::handle grads, py::handle grad_out,
          int64_t stream) {
         BorrowedArray bx(x, "x");
-        std::unique_ptr<BorrowedArray> bv, bt, bs;
+        std::unique_ptr<BorrowedArray> bv, bg, bo;
         if (!values.is_none()) bv = std::make_unique<BorrowedArray>(values, "values");
-        if (!tangents.is_none()) bt = std::make_unique<BorrowedArray>(tangents, "tangents");
-        if (!seed.is_none()) bs = std::make_unique<BorrowedArray>(seed, "seed");
+        if (!grads.is_none()) bg = std::make_unique<BorrowedArray>(grads, "grads");
+        if (!grad_out.is_none()) bo = std::make_unique<BorrowedArray>(grad_out, "grad_out");
         py::gil_scoped_release release;
-        evaluate(program, bx.view(), bs ? &bs->view() : nullptr, bv ? &bv->view() : nullptr,
-                 bt ? &bt->view() : nullptr, stream);
+        evaluate(program, bx.view(), bo ? &bo->view() : nullptr, bv ? &bv->view() : nullptr,
+                 bg ? &bg->view() : nullptr, stream);
       },
-      py::arg("program"), py::arg("x"), py::arg("values") = py::none(), py::arg("tangents") = py::none(),
-      py::arg("seed") = py::none(), py::arg("stream") = 0,
-      "Evaluate a Program at x into preallocated values and/or tangents ([n_fns, *x.shape]); "
-      "tangents are seed * f'(x) (seed = 1 when None).");
+      py::arg("program"), py::arg("x"), py::arg("values") = py::none(), py::arg("grads") = py::none(),
+      py::arg("grad_out") = py::none(), py::arg("stream") = 0,
+      "Evaluate a Program at x into preallocated values and/or grads ([n_fns, *x.shape]); "
+      "grads are grad_out * f'(x) (grad_out = 1 when None).");
 
   m.def(
       "hash_rows",
@@ -59,6 +98,10 @@ void bind_evaluate(py::module_& m) {
              return ids;
            })
       .def_property_readonly("n_classes", &ClassIndex::n_classes);
+
+  m.def("apply_op", &apply_op, py::arg("name"), py::arg("args"),
+        "One operator elementwise over equal-length arrays (float32 if the first is, else float64), "
+        "values only.");
 
   m.def("num_threads", &num_threads, "Threads used by the CPU kernels.");
   m.def("set_num_threads", &set_num_threads, py::arg("n"), "Set the number of CPU kernel threads.");

@@ -82,19 +82,21 @@ void bind_expr(py::module_& m) {
       .def_property_readonly("n_fns", [](const Program& p) { return p.n_fns; })
       .def_property_readonly("n_instructions", &Program::n_instructions)
       .def_property_readonly("n_subprograms", [](const Program& p) { return p.subs.size(); })
-      .def_property_readonly("max_registers", [](const Program& p) { return p.max_regs; });
+      .def_property_readonly("max_registers", [](const Program& p) { return p.max_regs; })
+      .def_property_readonly("with_grad", [](const Program& p) { return p.with_grad; });
 
   m.def(
       "compile",
-      [](const std::vector<std::string>& fns, int64_t fns_per_sub) {
+      [](const std::vector<std::string>& fns, bool with_grad, int64_t fns_per_sub) {
         py::gil_scoped_release release;
         // By default one sub-program per CPU thread: fewer would idle threads when inputs are
         // few, more would recompute the shared subexpressions once per extra sub-program.
         const int64_t n = static_cast<int64_t>(fns.size());
         if (fns_per_sub <= 0) fns_per_sub = (n + num_threads() - 1) / num_threads();
-        return compile_program(parse_all(fns, false), fns_per_sub);
+        return compile_program(parse_all(fns, false), fns_per_sub, with_grad);
       },
-      py::arg("fns"), py::arg("fns_per_sub") = 0, "Compile names into one Program; raises ParseError.");
+      py::arg("fns"), py::arg("with_grad") = false, py::arg("fns_per_sub") = 0,
+      "Compile names into one Program (with_grad: also for gradients); raises ParseError.");
 
   m.def(
       "schema_size",

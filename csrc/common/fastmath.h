@@ -27,11 +27,12 @@ constexpr float kLn2Hi = 0.693145751953125f;     // few mantissa bits: n * kLn2H
 constexpr float kLn2Lo = 1.428606765330187e-06f;
 constexpr float kLog2e = 1.44269504088896341f;
 
-// exp(x): x = n*ln2 + r with |r| <= ln2/2, a degree-7 Taylor polynomial for e^r (error below
-// 2^-24 on that range), then 2^n applied in two halves so results down to the subnormals round once.
-AQF_HD AQF_INLINE float exp_f32(float x) {
+// exp(x) * 2^k for k in {-1, 0}: x = n*ln2 + r with |r| <= ln2/2, a degree-7 Taylor polynomial
+// for e^r (error below 2^-24 on that range), then 2^(n+k) applied in two halves so that results
+// down to the subnormals round once and results past the float range overflow to inf.
+AQF_HD AQF_INLINE float exp_scaled_f32(float x, int32_t k) {
   // Clamps are written as selects: fminf/fmaxf's NaN rules keep loops from vectorizing.
-  const float xc = x < -104.0f ? -104.0f : (x > 89.0f ? 89.0f : x);
+  const float xc = x < -104.0f ? -104.0f : (x > 90.0f ? 90.0f : x);
   const float n = floorf(xc * kLog2e + 0.5f);
   const float r = (xc - n * kLn2Hi) - n * kLn2Lo;
   float p = 1.0f / 5040.0f;
@@ -42,17 +43,18 @@ AQF_HD AQF_INLINE float exp_f32(float x) {
   p = p * r + 0.5f;
   p = p * r + 1.0f;
   p = p * r + 1.0f;
-  const int32_t ni = static_cast<int32_t>(n);
+  const int32_t ni = static_cast<int32_t>(n) + k;
   const int32_t n1 = ni >> 1;
   const int32_t n2 = ni - n1;
   float y = p * float_of((n1 + 127) << 23) * float_of((n2 + 127) << 23);
-  y = x > 88.72283935546875f ? kInf : y;
   y = x < -103.97208f ? 0.0f : y;
   return x != x ? x : y;
 }
 
-// expm1(x): the Taylor series where cancellation would hurt (|x| < 0.5), exp(x) - 1 elsewhere.
-AQF_HD AQF_INLINE float expm1_f32(float x) {
+AQF_HD AQF_INLINE float exp_f32(float x) { return exp_scaled_f32(x, 0); }
+
+// expm1 on |x| < 0.5 by its Taylor series, where exp(x) - 1 would cancel.
+AQF_HD AQF_INLINE float expm1_small_f32(float x) {
   float p = 1.0f / 40320.0f;
   p = p * x + 1.0f / 5040.0f;
   p = p * x + 1.0f / 720.0f;
@@ -60,9 +62,11 @@ AQF_HD AQF_INLINE float expm1_f32(float x) {
   p = p * x + 1.0f / 24.0f;
   p = p * x + 1.0f / 6.0f;
   p = p * x + 0.5f;
-  const float small = x + (x * x) * p;
-  const float large = exp_f32(x) - 1.0f;
-  return fabsf(x) < 0.5f ? small : large;
+  return x + (x * x) * p;
+}
+
+AQF_HD AQF_INLINE float expm1_f32(float x) {
+  return fabsf(x) < 0.5f ? expm1_small_f32(x) : exp_f32(x) - 1.0f;
 }
 
 // log(x): x = 2^e * m with m in [sqrt(1/2), sqrt(2)), log(m) = 2 atanh(s), s = (m-1)/(m+1),
@@ -100,10 +104,14 @@ AQF_HD AQF_INLINE float log1p_f32(float x) {
   return u == kInf ? lu : y;
 }
 
-// tanh(|x|) = -t / (t + 2) with t = expm1(-2|x|) in (-1, 0]: no overflow, no cancellation.
+// tanh(|x|) = -t / (t + 2) with t = expm1(-2|x|) near 0 (no cancellation), and 1 - 2 / (e^2|x| + 1)
+// beyond 0.55, which keeps the last bits of results just below 1 (e^2|x| = inf gives 1).
 AQF_HD AQF_INLINE float tanh_f32(float x) {
-  const float t = expm1_f32(-2.0f * fabsf(x));
-  return copysignf(-t / (t + 2.0f), x);
+  const float a = fabsf(x);
+  const float t = expm1_f32(-2.0f * a);
+  const float near_zero = -t / (t + 2.0f);
+  const float far = 1.0f - 2.0f / (exp_f32(2.0f * a) + 1.0f);
+  return copysignf(a < 0.55f ? near_zero : far, x);
 }
 
 // sigmoid from e = exp(-|x|) <= 1, which cannot overflow: 1/(1+e) or e/(1+e) by sign.
@@ -113,21 +121,20 @@ AQF_HD AQF_INLINE float sigmoid_f32(float x) {
   return x >= 0.0f ? q : e * q;
 }
 
-// sinh and cosh: from expm1 / exp up to |x| = 20; beyond, e^|x| / 2 as (h/2) * h with
-// h = e^(|x|/2), which stays finite up to the float range's end.
+// sinh and cosh from h = e^|x| / 2, one exponential: h -+ 1/(4h). h stays finite up to the end
+// of the float range, where e^|x| alone would overflow first. Below 0.5, sinh uses the expm1
+// series, as h - 1/(4h) would cancel.
 AQF_HD AQF_INLINE float sinh_f32(float x) {
   const float a = fabsf(x);
-  const float em = expm1_f32(a);
-  const float h = exp_f32(0.5f * a);
-  const float y = a <= 20.0f ? 0.5f * (em + em / (em + 1.0f)) : (0.5f * h) * h;
+  const float h = exp_scaled_f32(a, -1);
+  const float em = expm1_small_f32(a);
+  const float y = a < 0.5f ? 0.5f * (em + em / (em + 1.0f)) : h - 0.25f / h;
   return copysignf(y, x);
 }
 
 AQF_HD AQF_INLINE float cosh_f32(float x) {
-  const float a = fabsf(x);
-  const float e = exp_f32(a);
-  const float h = exp_f32(0.5f * a);
-  return a <= 20.0f ? 0.5f * (e + 1.0f / e) : (0.5f * h) * h;
+  const float h = exp_scaled_f32(fabsf(x), -1);
+  return h + 0.25f / h;
 }
 
 AQF_HD AQF_INLINE int64_t bits_of(double x) {

@@ -1,7 +1,8 @@
-// Every operator of the expression language: its value f and its tangent d (forward-mode
-// derivative), written once for CPU loops and CUDA kernels. Tangents follow torch autograd of the
-// same expression built from torch ops, including where torch masks a gradient (relu, clamp, ties
-// of maximum/minimum) rather than multiplying it by zero.
+// Every operator of the expression language: its value f and its vector-Jacobian product b (the
+// gradient of its input given the gradient g of its output), written once for the CPU loops and
+// the CUDA kernels. Each b is the backward formula torch autograd applies to the same expression
+// built from torch ops, in the same order of operations: so kinks (relu'(0) = 0), ties (maximum
+// splits a tie in halves) and the way 0, inf and NaN propagate all agree with torch.
 #pragma once
 #include <cstdint>
 
@@ -63,112 +64,120 @@ AQF_HD AQF_INLINE T min_nan(T a, T b) {
 // ---- unary ------------------------------------------------------------------------------
 struct Zero {
   template <class T> AQF_HD AQF_INLINE static T f(T) { return T(0); }
-  template <class T> AQF_HD AQF_INLINE static T d(T, T, T) { return T(0); }  // zeros_like: no gradient path
+  template <class T> AQF_HD AQF_INLINE static T b(T, T, T) { return T(0); }  // zeros_like: no gradient path
 };
 struct One {
   template <class T> AQF_HD AQF_INLINE static T f(T) { return T(1); }
-  template <class T> AQF_HD AQF_INLINE static T d(T, T, T) { return T(0); }
+  template <class T> AQF_HD AQF_INLINE static T b(T, T, T) { return T(0); }
 };
 struct Identity {
   template <class T> AQF_HD AQF_INLINE static T f(T x) { return x; }
-  template <class T> AQF_HD AQF_INLINE static T d(T, T, T dx) { return dx; }
+  template <class T> AQF_HD AQF_INLINE static T b(T, T, T g) { return g; }
 };
 struct Negative {
   template <class T> AQF_HD AQF_INLINE static T f(T x) { return -x; }
-  template <class T> AQF_HD AQF_INLINE static T d(T, T, T dx) { return -dx; }
+  template <class T> AQF_HD AQF_INLINE static T b(T, T, T g) { return -g; }
 };
 struct Abs {
   template <class T> AQF_HD AQF_INLINE static T f(T x) { return x < T(0) ? -x : (x == T(0) ? T(0) : x); }
-  template <class T> AQF_HD AQF_INLINE static T d(T x, T, T dx) { return dx * sgn(x); }
+  template <class T> AQF_HD AQF_INLINE static T b(T x, T, T g) { return g * sgn(x); }
 };
 struct Reciprocal {
   template <class T> AQF_HD AQF_INLINE static T f(T x) { return T(1) / x; }
-  template <class T> AQF_HD AQF_INLINE static T d(T, T y, T dx) { return -dx * (y * y); }
+  template <class T> AQF_HD AQF_INLINE static T b(T, T y, T g) { return -g * (y * y); }
 };
 struct Square {
   template <class T> AQF_HD AQF_INLINE static T f(T x) { return x * x; }
-  template <class T> AQF_HD AQF_INLINE static T d(T x, T, T dx) { return dx * (T(2) * x); }
+  template <class T> AQF_HD AQF_INLINE static T b(T x, T, T g) { return g * (T(2) * x); }
 };
 struct Exp {
   template <class T> AQF_HD AQF_INLINE static T f(T x) { return m_exp(x); }
-  template <class T> AQF_HD AQF_INLINE static T d(T, T y, T dx) { return dx * y; }
+  template <class T> AQF_HD AQF_INLINE static T b(T, T y, T g) { return g * y; }
 };
 struct Erf {
   template <class T> AQF_HD AQF_INLINE static T f(T x) { return m_erf(x); }
-  template <class T> AQF_HD AQF_INLINE static T d(T x, T, T dx) { return dx * (T(kTwoOverSqrtPi) * m_exp(-(x * x))); }
+  template <class T> AQF_HD AQF_INLINE static T b(T x, T, T g) { return (T(kTwoOverSqrtPi) * m_exp(-(x * x))) * g; }
 };
 struct Erfc {
   template <class T> AQF_HD AQF_INLINE static T f(T x) { return m_erfc(x); }
-  template <class T> AQF_HD AQF_INLINE static T d(T x, T, T dx) { return dx * (T(-kTwoOverSqrtPi) * m_exp(-(x * x))); }
+  template <class T> AQF_HD AQF_INLINE static T b(T x, T, T g) { return (T(-kTwoOverSqrtPi) * m_exp(-(x * x))) * g; }
 };
 struct Sinh {
   template <class T> AQF_HD AQF_INLINE static T f(T x) { return m_sinh(x); }
-  template <class T> AQF_HD AQF_INLINE static T d(T x, T, T dx) { return dx * m_cosh(x); }
+  template <class T> AQF_HD AQF_INLINE static T b(T x, T, T g) { return g * m_cosh(x); }
 };
 struct Cosh {
   template <class T> AQF_HD AQF_INLINE static T f(T x) { return m_cosh(x); }
-  template <class T> AQF_HD AQF_INLINE static T d(T x, T, T dx) { return dx * m_sinh(x); }
+  template <class T> AQF_HD AQF_INLINE static T b(T x, T, T g) { return g * m_sinh(x); }
 };
 struct Tanh {
   template <class T> AQF_HD AQF_INLINE static T f(T x) { return m_tanh(x); }
-  template <class T> AQF_HD AQF_INLINE static T d(T, T y, T dx) { return dx * (T(1) - y * y); }
+  template <class T> AQF_HD AQF_INLINE static T b(T, T y, T g) { return g * (T(1) - y * y); }
 };
 struct Expm1 {
   template <class T> AQF_HD AQF_INLINE static T f(T x) { return m_expm1(x); }
-  template <class T> AQF_HD AQF_INLINE static T d(T, T y, T dx) { return dx * (y + T(1)); }
+  template <class T> AQF_HD AQF_INLINE static T b(T, T y, T g) { return g * (y + T(1)); }
 };
 struct Sigmoid {
   template <class T> AQF_HD AQF_INLINE static T f(T x) { return m_sigmoid(x); }
-  template <class T> AQF_HD AQF_INLINE static T d(T, T y, T dx) { return dx * ((T(1) - y) * y); }
+  template <class T> AQF_HD AQF_INLINE static T b(T, T y, T g) { return (g * (T(1) - y)) * y; }
 };
 struct LogSigmoid {  // -softplus(-x), stably: min(x, 0) - log1p(exp(-|x|))
   template <class T> AQF_HD AQF_INLINE static T f(T x) {
     return (x < T(0) ? x : T(0)) - m_log1p(m_exp(-(x < T(0) ? -x : x)));
   }
-  template <class T> AQF_HD AQF_INLINE static T d(T x, T, T dx) { return dx * m_sigmoid(-x); }
+  template <class T> AQF_HD AQF_INLINE static T b(T x, T, T g) {  // torch's log_sigmoid_backward
+    const bool negative = x < T(0);
+    const T z = m_exp(-(x < T(0) ? -x : x));
+    return g * ((negative ? T(1) : T(0)) - (negative ? T(1) : T(-1)) * (z / (T(1) + z)));
+  }
 };
 struct Arcsinh {
   template <class T> AQF_HD AQF_INLINE static T f(T x) { return m_asinh(x); }
-  template <class T> AQF_HD AQF_INLINE static T d(T x, T, T dx) { return dx * (T(1) / m_sqrt(x * x + T(1))); }
+  template <class T> AQF_HD AQF_INLINE static T b(T x, T, T g) { return g * (T(1) / m_sqrt(x * x + T(1))); }
 };
 struct Arctan {
   template <class T> AQF_HD AQF_INLINE static T f(T x) { return m_atan(x); }
-  template <class T> AQF_HD AQF_INLINE static T d(T x, T, T dx) { return dx / (x * x + T(1)); }
+  template <class T> AQF_HD AQF_INLINE static T b(T x, T, T g) { return g / (x * x + T(1)); }
 };
 struct BesselI0e {
   template <class T> AQF_HD AQF_INLINE static T f(T x) { return static_cast<T>(bessel_i0e(static_cast<double>(x))); }
-  template <class T> AQF_HD AQF_INLINE static T d(T x, T y, T dx) {
-    return dx * (static_cast<T>(bessel_i1e(static_cast<double>(x))) - sgn(x) * y);
+  template <class T> AQF_HD AQF_INLINE static T b(T x, T y, T g) {
+    return g * (static_cast<T>(bessel_i1e(static_cast<double>(x))) - sgn(x) * y);
   }
 };
 struct BesselI1e {
   template <class T> AQF_HD AQF_INLINE static T f(T x) { return static_cast<T>(bessel_i1e(static_cast<double>(x))); }
-  template <class T> AQF_HD AQF_INLINE static T d(T x, T y, T dx) {
+  template <class T> AQF_HD AQF_INLINE static T b(T x, T y, T g) {
+    // torch replaces |x| <= epsilon (and NaN) by the limit 0.5 at 0
+    const T eps = sizeof(T) == 4 ? T(1.1920928955078125e-07) : T(2.220446049250313e-16);
     const T i0e = static_cast<T>(bessel_i0e(static_cast<double>(x)));
-    return x == T(0) ? dx * T(0.5) : dx * (i0e - y * (sgn(x) + T(1) / x));
+    return (x > eps || x < -eps) ? g * (i0e - y * (sgn(x) + T(1) / x)) : g * T(0.5);
   }
 };
 struct Relu {
-  template <class T> AQF_HD AQF_INLINE static T f(T x) { return x > T(0) ? x : (x != x ? x : T(0)); }
-  template <class T> AQF_HD AQF_INLINE static T d(T x, T, T dx) { return x <= T(0) ? T(0) : dx; }
+  // torch.relu keeps NaN and -0
+  template <class T> AQF_HD AQF_INLINE static T f(T x) { return x < T(0) ? T(0) : x; }
+  template <class T> AQF_HD AQF_INLINE static T b(T, T y, T g) { return y <= T(0) ? T(0) : g; }  // threshold_backward on the result
 };
 struct Elu {
   template <class T> AQF_HD AQF_INLINE static T f(T x) { return x > T(0) ? x : (x != x ? x : m_expm1(x)); }
-  template <class T> AQF_HD AQF_INLINE static T d(T x, T, T dx) { return x <= T(0) ? dx * m_exp(x) : dx; }
+  // e^x = y + 1 on the negative side: the result saves a second exponential
+  template <class T> AQF_HD AQF_INLINE static T b(T x, T y, T g) { return x > T(0) ? g : g * (y + T(1)); }
 };
 struct Selu {
   template <class T> AQF_HD AQF_INLINE static T f(T x) {
     return x > T(0) ? T(kSeluScale) * x : (x != x ? x : T(kSeluScale) * (T(kSeluAlpha) * m_expm1(x)));
   }
-  template <class T> AQF_HD AQF_INLINE static T d(T x, T, T dx) {
-    return x <= T(0) ? dx * (T(kSeluScale * kSeluAlpha) * m_exp(x)) : dx * T(kSeluScale);
+  template <class T> AQF_HD AQF_INLINE static T b(T x, T y, T g) {  // scale alpha e^x = y + scale alpha
+    return x > T(0) ? g * T(kSeluScale) : g * (y + T(kSeluScale * kSeluAlpha));
   }
 };
 struct Swish {  // x * sigmoid(x)
   template <class T> AQF_HD AQF_INLINE static T f(T x) { return x * m_sigmoid(x); }
-  template <class T> AQF_HD AQF_INLINE static T d(T x, T, T dx) {
+  template <class T> AQF_HD AQF_INLINE static T b(T x, T, T g) {  // mul, then sigmoid's backward
     const T s = m_sigmoid(x);
-    return dx * s + (dx * x) * ((T(1) - s) * s);
+    return g * s + ((g * x) * (T(1) - s)) * s;
   }
 };
 struct Softplus {  // torch.nn.functional.softplus: x itself above the threshold 20
@@ -176,13 +185,16 @@ struct Softplus {  // torch.nn.functional.softplus: x itself above the threshold
     const T a = x < T(0) ? -x : x;
     return x > T(20) ? x : (x > T(0) ? x : T(0)) + m_log1p(m_exp(-a));
   }
-  template <class T> AQF_HD AQF_INLINE static T d(T x, T, T dx) { return x > T(20) ? dx : dx * m_sigmoid(x); }
+  template <class T> AQF_HD AQF_INLINE static T b(T x, T, T g) {
+    const T z = m_exp(x);
+    return x > T(20) ? g : g * z / (z + T(1));
+  }
 };
-struct Softsign {  // x / (1 + |x|)
+struct Softsign {  // x / (1 + |x|); the tangent is torch's chain through div and abs (NaN at inf)
   template <class T> AQF_HD AQF_INLINE static T f(T x) { return x / (T(1) + (x < T(0) ? -x : x)); }
-  template <class T> AQF_HD AQF_INLINE static T d(T x, T, T dx) {
-    const T q = T(1) + (x < T(0) ? -x : x);
-    return dx / (q * q);
+  template <class T> AQF_HD AQF_INLINE static T b(T x, T, T g) {
+    const T q = (x < T(0) ? -x : x) + T(1);
+    return g / q + (-g * ((x / q) / q)) * sgn(x);
   }
 };
 struct HardSigmoid {  // clamp(0.2 x + 0.5, 0, 1), the Keras 2 form
@@ -190,90 +202,102 @@ struct HardSigmoid {  // clamp(0.2 x + 0.5, 0, 1), the Keras 2 form
     const T t = T(0.2) * x + T(0.5);
     return t != t ? t : (t < T(0) ? T(0) : (t > T(1) ? T(1) : t));
   }
-  template <class T> AQF_HD AQF_INLINE static T d(T x, T, T dx) {
+  template <class T> AQF_HD AQF_INLINE static T b(T x, T, T g) {
     const T t = T(0.2) * x + T(0.5);
-    return (t >= T(0) && t <= T(1)) ? dx * T(0.2) : T(0);
+    return ((t >= T(0) && t <= T(1)) ? g : T(0)) * T(0.2);
   }
 };
 struct Elish {  // x sigmoid(x) for x > 0, (e^x - 1) sigmoid(x) otherwise
   template <class T> AQF_HD AQF_INLINE static T f(T x) { return (x > T(0) ? x : m_expm1(x)) * m_sigmoid(x); }
-  template <class T> AQF_HD AQF_INLINE static T d(T x, T, T dx) {
+  // torch form: where(x > 0, x, expm1(clamp(x, max=0))) * sigmoid(x), the clamp keeping the
+  // unselected branch's gradient finite.
+  template <class T> AQF_HD AQF_INLINE static T b(T x, T, T g) {
     const T s = m_sigmoid(x);
-    const T ds = (T(1) - s) * s;
-    return x > T(0) ? dx * s + (dx * x) * ds : dx * (m_exp(x) * s) + (dx * m_expm1(x)) * ds;
+    const T v = x > T(0) ? x : m_expm1(x);
+    const T gv = g * s;
+    return (x > T(0) ? gv : gv * m_exp(x)) + ((g * v) * (T(1) - s)) * s;
   }
 };
 struct LeakyRelu {
   template <class T> AQF_HD AQF_INLINE static T f(T x) { return x > T(0) ? x : x * T(0.01); }
-  template <class T> AQF_HD AQF_INLINE static T d(T x, T, T dx) { return x > T(0) ? dx : dx * T(0.01); }
+  template <class T> AQF_HD AQF_INLINE static T b(T x, T, T g) { return x > T(0) ? g : g * T(0.01); }
 };
 struct Mish {  // x tanh(softplus(x))
   template <class T> AQF_HD AQF_INLINE static T f(T x) { return x * m_tanh(Softplus::f(x)); }
-  template <class T> AQF_HD AQF_INLINE static T d(T x, T, T dx) {
+  template <class T> AQF_HD AQF_INLINE static T b(T x, T, T g) {
     const T t = m_tanh(Softplus::f(x));
-    return dx * (t + x * m_sigmoid(x) * (T(1) - t * t));
+    return g * (t + x * m_sigmoid(x) * (T(1) - t * t));
   }
 };
 struct Gelu {  // exact form x Phi(x), Phi through erfc so the left tail keeps its digits
   template <class T> AQF_HD AQF_INLINE static T f(T x) { return x * (T(0.5) * m_erfc(-x * T(kInvSqrt2))); }
-  template <class T> AQF_HD AQF_INLINE static T d(T x, T, T dx) {
+  template <class T> AQF_HD AQF_INLINE static T b(T x, T, T g) {
     const T cdf = T(0.5) * m_erfc(-x * T(kInvSqrt2));
     const T pdf = T(kInvSqrt2Pi) * m_exp(T(-0.5) * (x * x));
-    return dx * (cdf + x * pdf);
+    return g * (cdf + x * pdf);
   }
 };
 
-// ---- binary: f(a, b), d(a, b, y, da, db) -------------------------------------------------
+// ---- binary: f(a, b); b(a, b, y, g, ga, gb) sets the gradients of both operands ------------
 struct Add {
   template <class T> AQF_HD AQF_INLINE static T f(T a, T b) { return a + b; }
-  template <class T> AQF_HD AQF_INLINE static T d(T, T, T, T da, T db) { return da + db; }
+  template <class T> AQF_HD AQF_INLINE static void b(T, T, T, T g, T& ga, T& gb) {
+    ga = g;
+    gb = g;
+  }
 };
 struct Sub {
   template <class T> AQF_HD AQF_INLINE static T f(T a, T b) { return a - b; }
-  template <class T> AQF_HD AQF_INLINE static T d(T, T, T, T da, T db) { return da - db; }
+  template <class T> AQF_HD AQF_INLINE static void b(T, T, T, T g, T& ga, T& gb) {
+    ga = g;
+    gb = -g;
+  }
 };
 struct Mul {
   template <class T> AQF_HD AQF_INLINE static T f(T a, T b) { return a * b; }
-  template <class T> AQF_HD AQF_INLINE static T d(T a, T b, T, T da, T db) { return da * b + db * a; }
+  template <class T> AQF_HD AQF_INLINE static void b(T a, T b, T, T g, T& ga, T& gb) {
+    ga = g * b;
+    gb = g * a;
+  }
 };
 struct Div {
   template <class T> AQF_HD AQF_INLINE static T f(T a, T b) { return a / b; }
-  template <class T> AQF_HD AQF_INLINE static T d(T a, T b, T, T da, T db) { return da / b - db * ((a / b) / b); }
+  template <class T> AQF_HD AQF_INLINE static void b(T a, T b, T, T g, T& ga, T& gb) {
+    ga = g / b;
+    gb = -g * ((a / b) / b);
+  }
 };
 struct Pow {  // torch.pow's gradient: 0 for the base where b == 0, 0 for b where a == 0 and b >= 0
   template <class T> AQF_HD AQF_INLINE static T f(T a, T b) { return m_pow(a, b); }
-  template <class T> AQF_HD AQF_INLINE static T d(T a, T b, T y, T da, T db) {
-    const T ga = b == T(0) ? T(0) : da * (b * m_pow(a, b - T(1)));
-    const T gb = (a == T(0) && b >= T(0)) ? T(0) : db * (y * m_log(a));
-    return ga + gb;
+  template <class T> AQF_HD AQF_INLINE static void b(T a, T b, T y, T g, T& ga, T& gb) {
+    ga = b == T(0) ? T(0) : g * (b * m_pow(a, b - T(1)));
+    gb = g * ((a == T(0) && b >= T(0)) ? T(0) : y * m_log(a));
   }
 };
 struct Max {  // torch.maximum: NaN propagates; a tie splits the gradient in halves
   template <class T> AQF_HD AQF_INLINE static T f(T a, T b) { return max_nan(a, b); }
-  template <class T> AQF_HD AQF_INLINE static T d(T a, T b, T, T da, T db) {
-    const T ga = a < b ? T(0) : (a == b ? da * T(0.5) : da);
-    const T gb = a > b ? T(0) : (a == b ? db * T(0.5) : db);
-    return ga + gb;
+  template <class T> AQF_HD AQF_INLINE static void b(T a, T b, T, T g, T& ga, T& gb) {
+    const T shared = a == b ? g / T(2) : g;
+    ga = a < b ? T(0) : shared;
+    gb = a > b ? T(0) : shared;
   }
 };
 struct Min {
   template <class T> AQF_HD AQF_INLINE static T f(T a, T b) { return min_nan(a, b); }
-  template <class T> AQF_HD AQF_INLINE static T d(T a, T b, T, T da, T db) {
-    const T ga = a > b ? T(0) : (a == b ? da * T(0.5) : da);
-    const T gb = a < b ? T(0) : (a == b ? db * T(0.5) : db);
-    return ga + gb;
+  template <class T> AQF_HD AQF_INLINE static void b(T a, T b, T, T g, T& ga, T& gb) {
+    const T shared = a == b ? g / T(2) : g;
+    ga = a > b ? T(0) : shared;
+    gb = a < b ? T(0) : shared;
   }
 };
 
 // ---- n-ary: sum_n and prod_n fold left to right like a chain of add / mul; max_n and min_n
-// are torch.amax / amin over the stacked arguments, which share a tie's gradient equally.
+// are torch.amax / amin over the stacked arguments, whose backward is (g / count) * tie mask.
 struct SumN {
   template <class T> AQF_HD AQF_INLINE static T fold(T acc, T a) { return acc + a; }
-  template <class T> AQF_HD AQF_INLINE static T dfold(T, T, T dacc, T da) { return dacc + da; }
 };
 struct ProdN {
   template <class T> AQF_HD AQF_INLINE static T fold(T acc, T a) { return acc * a; }
-  template <class T> AQF_HD AQF_INLINE static T dfold(T acc, T a, T dacc, T da) { return dacc * a + da * acc; }
 };
 struct MaxN {
   template <class T> AQF_HD AQF_INLINE static T fold(T acc, T a) { return max_nan(acc, a); }

@@ -9,198 +9,254 @@
 namespace aqf {
 namespace {
 
-constexpr int64_t kBlock = 512;  // elements per work item: registers of a sub-program stay in L1/L2
+constexpr int64_t kBlock = 512;  // elements per work item when computing values
 
+// For gradients every node keeps a value and a gradient row: blocks shrink as programs grow, to
+// keep a work item's rows within the core's caches.
+int64_t grad_block(int32_t max_nodes) {
+  return std::max<int64_t>(64, std::min<int64_t>(kBlock, (int64_t(16384) / std::max(max_nodes, 1)) / 64 * 64));
+}
+
+// ---- forward: one loop per instruction ---------------------------------------------------
 template <class Op, class T>
 void unary_loop(const T* __restrict x, T* __restrict y, int64_t len) {
   for (int64_t i = 0; i < len; ++i) y[i] = Op::f(x[i]);
-}
-template <class Op, class T>
-void unary_tangent_loop(const T* __restrict x, const T* __restrict dx, T* __restrict y, T* __restrict dy, int64_t len) {
-  for (int64_t i = 0; i < len; ++i) {
-    const T v = Op::f(x[i]);
-    dy[i] = Op::d(x[i], v, dx[i]);
-    y[i] = v;
-  }
 }
 template <class Op, class T>
 void binary_loop(const T* __restrict a, const T* __restrict b, T* __restrict y, int64_t len) {
   for (int64_t i = 0; i < len; ++i) y[i] = Op::f(a[i], b[i]);
 }
 template <class Op, class T>
-void binary_tangent_loop(const T* __restrict a, const T* __restrict b, const T* __restrict da, const T* __restrict db,
-                         T* __restrict y, T* __restrict dy, int64_t len) {
-  for (int64_t i = 0; i < len; ++i) {
-    const T v = Op::f(a[i], b[i]);
-    dy[i] = Op::d(a[i], b[i], v, da[i], db[i]);
-    y[i] = v;
-  }
-}
-template <class Op, class T>
 void fold_loop(const T* __restrict a, T* __restrict acc, int64_t len) {
   for (int64_t i = 0; i < len; ++i) acc[i] = Op::fold(acc[i], a[i]);
 }
-template <class Op, class T>
-void fold_tangent_loop(const T* __restrict a, const T* __restrict da, T* __restrict acc, T* __restrict dacc, int64_t len) {
-  for (int64_t i = 0; i < len; ++i) {
-    dacc[i] = Op::dfold(acc[i], a[i], dacc[i], da[i]);
-    acc[i] = Op::fold(acc[i], a[i]);
-  }
-}
-// amax/amin tangent: the mean of the tangents of the arguments equal to the result (NaN when
-// the result is NaN, as torch's count of zero ties gives).
-template <class T>
-void extremum_tangent(const T* const* args, const T* const* dargs, int n_args, const T* __restrict y, T* __restrict dy,
-                      T* __restrict count, int64_t len) {
-  std::fill(dy, dy + len, T(0));
-  std::fill(count, count + len, T(0));
-  for (int k = 0; k < n_args; ++k) {
-    const T* __restrict a = args[k];
-    const T* __restrict da = dargs[k];
-    for (int64_t i = 0; i < len; ++i) {
-      const bool tie = a[i] == y[i];
-      dy[i] += tie ? da[i] : T(0);
-      count[i] += tie ? T(1) : T(0);
-    }
-  }
-  for (int64_t i = 0; i < len; ++i) dy[i] = dy[i] / count[i];
-}
 
+// Operand pointers of one block: val[operand] -> values, adj[operand] -> gradients.
 template <class T>
 struct Block {
-  std::vector<const T*> val;  // operand -> values of this block
-  std::vector<const T*> tan;  // operand -> tangents of this block
-  std::vector<const T*> arg_val, arg_tan;
-  std::vector<T> count;
+  std::vector<T*> val, adj;
+  std::vector<const T*> args;
+  std::vector<T> tmp0, tmp1;
 };
 
 template <class T>
-void run_nary(const Instr& ins, const SubProgram& sub, Block<T>& blk, T* y, T* dy, int64_t len) {
-  const int n_args = ins.b;
-  for (int k = 0; k < n_args; ++k) {
-    blk.arg_val[k] = blk.val[sub.args[ins.a + k]];
-    if (dy) blk.arg_tan[k] = blk.tan[sub.args[ins.a + k]];
-  }
-  std::copy(blk.arg_val[0], blk.arg_val[0] + len, y);
-  if (dy && (ins.op == OP_SUM_N || ins.op == OP_PROD_N)) std::copy(blk.arg_tan[0], blk.arg_tan[0] + len, dy);
+void forward_nary(int32_t op, const int32_t* operands, int n_args, Block<T>& blk, T* y, int64_t len) {
+  std::copy(blk.val[operands[0]], blk.val[operands[0]] + len, y);
   for (int k = 1; k < n_args; ++k) {
-    switch (ins.op) {
-      case OP_SUM_N:
-        if (dy) fold_tangent_loop<op::SumN>(blk.arg_val[k], blk.arg_tan[k], y, dy, len);
-        else fold_loop<op::SumN>(blk.arg_val[k], y, len);
-        break;
-      case OP_PROD_N:
-        if (dy) fold_tangent_loop<op::ProdN>(blk.arg_val[k], blk.arg_tan[k], y, dy, len);
-        else fold_loop<op::ProdN>(blk.arg_val[k], y, len);
-        break;
-      case OP_MAX_N: fold_loop<op::MaxN>(blk.arg_val[k], y, len); break;
-      default: fold_loop<op::MinN>(blk.arg_val[k], y, len); break;
+    const T* a = blk.val[operands[k]];
+    switch (op) {
+      case OP_SUM_N: fold_loop<op::SumN>(a, y, len); break;
+      case OP_PROD_N: fold_loop<op::ProdN>(a, y, len); break;
+      case OP_MAX_N: fold_loop<op::MaxN>(a, y, len); break;
+      default: fold_loop<op::MinN>(a, y, len); break;
     }
-  }
-  if (dy && (ins.op == OP_MAX_N || ins.op == OP_MIN_N)) {
-    extremum_tangent(blk.arg_val.data(), blk.arg_tan.data(), n_args, y, dy, blk.count.data(), len);
   }
 }
 
 template <class T>
-void run_instruction(const Instr& ins, const SubProgram& sub, Block<T>& blk, T* y, T* dy, int64_t len) {
+void forward(const Instr& ins, const int32_t* args, Block<T>& blk, int64_t len) {
   const T* a = blk.val[ins.a];
+  T* y = blk.val[ins.dst];
   switch (ins.op) {
-#define AQF_UNARY_CASE(E, C, S)                                                    \
-  case OP_##E:                                                                     \
-    if (dy) unary_tangent_loop<op::C>(a, blk.tan[ins.a], y, dy, len);              \
-    else unary_loop<op::C>(a, y, len);                                             \
+#define AQF_UNARY_CASE(E, C, S) \
+  case OP_##E:                  \
+    unary_loop<op::C>(a, y, len); \
     return;
     AQF_UNARY_OPS(AQF_UNARY_CASE)
 #undef AQF_UNARY_CASE
-#define AQF_BINARY_CASE(E, C, S)                                                                   \
-  case OP_##E:                                                                                     \
-    if (dy) binary_tangent_loop<op::C>(a, blk.val[ins.b], blk.tan[ins.a], blk.tan[ins.b], y, dy, len); \
-    else binary_loop<op::C>(a, blk.val[ins.b], y, len);                                            \
+#define AQF_BINARY_CASE(E, C, S)                 \
+  case OP_##E:                                   \
+    binary_loop<op::C>(a, blk.val[ins.b], y, len); \
     return;
     AQF_BINARY_OPS(AQF_BINARY_CASE)
 #undef AQF_BINARY_CASE
     default:
-      run_nary(ins, sub, blk, y, dy, len);
+      forward_nary(ins.op, args + ins.a, ins.b, blk, y, len);
   }
 }
 
-}  // namespace
+// ---- backward: accumulate each instruction's vector-Jacobian product into its operands ----
+// Gradient pointers are not restrict: max(x, x) accumulates into one operand twice.
+template <class Op, class T>
+void unary_backward_loop(const T* __restrict x, const T* __restrict y, const T* __restrict g, T* gx, int64_t len) {
+  for (int64_t i = 0; i < len; ++i) gx[i] += Op::b(x[i], y[i], g[i]);
+}
+template <class Op, class T>
+void binary_backward_loop(const T* __restrict a, const T* __restrict b, const T* __restrict y, const T* __restrict g,
+                          T* ga, T* gb, int64_t len) {
+  for (int64_t i = 0; i < len; ++i) {
+    T da, db;
+    Op::b(a[i], b[i], y[i], g[i], da, db);
+    ga[i] += da;
+    gb[i] += db;
+  }
+}
 
 template <class T>
-void evaluate_cpu(const Program& program, const T* x, int64_t n, const T* seed, T* values, T* tangents) {
-  if (n == 0 || program.n_fns == 0) return;
-  const bool with_tangent = tangents != nullptr;
+void backward_nary(int32_t op, const int32_t* operands, int n, const T* y, const T* g, Block<T>& blk, int64_t len) {
+  if (op == OP_SUM_N) {
+    for (int k = 0; k < n; ++k) {
+      T* gk = blk.adj[operands[k]];
+      for (int64_t i = 0; i < len; ++i) gk[i] += g[i];
+    }
+  } else if (op == OP_PROD_N) {
+    // ((a0 a1) a2) ...: walking back, the running gradient r of the partial product
+    // p_k = a0 ... a_k gives a_k r * p_{k-1} and passes r * a_k on to p_{k-1}.
+    T* r = blk.tmp0.data();
+    T* p = blk.tmp1.data();
+    std::copy(g, g + len, r);
+    for (int k = n - 1; k >= 1; --k) {
+      const T* first = blk.val[operands[0]];
+      std::copy(first, first + len, p);
+      for (int j = 1; j < k; ++j) {
+        const T* aj = blk.val[operands[j]];
+        for (int64_t i = 0; i < len; ++i) p[i] *= aj[i];
+      }
+      const T* ak = blk.val[operands[k]];
+      T* gk = blk.adj[operands[k]];
+      for (int64_t i = 0; i < len; ++i) {
+        gk[i] += r[i] * p[i];
+        r[i] = r[i] * ak[i];
+      }
+    }
+    T* g0 = blk.adj[operands[0]];
+    for (int64_t i = 0; i < len; ++i) g0[i] += r[i];
+  } else {  // amax / amin: (g / count) * (a_k == y)
+    T* count = blk.tmp0.data();
+    std::fill(count, count + len, T(0));
+    for (int k = 0; k < n; ++k) {
+      const T* ak = blk.val[operands[k]];
+      for (int64_t i = 0; i < len; ++i) count[i] += ak[i] == y[i] ? T(1) : T(0);
+    }
+    for (int k = 0; k < n; ++k) {
+      const T* ak = blk.val[operands[k]];
+      T* gk = blk.adj[operands[k]];
+      for (int64_t i = 0; i < len; ++i) gk[i] += (g[i] / count[i]) * (ak[i] == y[i] ? T(1) : T(0));
+    }
+  }
+}
+
+template <class T>
+void backward(const Instr& ins, const int32_t* args, Block<T>& blk, int64_t len) {
+  const T* y = blk.val[ins.dst];
+  const T* g = blk.adj[ins.dst];
+  switch (ins.op) {
+#define AQF_UNARY_CASE(E, C, S)                                                     \
+  case OP_##E:                                                                      \
+    unary_backward_loop<op::C>(blk.val[ins.a], y, g, blk.adj[ins.a], len);          \
+    return;
+    AQF_UNARY_OPS(AQF_UNARY_CASE)
+#undef AQF_UNARY_CASE
+#define AQF_BINARY_CASE(E, C, S)                                                                          \
+  case OP_##E:                                                                                            \
+    binary_backward_loop<op::C>(blk.val[ins.a], blk.val[ins.b], y, g, blk.adj[ins.a], blk.adj[ins.b], len); \
+    return;
+    AQF_BINARY_OPS(AQF_BINARY_CASE)
+#undef AQF_BINARY_CASE
+    default:
+      backward_nary(ins.op, args + ins.a, ins.b, y, g, blk, len);
+  }
+}
+
+template <class T>
+void evaluate_values(const Program& program, const T* x, int64_t n, T* values) {
   const int64_t n_blocks = (n + kBlock - 1) / kBlock;
   const int64_t n_subs = static_cast<int64_t>(program.subs.size());
-  int32_t max_fns = 0;
-  for (const auto& s : program.subs) max_fns = std::max(max_fns, s.n_fns);
-  // Per thread: scratch registers (+ tangents), output rows when the caller wants no values,
-  // and ones for the input's tangent when there is no seed.
-  const int64_t per_thread = (int64_t(program.max_regs) * (with_tangent ? 2 : 1) + (values ? 0 : max_fns) + 1) * kBlock;
+  const int64_t per_thread = std::max<int64_t>(program.max_regs, 1) * kBlock;
   std::vector<T> scratch(per_thread * num_threads());
   std::vector<Block<T>> blocks(num_threads());
-
   parallel_for(n_blocks * n_subs, [&](int64_t item, int thread) {
     const SubProgram& sub = program.subs[item % n_subs];
     const int64_t start = (item / n_subs) * kBlock;
     const int64_t len = std::min(kBlock, n - start);
     T* regs = scratch.data() + per_thread * thread;
-    T* tregs = regs + int64_t(program.max_regs) * kBlock;
-    T* vrows = tregs + (with_tangent ? int64_t(program.max_regs) * kBlock : 0);  // values not kept
-    T* ones = vrows + (values ? 0 : int64_t(max_fns) * kBlock);
     Block<T>& blk = blocks[thread];
-    const size_t n_operands = 1 + sub.n_regs + sub.n_fns;
-    blk.val.assign(n_operands, nullptr);
-    blk.tan.assign(n_operands, nullptr);
-    blk.arg_val.resize(std::max(program.max_nary, 1));
-    blk.arg_tan.resize(std::max(program.max_nary, 1));
-    blk.count.resize(kBlock);
-    blk.val[0] = x + start;
-    if (with_tangent) {
-      if (seed) {
-        blk.tan[0] = seed + start;
-      } else {
-        std::fill(ones, ones + len, T(1));
-        blk.tan[0] = ones;
-      }
-    }
-    for (int32_t r = 1; r <= sub.n_regs; ++r) {
-      blk.val[r] = regs + (r - 1) * kBlock;
-      blk.tan[r] = tregs + (r - 1) * kBlock;
-    }
-    for (int32_t k = 0; k < sub.n_fns; ++k) {
-      const int64_t row = sub.first_fn + k;
-      blk.val[1 + sub.n_regs + k] = values ? values + row * n + start : vrows + k * kBlock;
-      if (with_tangent) blk.tan[1 + sub.n_regs + k] = tangents + row * n + start;
-    }
-    for (const Instr& ins : sub.code) {
-      T* y = const_cast<T*>(blk.val[ins.dst]);
-      T* dy = with_tangent ? const_cast<T*>(blk.tan[ins.dst]) : nullptr;
-      run_instruction(ins, sub, blk, y, dy, len);
-    }
+    blk.val.assign(1 + sub.n_regs + sub.n_fns, nullptr);
+    blk.val[0] = const_cast<T*>(x + start);
+    for (int32_t r = 1; r <= sub.n_regs; ++r) blk.val[r] = regs + (r - 1) * kBlock;
+    for (int32_t k = 0; k < sub.n_fns; ++k) blk.val[1 + sub.n_regs + k] = values + (sub.first_fn + k) * n + start;
+    for (const Instr& ins : sub.code) forward(ins, sub.args.data(), blk, len);
   });
 }
 
 template <class T>
-void apply_op_cpu(int32_t op, const T* const* args, int n_args, T* y, int64_t n) {
-  SubProgram sub;
-  Block<T> blk;
-  blk.val.assign(args, args + n_args);
-  blk.arg_val.resize(n_args);
-  Instr ins{op, 0, 0, n_args > 1 ? 1 : 0};
-  if (op >= kFirstNary) {
-    for (int k = 0; k < n_args; ++k) sub.args.push_back(k);
-    ins.b = n_args;
-  }
-  for (int64_t start = 0; start < n; start += kBlock) {
-    for (int k = 0; k < n_args; ++k) blk.val[k] = args[k] + start;
-    run_instruction(ins, sub, blk, y + start, static_cast<T*>(nullptr), std::min(kBlock, n - start));
+void evaluate_with_grads(const Program& program, const T* x, int64_t n, const T* grad_out, T* values, T* grads) {
+  const int64_t grad_rows = grad_block(program.max_nodes);
+  const int64_t n_blocks = (n + grad_rows - 1) / grad_rows;
+  const int64_t n_subs = static_cast<int64_t>(program.subs.size());
+  const int64_t per_thread = 2 * int64_t(program.max_nodes) * grad_rows;
+  std::vector<T> scratch(per_thread * num_threads());
+  std::vector<Block<T>> blocks(num_threads());
+  parallel_for(n_blocks * n_subs, [&](int64_t item, int thread) {
+    const SubProgram& sub = program.subs[item % n_subs];
+    const int64_t start = (item / n_subs) * grad_rows;
+    const int64_t len = std::min(grad_rows, n - start);
+    T* vals = scratch.data() + per_thread * thread;
+    T* adjs = vals + int64_t(program.max_nodes) * grad_rows;
+    Block<T>& blk = blocks[thread];
+    blk.val.resize(sub.n_nodes);
+    blk.adj.resize(sub.n_nodes);
+    blk.tmp0.resize(grad_rows);
+    blk.tmp1.resize(grad_rows);
+    blk.val[0] = const_cast<T*>(x + start);
+    for (int32_t id = 0; id < sub.n_nodes; ++id) {
+      if (id > 0) blk.val[id] = vals + id * grad_rows;
+      blk.adj[id] = adjs + id * grad_rows;
+    }
+    for (const Instr& ins : sub.grad_code) forward(ins, sub.grad_args.data(), blk, len);
+    for (int32_t k = 0; k < sub.n_fns; ++k) {
+      const int64_t row = (sub.first_fn + k) * n + start;
+      const int32_t root = sub.roots[k];
+      if (values) std::copy(blk.val[root], blk.val[root] + len, values + row);
+      if (!grads) continue;
+      const int32_t* tape = sub.tapes.data() + sub.tape_offsets[k];
+      const int32_t tape_len = sub.tape_offsets[k + 1] - sub.tape_offsets[k];
+      std::fill(blk.adj[0], blk.adj[0] + len, T(0));
+      for (int32_t t = 0; t < tape_len; ++t) {
+        T* adj = blk.adj[tape[t] + 1];
+        std::fill(adj, adj + len, T(0));
+      }
+      T* seed = blk.adj[root];
+      if (grad_out) {
+        std::copy(grad_out + start, grad_out + start + len, seed);
+      } else {
+        std::fill(seed, seed + len, T(1));
+      }
+      for (int32_t t = 0; t < tape_len; ++t) backward(sub.grad_code[tape[t]], sub.grad_args.data(), blk, len);
+      std::copy(blk.adj[0], blk.adj[0] + len, grads + row);
+    }
+  });
+}
+
+}  // namespace
+
+template <class T>
+void evaluate_cpu(const Program& program, const T* x, int64_t n, const T* grad_out, T* values, T* grads) {
+  if (n == 0 || program.n_fns == 0) return;
+  if (grads) {
+    evaluate_with_grads(program, x, n, grad_out, values, grads);
+  } else if (values) {
+    evaluate_values(program, x, n, values);
   }
 }
 
-template void apply_op_cpu<float>(int32_t, const float* const*, int, float*, int64_t);
+template <class T>
+void apply_op_cpu(int32_t op, const T* const* args, int n_args, T* y, int64_t n) {
+  std::vector<int32_t> operands(n_args);
+  for (int k = 0; k < n_args; ++k) operands[k] = k;
+  const Instr ins{op, n_args, 0, op >= kFirstNary ? n_args : (n_args > 1 ? 1 : 0)};
+  Block<T> blk;
+  blk.val.resize(n_args + 1);
+  for (int64_t start = 0; start < n; start += kBlock) {
+    for (int k = 0; k < n_args; ++k) blk.val[k] = const_cast<T*>(args[k] + start);
+    blk.val[n_args] = y + start;
+    forward(ins, operands.data(), blk, std::min(kBlock, n - start));
+  }
+}
+
 template void evaluate_cpu<float>(const Program&, const float*, int64_t, const float*, float*, float*);
 template void evaluate_cpu<double>(const Program&, const double*, int64_t, const double*, double*, double*);
+template void apply_op_cpu<float>(int32_t, const float* const*, int, float*, int64_t);
+template void apply_op_cpu<double>(int32_t, const double* const*, int, double*, int64_t);
 
 }  // namespace aqf

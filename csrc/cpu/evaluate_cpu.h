@@ -7,14 +7,11 @@
 
 namespace aqf {
 
-// x: [n]; seed: [n] or null (tangent 1); values: [n_fns, n] or null; tangents: [n_fns, n] or null.
-// tangents[f] = seed * f'(x) computed in forward mode alongside the values.
+// x: [n]; values: [n_fns, n] or null. grads: [n_fns, n] or null (needs a program compiled
+// with_grad): grads[f] = grad_out * f'(x), by a backward sweep that applies torch's backward
+// formulas in torch's order; grad_out: [n] or null for ones.
 template <class T>
-void evaluate_cpu(const Program& program, const T* x, int64_t n, const T* seed, T* values, T* tangents);
-
-}  // namespace aqf
-
-namespace aqf {
+void evaluate_cpu(const Program& program, const T* x, int64_t n, const T* grad_out, T* values, T* grads);
 
 // One operator over whole rows: y[i] = op(args[0][i], ...), values only. n_args is 1, 2, or
 // two or more for the n-ary operators.

@@ -7,10 +7,10 @@
 
 namespace aqf {
 
-// Pointers are device pointers. x: [n]; seed: [n] or null; values: [n_fns, n] or null;
-// tangents: [n_fns, n] or null. stream: a cudaStream_t as an integer (0 = legacy default).
+// Device pointers, with the meaning of evaluate_cpu's arguments. stream: a cudaStream_t as an
+// integer (0 = legacy default stream).
 template <class T>
-void evaluate_cuda(const Program& program, const T* x, int64_t n, const T* seed, T* values, T* tangents,
+void evaluate_cuda(const Program& program, const T* x, int64_t n, const T* grad_out, T* values, T* grads,
                    int64_t stream);
 
 // Whether a CUDA device can be used (a driver and at least one GPU).

@@ -15,7 +15,52 @@ struct Node {
   std::vector<int32_t> children;  // node ids
 };
 
-SubProgram compile_sub(const std::vector<std::vector<Token>>& fns, int64_t first, int32_t count) {
+void build_gradient_code(const std::vector<Node>& nodes, const std::vector<int32_t>& roots, SubProgram& sub) {
+  const int32_t n_nodes = static_cast<int32_t>(nodes.size());
+  sub.n_nodes = n_nodes;
+  for (int32_t id = 1; id < n_nodes; ++id) {
+    const Node& node = nodes[id];
+    Instr ins{node.op, id, 0, 0};
+    if (op_kind(node.op) == 3) {
+      ins.a = static_cast<int32_t>(sub.grad_args.size());
+      ins.b = static_cast<int32_t>(node.children.size());
+      sub.grad_args.insert(sub.grad_args.end(), node.children.begin(), node.children.end());
+    } else {
+      ins.a = node.children[0];
+      ins.b = node.children.size() > 1 ? node.children[1] : 0;
+    }
+    sub.grad_code.push_back(ins);
+  }
+  sub.roots = roots;
+  // Each function's sweep visits its nodes in the reverse of the order torch creates them when it
+  // evaluates the expression: post-order, arguments left to right. Torch runs backward nodes
+  // latest-created first, so gradients reach each value in the same order and sum to the same bits.
+  std::vector<int32_t> stamp(n_nodes, -1);  // stamp[id] == k: already placed for function k
+  std::vector<std::pair<int32_t, size_t>> stack;  // (node, next child to visit)
+  sub.tape_offsets.push_back(0);
+  for (int32_t k = 0; k < static_cast<int32_t>(roots.size()); ++k) {
+    const size_t begin = sub.tapes.size();
+    if (roots[k] != 0) stack.emplace_back(roots[k], 0);
+    while (!stack.empty()) {
+      auto& [id, next] = stack.back();
+      const Node& node = nodes[id];
+      // zero(.) and one(.) are constants: like torch's zeros_like they end the gradient's path
+      const bool constant = node.op == OP_ZERO || node.op == OP_ONE;
+      if (!constant && next < node.children.size()) {
+        const int32_t child = node.children[next++];
+        if (child != 0 && stamp[child] != k) stack.emplace_back(child, 0);
+        continue;
+      }
+      if (stamp[id] != k && !constant) sub.tapes.push_back(id - 1);
+      stamp[id] = k;
+      stack.pop_back();
+    }
+    std::reverse(sub.tapes.begin() + begin, sub.tapes.end());
+    sub.tape_offsets.push_back(static_cast<int32_t>(sub.tapes.size()));
+  }
+}
+
+SubProgram compile_sub(const std::vector<std::vector<Token>>& fns, int64_t first, int32_t count, bool with_grad) {
   std::vector<Node> nodes{{kInputX, {}}};  // node 0 is x
   // Unary and binary nodes intern by one packed word; n-ary ones by their full argument list.
   std::unordered_map<uint64_t, int32_t> interned_small;
@@ -30,6 +75,9 @@ SubProgram compile_sub(const std::vector<std::vector<Token>>& fns, int64_t first
         continue;
       }
       if (t.code >= OP_COUNT) throw std::invalid_argument("schema placeholders cannot be evaluated; enumerate the schema first");
+      // identity(e) is e itself, as in torch, where it adds no node to the autograd graph (and so
+      // changes neither values nor the order in which gradients are summed)
+      if (t.code == OP_IDENTITY) continue;
       const auto first_child = stack.end() - t.n_args;
       const auto next_id = static_cast<int32_t>(nodes.size());
       int32_t id;
@@ -63,6 +111,7 @@ SubProgram compile_sub(const std::vector<std::vector<Token>>& fns, int64_t first
   SubProgram sub;
   sub.first_fn = first;
   sub.n_fns = count;
+  if (with_grad) build_gradient_code(nodes, roots, sub);
   std::vector<int32_t> operand(n_nodes, 0);  // where each node's value lives
   std::vector<int32_t> free_regs;
   int32_t n_regs = 0;
@@ -126,15 +175,17 @@ int64_t Program::n_instructions() const {
   return n;
 }
 
-Program compile_program(const std::vector<std::vector<Token>>& fns, int64_t fns_per_sub) {
+Program compile_program(const std::vector<std::vector<Token>>& fns, int64_t fns_per_sub, bool with_grad) {
   if (fns.size() >= (size_t(1) << 28)) throw std::invalid_argument("at most 2^28 functions per program");
   Program p;
+  p.with_grad = with_grad;
   p.n_fns = static_cast<int64_t>(fns.size());
   if (fns_per_sub <= 0) fns_per_sub = std::max<int64_t>(1, p.n_fns);
   for (int64_t first = 0; first < p.n_fns; first += fns_per_sub) {
     const int32_t count = static_cast<int32_t>(std::min(fns_per_sub, p.n_fns - first));
-    p.subs.push_back(compile_sub(fns, first, count));
+    p.subs.push_back(compile_sub(fns, first, count, with_grad));
     p.max_regs = std::max(p.max_regs, p.subs.back().n_regs);
+    p.max_nodes = std::max(p.max_nodes, p.subs.back().n_nodes);
     for (const Instr& ins : p.subs.back().code) {
       if (op_kind(ins.op) == 3) p.max_nary = std::max(p.max_nary, ins.b);
     }

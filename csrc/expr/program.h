@@ -26,6 +26,16 @@ struct SubProgram {
   int32_t n_regs = 0;
   int64_t first_fn = 0;
   int32_t n_fns = 0;
+
+  // For gradients every node keeps its value: grad_code[i] computes node i + 1 into operand
+  // i + 1 (operand 0 is x), and each function's backward sweep visits the instructions of its
+  // own subgraph from the root down (tape_offsets[k] .. tape_offsets[k + 1] of tapes).
+  std::vector<Instr> grad_code;
+  std::vector<int32_t> grad_args;
+  std::vector<int32_t> roots;  // [n_fns] node of each function (0 when it is x itself)
+  std::vector<int32_t> tape_offsets;
+  std::vector<int32_t> tapes;
+  int32_t n_nodes = 1;
 };
 
 struct Program {
@@ -33,10 +43,13 @@ struct Program {
   int64_t n_fns = 0;
   int32_t max_regs = 0;
   int32_t max_nary = 0;  // most arguments of any n-ary instruction
+  int32_t max_nodes = 1;
+  bool with_grad = false;  // whether the gradient code was built
   int64_t n_instructions() const;
 };
 
-// Consecutive functions per sub-program; <= 0 puts all in one.
-Program compile_program(const std::vector<std::vector<Token>>& fns, int64_t fns_per_sub);
+// Consecutive functions per sub-program; <= 0 puts all in one. with_grad also builds the code
+// that gradients need.
+Program compile_program(const std::vector<std::vector<Token>>& fns, int64_t fns_per_sub, bool with_grad);
 
 }  // namespace aqf

@@ -20,17 +20,17 @@ void require_like(const ArrayView& a, const ArrayView& x, const std::vector<int6
 }
 
 template <class T>
-void dispatch(const Program& program, const ArrayView& x, const ArrayView* seed, const ArrayView* values,
-              const ArrayView* tangents, int64_t stream) {
-  const T* s = seed ? seed->ptr<T>() : nullptr;
+void dispatch(const Program& program, const ArrayView& x, const ArrayView* grad_out, const ArrayView* values,
+              const ArrayView* grads, int64_t stream) {
+  const T* g = grad_out ? grad_out->ptr<T>() : nullptr;
   T* v = values ? values->ptr<T>() : nullptr;
-  T* t = tangents ? tangents->ptr<T>() : nullptr;
+  T* d = grads ? grads->ptr<T>() : nullptr;
   if (x.device == Device::CPU) {
-    evaluate_cpu<T>(program, x.ptr<T>(), x.numel(), s, v, t);
+    evaluate_cpu<T>(program, x.ptr<T>(), x.numel(), g, v, d);
     return;
   }
 #ifdef AQF_WITH_CUDA
-  evaluate_cuda<T>(program, x.ptr<T>(), x.numel(), s, v, t, stream);
+  evaluate_cuda<T>(program, x.ptr<T>(), x.numel(), g, v, d, stream);
 #else
   (void)stream;
   throw std::invalid_argument("x is on a CUDA device but aquasurf_fast was built without CUDA; "
@@ -40,23 +40,24 @@ void dispatch(const Program& program, const ArrayView& x, const ArrayView* seed,
 
 }  // namespace
 
-void evaluate(const Program& program, const ArrayView& x, const ArrayView* seed, const ArrayView* values,
-              const ArrayView* tangents, int64_t stream) {
+void evaluate(const Program& program, const ArrayView& x, const ArrayView* grad_out, const ArrayView* values,
+              const ArrayView* grads, int64_t stream) {
   if (x.dtype != DType::F32 && x.dtype != DType::F64) {
     throw std::invalid_argument("x must be float32 or float64, got " + x.describe());
   }
   if (!x.is_contiguous()) throw std::invalid_argument("x must be contiguous, got " + x.describe());
-  if (!values && !tangents) throw std::invalid_argument("nothing to compute: pass values and/or tangents");
+  if (!values && !grads) throw std::invalid_argument("nothing to compute: pass values and/or grads");
+  if (grads && !program.with_grad) throw std::invalid_argument("grads need a program compiled with_grad=True");
   std::vector<int64_t> out_shape{program.n_fns};
   out_shape.insert(out_shape.end(), x.shape.begin(), x.shape.end());
-  if (seed) require_like(*seed, x, x.shape, "seed");
+  if (grad_out) require_like(*grad_out, x, x.shape, "grad_out");
   if (values) require_like(*values, x, out_shape, "values");
-  if (tangents) require_like(*tangents, x, out_shape, "tangents");
+  if (grads) require_like(*grads, x, out_shape, "grads");
   if (program.subs.size() > 65535) throw std::invalid_argument("too many sub-programs (at most 65535)");
   if (x.dtype == DType::F32) {
-    dispatch<float>(program, x, seed, values, tangents, stream);
+    dispatch<float>(program, x, grad_out, values, grads, stream);
   } else {
-    dispatch<double>(program, x, seed, values, tangents, stream);
+    dispatch<double>(program, x, grad_out, values, grads, stream);
   }
 }
 

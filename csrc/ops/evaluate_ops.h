@@ -7,10 +7,11 @@
 
 namespace aqf {
 
-// x: [*shape] float32/float64; seed: like x, or null; values / tangents: [n_fns, *shape] of x's
-// dtype and device, or null. At least one of values / tangents. stream: CUDA stream handle.
-void evaluate(const Program& program, const ArrayView& x, const ArrayView* seed, const ArrayView* values,
-              const ArrayView* tangents, int64_t stream);
+// x: [*shape] float32/float64; grad_out: like x, or null for ones; values / grads: [n_fns, *shape]
+// of x's dtype and device, or null (at least one). grads[f] = grad_out * f'(x). stream: a CUDA
+// stream handle.
+void evaluate(const Program& program, const ArrayView& x, const ArrayView* grad_out, const ArrayView* values,
+              const ArrayView* grads, int64_t stream);
 
 bool cuda_available();
 
