@@ -9,6 +9,7 @@ convolutions and of our covariance products over this machine's measured float32
 Optionally (--candidates N) the throughput of fisher_features_for over N candidate functions.
 
     python benchmarks/bench_fisher.py [--repeats 3] [--device cpu] [--candidates 50]
+    python benchmarks/bench_fisher.py --throughput-only --candidates 50 --throughput-batch 32
 """
 import argparse
 import statistics
@@ -231,7 +232,7 @@ def throughput(n_candidates, device, batch):
     torch.manual_seed(0)
     x, y = torch.randn(batch, 3, 32, 32), torch.randint(0, 100, (batch,))
     t = time.perf_counter()
-    feats, ok, reasons = aq.fisher_features_for(all_cnn_c, names, x, y, device=device, progress=False)
+    feats, ok, reasons = aq.fisher_features_for(all_cnn_c, names, x, y, device=device, progress=True)
     dt = time.perf_counter() - t
     print(f"fisher_features_for: {len(names)} candidates, All-CNN-C batch {batch}: {dt:.1f} s "
           f"({dt / len(names):.3f} s per candidate, {int(ok.sum())} valid)")
@@ -245,7 +246,11 @@ def main():
     ap.add_argument("--candidates", type=int, default=0, help="fisher_features_for throughput over N functions")
     ap.add_argument("--throughput-batch", type=int, default=32)
     ap.add_argument("--no-curvlinops", action="store_true")
+    ap.add_argument("--throughput-only", action="store_true", help="skip the per-candidate table")
     args = ap.parse_args()
+    if args.throughput_only:
+        throughput(args.candidates or 50, args.device, args.throughput_batch)
+        return
     rate = matmul_rate(args.device)
     print(f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"float32 matmul rate {rate / 1e9:.0f} GFLOP/s")
