@@ -245,21 +245,38 @@ def _conv_input_factor_cells(xp, k, d, pads, groups, bias, batch) -> _Factor:
 
     S = torch.zeros(len(offsets), n_cy, n_cx, groups, cg, cg, dtype=xp.dtype, device=xp.device)
     cell_sums = torch.zeros(n_cy, n_cx, groups, cg, dtype=xp.dtype, device=xp.device)
-    for o, (oy, ox) in enumerate(offsets):
-        sy, sx = oy * dh, ox * dw
-        for cy, cx in sorted(needed[o]):
+    for cy in range(n_cy):
+        for cx in range(n_cx):
             y0, y1, x0, x1 = ys[cy], ys[cy + 1], xs[cx], xs[cx + 1]
-            if is_padding(y0, y1, x0, x1) or is_padding(y0 + sy, y1 + sy, x0 + sx, x1 + sx):
+            if is_padding(y0, y1, x0, x1):
                 continue
             u = block(y0, y1, x0, x1)
-            v = block(y0 + sy, y1 + sy, x0 + sx, x1 + sx)
-            if groups == 1:
-                torch.mm(u.t(), v, out=S[o, cy, cx, 0])
-            else:
-                S[o, cy, cx] = torch.bmm(u.reshape(-1, groups, cg).permute(1, 2, 0),
-                                         v.reshape(-1, groups, cg).transpose(0, 1))
-            if o == 0:
-                cell_sums[cy, cx] = u.sum(0).reshape(groups, cg)
+            cell_sums[cy, cx] = u.sum(0).reshape(groups, cg)
+            for ox in range(-(kw - 1), kw):
+                oys = [oy for oy in range(kh) if (oy, ox) in index and (cy, cx) in needed[index[(oy, ox)]]]
+                if not oys:
+                    continue
+                sx = ox * dw
+                if groups == 1:
+                    # All row shifts of one column shift are strided views of one column block:
+                    # one batched product, the cell's rows read once for all of them.
+                    block(0, hp, x0 + sx, x1 + sx)
+                    cb = col_blocks[(x0 + sx, x1 + sx)]
+                    row_stride = cb.stride(0)
+                    first, n = oys[0], oys[-1] - oys[0] + 1
+                    v = torch.as_strided(cb, (n, u.shape[0], c), (dh * row_stride, c, 1),
+                                         cb.storage_offset() + (y0 + first * dh) * row_stride)
+                    prods = torch.bmm(u.t().expand(n, c, u.shape[0]), v)
+                    for oy in oys:
+                        S[index[(oy, ox)], cy, cx, 0] = prods[oy - first]
+                    continue
+                for oy in oys:
+                    sy = oy * dh
+                    if is_padding(y0 + sy, y1 + sy, x0 + sx, x1 + sx):
+                        continue
+                    v = block(y0 + sy, y1 + sy, x0 + sx, x1 + sx)
+                    S[index[(oy, ox)], cy, cx] = torch.bmm(u.reshape(-1, groups, cg).permute(1, 2, 0),
+                                                           v.reshape(-1, groups, cg).transpose(0, 1))
     dim = int(bias) + cg * n_taps
     out = torch.empty(groups, dim, dim, dtype=torch.float32, device=xp.device)
     dev = xp.device
