@@ -66,6 +66,11 @@ setup(
         "search": ["umap-learn>=0.5.4", "scikit-learn>=1.1", "matplotlib>=3.5", "mnist1d>=0.0.2"],
         "ray": ["ray>=2.9"],
         "cuda": ["cupy-cuda12x"],
+        # The curvlinops agreement test (tests/test_fisher.py) is skipped without it. It is not
+        # listed: its dependency chain (backpack-for-pytorch -> torchvision) pins a newer torch
+        # and would replace the installed one. Install it beside the installed torch with
+        #   pip install --no-deps curvlinops-for-pytorch backpack-for-pytorch einconv unfoldNd \
+        #       linear_operator einops opt-einsum
         "test": ["pytest>=7", "hypothesis>=6"],
     },
     entry_points={"console_scripts": ["aquasurf=aquasurf_fast.cli:main"]},

@@ -14,6 +14,12 @@ __version__ = "0.1.0"
 # `import aquasurf_fast` stays light. name -> submodule that defines it.
 _LAZY = {
     "Activation": "nn",
+    "FisherError": "fisher",
+    "FisherSpectrum": "fisher",
+    "LayerSpectrum": "fisher",
+    "fisher_features": "fisher",
+    "fisher_features_for": "fisher",
+    "fisher_spectrum": "fisher",
     "Surrogate": "surrogate",
     "Study": "search",
     "StudyError": "store",
@@ -32,8 +38,9 @@ def __getattr__(name):
 
 
 __all__ = [
-    "Activation", "BENCHMARK_SCHEMA", "BENCHMARK_UNARY_OPS", "BINARY_OPS", "Expr", "NARY_OPS", "ParseError",
-    "SchemaClasses", "SchemaSpace", "Study", "StudyError", "Surrogate", "UNARY_OPS", "compile",
-    "cuda_available", "enumerate_schema", "equivalence_classes", "evaluate", "evaluate_grad",
-    "num_threads", "output_features", "parse", "probe_inputs", "schema_classes", "set_num_threads",
+    "Activation", "BENCHMARK_SCHEMA", "BENCHMARK_UNARY_OPS", "BINARY_OPS", "Expr", "FisherError", "FisherSpectrum",
+    "LayerSpectrum", "NARY_OPS", "ParseError", "SchemaClasses", "SchemaSpace", "Study", "StudyError", "Surrogate",
+    "UNARY_OPS", "compile", "cuda_available", "enumerate_schema", "equivalence_classes", "evaluate",
+    "evaluate_grad", "fisher_features", "fisher_features_for", "fisher_spectrum", "num_threads",
+    "output_features", "parse", "probe_inputs", "schema_classes", "set_num_threads",
 ]

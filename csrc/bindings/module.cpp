@@ -6,6 +6,7 @@ namespace py = pybind11;
 namespace aqf {
 void bind_expr(py::module_& m);
 void bind_evaluate(py::module_& m);
+void bind_fisher(py::module_& m);
 }  // namespace aqf
 
 PYBIND11_MODULE(_C, m) {
@@ -17,4 +18,5 @@ PYBIND11_MODULE(_C, m) {
 #endif
   aqf::bind_expr(m);
   aqf::bind_evaluate(m);
+  aqf::bind_fisher(m);
 }
