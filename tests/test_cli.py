@@ -91,7 +91,7 @@ def test_end_to_end_on_a_tiny_space(capsys, tmp_path):
     study = aq.Study(str(path))
     assert study.counts()["done"] == 10
     # mul(x,sigmoid(x)) and swish(x) are one class: evaluated once, reported for both.
-    (row,) = [r for r in study.results() if "swish" in r["members"]]
+    (row,) = [r for r in study.results() if "swish(x)" in r["members"]]
     assert "mul(x,sigmoid(x))" in row["members"]
     code, _, err = run_cli(capsys, "plot", path, "--out", tmp_path)
     assert code == 0, err

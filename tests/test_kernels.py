@@ -176,17 +176,29 @@ def expressions(max_depth=3):
     return st.recursive(leaf, extend, max_leaves=6)
 
 
+def _stable(ref, nearby, rtol):
+    """Where a reference barely moves when x moves by an ulp or two: elsewhere the expression is
+    ill-conditioned in float64 (say x / i1e(x) near 0, where two terms of 2e30 cancel), and two
+    correct implementations may legitimately differ there."""
+    with np.errstate(invalid="ignore"):
+        same = [(np.isnan(ref) & np.isnan(r)) | (ref == r) | (np.abs(ref - r) <= rtol * np.abs(ref)) for r in nearby]
+    return np.logical_and.reduce(same)
+
+
 @given(st.lists(expressions(), min_size=1, max_size=6))
 def test_random_nested_expressions_match_reference_in_float64(names):
     # values against numpy/scipy (torch's gelu loses the left tail to 1 + erf), derivatives
-    # against torch autograd
+    # against torch autograd; both at the points where the expression is well-conditioned
     x = inputs(np.float64, n=200, seed=3)
+    nearby = [np.nextafter(np.nextafter(x, np.inf), np.inf), np.nextafter(np.nextafter(x, -np.inf), -np.inf)]
     values, derivs = aq.evaluate_grad(names, x)
     for k, name in enumerate(names):
         ref_v = evaluate_numpy(name, x)
-        _, ref_d = evaluate_grad_torch(name, x)
-        np.testing.assert_allclose(values[k], ref_v, rtol=1e-9, atol=1e-300, equal_nan=True, err_msg=name)
-        np.testing.assert_allclose(derivs[k], ref_d.numpy(), rtol=1e-7, atol=1e-12, equal_nan=True, err_msg=name)
+        ref_d = evaluate_grad_torch(name, x)[1].numpy()
+        ok_v = _stable(ref_v, [evaluate_numpy(name, xn) for xn in nearby], 1e-9)
+        ok_d = _stable(ref_d, [evaluate_grad_torch(name, xn)[1].numpy() for xn in nearby], 1e-7)
+        np.testing.assert_allclose(values[k][ok_v], ref_v[ok_v], rtol=1e-9, atol=1e-300, equal_nan=True, err_msg=name)
+        np.testing.assert_allclose(derivs[k][ok_d], ref_d[ok_d], rtol=1e-7, atol=1e-12, equal_nan=True, err_msg=name)
 
 
 @given(st.lists(expressions(), min_size=1, max_size=8))
