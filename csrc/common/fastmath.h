@@ -148,15 +148,11 @@ AQF_HD AQF_INLINE double double_of(int64_t i) {
   return x;
 }
 
-// pow(a, b) for float32 with the special cases of IEEE powf. Everything runs in double, where
-// b*log|a| and its exponential carry ~1e-13 relative error, far below float rounding; integers
-// move between int64 and double by bit tricks only, which keeps the loop vectorizable.
-AQF_HD AQF_INLINE float pow_f32(float af, float bf) {
-  const double a = af, b = bf;
-  const double ax = fabs(a);
-  // log|a| = e*ln2 + 2 atanh(s), m = |a| / 2^e in [sqrt(1/2), sqrt(2)); odd series to s^15.
-  // (float subnormals are normal doubles, so no special case is needed for them.)
-  const int64_t ib = bits_of(ax);
+// log(x) for a positive, finite, normal double, to ~1e-16 relative: x = 2^e m with m in
+// [sqrt(1/2), sqrt(2)), log(m) = 2 atanh(s), s = (m-1)/(m+1), odd series to s^15. The exponent
+// moves to a double by bit tricks only, which keeps callers' loops vectorizable.
+AQF_HD AQF_INLINE double log_positive_f64(double x) {
+  const int64_t ib = bits_of(x);
   const double biased = double_of(0x4330000000000000LL | ((ib >> 52) & 0x7ff)) - 4503599627370496.0;
   double m = double_of((ib & 0x000fffffffffffffLL) | 0x3ff0000000000000LL);
   const bool high = m > 1.4142135623730951;
@@ -171,11 +167,13 @@ AQF_HD AQF_INLINE float pow_f32(float af, float bf) {
   q = q * z + 1.0 / 7.0;
   q = q * z + 1.0 / 5.0;
   q = q * z + 1.0 / 3.0;
-  const double log_ax = e * 0.6931471805599453 + (2.0 * s + (2.0 * s) * (z * q));
-  // exp(t): t = n ln2 + r, |r| <= ln2/2, Taylor to r^10; t clamped to where float results live.
-  // Adding 1.5*2^52 rounds t/ln2 to the integer n and leaves n in the low mantissa bits.
-  const double bl = b * log_ax;
-  const double t = bl < -110.0 ? -110.0 : (bl > 90.0 ? 90.0 : bl);
+  return e * 0.6931471805599453 + (2.0 * s + (2.0 * s) * (z * q));
+}
+
+// exp(t) for t in [-110, 90] (the range whose results a float can hold), to ~1e-13 relative:
+// t = n ln2 + r, |r| <= ln2/2, Taylor to r^10. Adding 1.5*2^52 rounds t/ln2 to the integer n
+// and leaves n in the low mantissa bits, whence 2^n is built without a conversion.
+AQF_HD AQF_INLINE double exp_bounded_f64(double t) {
   const double shifted = t * 1.4426950408889634 + 6755399441055744.0;
   const double n = shifted - 6755399441055744.0;
   const double r = (t - n * 0.693147180369123816490) - n * 1.90821492927058770002e-10;
@@ -191,7 +189,16 @@ AQF_HD AQF_INLINE float pow_f32(float af, float bf) {
   p = p * r + 1.0;
   p = p * r + 1.0;
   const int64_t ni = bits_of(shifted) - bits_of(6755399441055744.0);
-  double y = p * double_of((ni + 1023) << 52);
+  return p * double_of((ni + 1023) << 52);
+}
+
+// pow(a, b) for float32 with the special cases of IEEE powf: |a|^b = exp(b log|a|) in double,
+// whose ~1e-13 error is far below float rounding (float subnormals are normal doubles).
+AQF_HD AQF_INLINE float pow_f32(float af, float bf) {
+  const double a = af, b = bf;
+  const double ax = fabs(a);
+  const double bl = b * log_positive_f64(ax);
+  double y = exp_bounded_f64(bl < -110.0 ? -110.0 : (bl > 90.0 ? 90.0 : bl));
   const double inf = __builtin_huge_val();
   y = ax == 0.0 ? (b < 0.0 ? inf : 0.0) : y;
   y = ax == inf ? (b < 0.0 ? 0.0 : inf) : y;
