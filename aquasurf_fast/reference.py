@@ -148,9 +148,16 @@ def evaluate_numpy(fn, x: np.ndarray) -> np.ndarray:
         return _walk(parse(fn), x, NUMPY_OPS)
 
 
+def torch_function(fn):
+    """fn as a Python function of a tensor built from torch ops only (parsed once, so that
+    torch.compile traces nothing but torch)."""
+    expr, ops = parse(fn), torch_ops()
+    return lambda x: _walk(expr, x, ops)
+
+
 def evaluate_torch(fn, x):
     """Reference of ``aq.evaluate`` for one function: torch ops composed (differentiable)."""
-    return _walk(parse(fn), x, torch_ops())
+    return torch_function(fn)(x)
 
 
 def evaluate_grad_torch(fn, x, dtype=None):
