@@ -5,19 +5,6 @@ import aquasurf_fast as aq
 BASELINES = ["elu", "relu", "selu", "sigmoid", "softplus", "softsign", "swish", "tanh"]
 
 
-def has(name: str) -> bool:
-    """Whether the package provides ``name`` (the engine and Fisher parts land separately)."""
-    try:
-        getattr(aq, name)
-    except (AttributeError, ImportError):
-        return False
-    return True
-
-
-def engine_available() -> bool:
-    return all(has(n) for n in ("output_features", "equivalence_classes", "Activation"))
-
-
 def synthetic_space(n_extra=24, n_fisher=40, seed=0, duplicates=0):
     """Classes (baselines + f0..), output features and Fisher CDF-like features, all finite."""
     rng = np.random.default_rng(seed)

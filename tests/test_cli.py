@@ -4,7 +4,7 @@ import json
 import pytest
 
 from aquasurf_fast.cli import main
-from search_helpers import BASELINES, engine_available, fake_evaluate, has, make_study
+from search_helpers import BASELINES, fake_evaluate, make_study
 
 import aquasurf_fast as aq
 
@@ -73,8 +73,6 @@ def test_status_top_plot_export_on_a_searched_study(capsys, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (engine_available() and has("fisher_features_for")),
-                    reason="needs the engine and the Fisher features")
 def test_end_to_end_on_a_tiny_space(capsys, tmp_path):
     names = tmp_path / "names.txt"
     names.write_text("# a tiny space\nmax(relu(x),tanh(x))\nmul(x,sigmoid(x))\nswish(x)\n"
@@ -97,8 +95,6 @@ def test_end_to_end_on_a_tiny_space(capsys, tmp_path):
     assert code == 0, err
 
 
-@pytest.mark.skipif(not engine_available() and not has("output_features"),
-                    reason="needs the expression engine")
 def test_init_builds_the_space_from_schemas_and_names(capsys, tmp_path):
     names = tmp_path / "names.txt"
     names.write_text("mul(x,sigmoid(x))  # swish\nmax(relu(x),tanh(x))\n")
@@ -119,7 +115,6 @@ def test_init_builds_the_space_from_schemas_and_names(capsys, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not engine_available(), reason="needs the expression engine and Activation")
 def test_search_trains_with_the_engine_activation(capsys, tmp_path):
     """init -> (Fisher features stand-in) -> search with a worker process -> top, export."""
     import numpy as np
