@@ -54,11 +54,6 @@ class Expr:
     def __reduce__(self):
         return (parse, (self._name,))
 
-    @property
-    def depth(self) -> int:
-        """Nesting depth: 0 for ``x``."""
-        return 0 if not self.args else 1 + max(a.depth for a in self.args)
-
 
 def _tree_from_postfix(postfix) -> Expr:
     stack: list = []

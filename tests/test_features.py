@@ -48,6 +48,7 @@ def test_schema_classes_agree_with_the_name_path():
     by_schema = aq.schema_classes(aq.BENCHMARK_SCHEMA, unary=aq.BENCHMARK_UNARY_OPS)
     assert by_schema.n_names == 5103 and by_schema.n_classes == len(by_names)
     assert by_schema.classes() == by_names
+    assert by_schema.members(1) == by_names[1]
     assert by_schema.representative_names() == [c[0] for c in by_names]
     finite = aq.output_features(by_schema.representative_names())
     np.testing.assert_array_equal(by_schema.finite, np.isfinite(finite).all(axis=1))

@@ -137,17 +137,4 @@ BorrowedArray::~BorrowedArray() {
   }
 }
 
-void require_contiguous(const ArrayView& a, const char* what) {
-  if (!a.is_contiguous()) {
-    throw std::invalid_argument(std::string(what) + " must be C-contiguous, got " + a.describe());
-  }
-}
-
-void require_same_device(const ArrayView& a, const ArrayView& b, const char* what_a, const char* what_b) {
-  if (a.device != b.device || a.device_id != b.device_id) {
-    throw std::invalid_argument(std::string(what_a) + " is " + a.describe() + " but " + what_b + " is " +
-                                b.describe() + "; both must be on the same device");
-  }
-}
-
 }  // namespace aqf

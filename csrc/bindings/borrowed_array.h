@@ -25,8 +25,4 @@ class BorrowedArray {
   void* dl_managed_ = nullptr;  // DLManagedTensor* to release, when the view came from DLPack
 };
 
-// Checks shared by every binding: dtype among the allowed, contiguity, same device.
-void require_contiguous(const ArrayView& a, const char* what);
-void require_same_device(const ArrayView& a, const ArrayView& b, const char* what_a, const char* what_b);
-
 }  // namespace aqf

@@ -22,11 +22,10 @@ std::string excerpt(const std::string& text) {
 }  // namespace
 
 ParseError::ParseError(const std::string& text, size_t position, const std::string& problem)
-    : std::invalid_argument(problem + " at position " + std::to_string(position) + " in '" + excerpt(text) + "'"),
-      position_(position) {}
+    : std::invalid_argument(problem + " at position " + std::to_string(position) + " in '" + excerpt(text) + "'") {}
 
 ParseError::ParseError(const ParseError& inner, const std::string& prefix)
-    : std::invalid_argument(prefix + inner.what()), position_(inner.position_) {}
+    : std::invalid_argument(prefix + inner.what()) {}
 
 const char* op_name(int32_t code) {
   if (code == kInputX) return "x";

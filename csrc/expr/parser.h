@@ -21,10 +21,6 @@ class ParseError : public std::invalid_argument {
   ParseError(const std::string& text, size_t position, const std::string& problem);
   // The same error, its message prefixed (e.g. with which name of a batch it came from).
   ParseError(const ParseError& inner, const std::string& prefix);
-  size_t position() const { return position_; }
-
- private:
-  size_t position_;
 };
 
 struct Token {

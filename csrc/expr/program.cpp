@@ -186,9 +186,6 @@ Program compile_program(const std::vector<std::vector<Token>>& fns, int64_t fns_
     p.subs.push_back(compile_sub(fns, first, count, with_grad));
     p.max_regs = std::max(p.max_regs, p.subs.back().n_regs);
     p.max_nodes = std::max(p.max_nodes, p.subs.back().n_nodes);
-    for (const Instr& ins : p.subs.back().code) {
-      if (op_kind(ins.op) == 3) p.max_nary = std::max(p.max_nary, ins.b);
-    }
   }
   return p;
 }

@@ -42,7 +42,6 @@ struct Program {
   std::vector<SubProgram> subs;
   int64_t n_fns = 0;
   int32_t max_regs = 0;
-  int32_t max_nary = 0;  // most arguments of any n-ary instruction
   int32_t max_nodes = 1;
   bool with_grad = false;  // whether the gradient code was built
   int64_t n_instructions() const;
