@@ -313,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="aquasurf",
         description="Search for activation functions with the AQuaSurF surrogate. A study is one "
-                    "SQLite file; every command takes its path first.",
+                    "SQLite file; the study commands take its path first.",
         epilog="Typical use: aquasurf init s.db --task mnist1d; aquasurf featurize s.db; "
                "aquasurf search s.db --budget 50 --workers 2; aquasurf top s.db; aquasurf plot s.db")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
