@@ -9,12 +9,13 @@
 namespace aqf {
 namespace {
 
-constexpr int64_t kBlock = 512;  // elements per work item when computing values
+// Elements per work item: a block's registers (`rows` of them) should stay in the core's L2 cache,
+// and blocks should be long, as each item pays a fixed cost (dispatch, pointer set-up, fills).
+constexpr int64_t kRowBudget = 65536;  // floats or doubles: 256-512 KiB
+constexpr int64_t kMaxBlock = 4096;
 
-// For gradients every node keeps a value and a gradient row: blocks shrink as programs grow, to
-// keep a work item's rows within the core's caches.
-int64_t grad_block(int32_t max_nodes) {
-  return std::max<int64_t>(64, std::min<int64_t>(kBlock, (int64_t(16384) / std::max(max_nodes, 1)) / 64 * 64));
+int64_t block_for(int64_t rows) {
+  return std::max<int64_t>(64, std::min<int64_t>(kMaxBlock, kRowBudget / std::max<int64_t>(rows, 1) / 64 * 64));
 }
 
 // ---- forward: one loop per instruction ---------------------------------------------------
@@ -32,8 +33,9 @@ void fold_loop(const T* __restrict a, T* __restrict acc, int64_t len) {
 }
 
 // Operand pointers of one block: val[operand] -> values, adj[operand] -> gradients.
+// One per thread, on its own cache lines: threads write their Block on every work item.
 template <class T>
-struct Block {
+struct alignas(64) Block {
   std::vector<T*> val, adj;
   std::vector<T> tmp0, tmp1;
 };
@@ -159,20 +161,21 @@ void backward(const Instr& ins, const int32_t* args, Block<T>& blk, int64_t len)
 
 template <class T>
 void evaluate_values(const Program& program, const T* x, int64_t n, T* values) {
-  const int64_t n_blocks = (n + kBlock - 1) / kBlock;
+  const int64_t block = block_for(program.max_regs);
+  const int64_t n_blocks = (n + block - 1) / block;
   const int64_t n_subs = static_cast<int64_t>(program.subs.size());
-  const int64_t per_thread = std::max<int64_t>(program.max_regs, 1) * kBlock;
+  const int64_t per_thread = std::max<int64_t>(program.max_regs, 1) * block;
   std::vector<T> scratch(per_thread * num_threads());
   std::vector<Block<T>> blocks(num_threads());
   parallel_for(n_blocks * n_subs, [&](int64_t item, int thread) {
     const SubProgram& sub = program.subs[item % n_subs];
-    const int64_t start = (item / n_subs) * kBlock;
-    const int64_t len = std::min(kBlock, n - start);
+    const int64_t start = (item / n_subs) * block;
+    const int64_t len = std::min(block, n - start);
     T* regs = scratch.data() + per_thread * thread;
     Block<T>& blk = blocks[thread];
     blk.val.assign(1 + sub.n_regs + sub.n_fns, nullptr);
     blk.val[0] = const_cast<T*>(x + start);
-    for (int32_t r = 1; r <= sub.n_regs; ++r) blk.val[r] = regs + (r - 1) * kBlock;
+    for (int32_t r = 1; r <= sub.n_regs; ++r) blk.val[r] = regs + (r - 1) * block;
     for (int32_t k = 0; k < sub.n_fns; ++k) blk.val[1 + sub.n_regs + k] = values + (sub.first_fn + k) * n + start;
     for (const Instr& ins : sub.code) forward(ins, sub.args.data(), blk, len);
   });
@@ -180,7 +183,7 @@ void evaluate_values(const Program& program, const T* x, int64_t n, T* values) {
 
 template <class T>
 void evaluate_with_grads(const Program& program, const T* x, int64_t n, const T* grad_out, T* values, T* grads) {
-  const int64_t grad_rows = grad_block(program.max_nodes);
+  const int64_t grad_rows = block_for(2 * int64_t(program.max_nodes));  // a value and a gradient each
   const int64_t n_blocks = (n + grad_rows - 1) / grad_rows;
   const int64_t n_subs = static_cast<int64_t>(program.subs.size());
   const int64_t per_thread = 2 * int64_t(program.max_nodes) * grad_rows;
@@ -246,10 +249,10 @@ void apply_op_cpu(int32_t op, const T* const* args, int n_args, T* y, int64_t n)
   const Instr ins{op, n_args, 0, op >= kFirstNary ? n_args : (n_args > 1 ? 1 : 0)};
   Block<T> blk;
   blk.val.resize(n_args + 1);
-  for (int64_t start = 0; start < n; start += kBlock) {
+  for (int64_t start = 0; start < n; start += kMaxBlock) {
     for (int k = 0; k < n_args; ++k) blk.val[k] = const_cast<T*>(args[k] + start);
     blk.val[n_args] = y + start;
-    forward(ins, operands.data(), blk, std::min(kBlock, n - start));
+    forward(ins, operands.data(), blk, std::min(kMaxBlock, n - start));
   }
 }
 
