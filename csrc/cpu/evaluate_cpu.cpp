@@ -159,20 +159,27 @@ void backward(const Instr& ins, const int32_t* args, Block<T>& blk, int64_t len)
   }
 }
 
-template <class T>
-void evaluate_values(const Program& program, const T* x, int64_t n, T* values) {
-  const int64_t block = block_for(program.max_regs);
+// Calls fn(sub, start, len, block, rows, blk) for every (sub-program, block of inputs) pair, on the
+// pool's threads; `rows` is the calling thread's scratch of `n_rows` rows of `block` elements.
+template <class T, class Fn>
+void for_each_work_item(const Program& program, int64_t n, int64_t n_rows, const Fn& fn) {
+  const int64_t block = block_for(n_rows);
   const int64_t n_blocks = (n + block - 1) / block;
   const int64_t n_subs = static_cast<int64_t>(program.subs.size());
-  const int64_t per_thread = std::max<int64_t>(program.max_regs, 1) * block;
+  const int64_t per_thread = std::max<int64_t>(n_rows, 1) * block;
   std::vector<T> scratch(per_thread * num_threads());
   std::vector<Block<T>> blocks(num_threads());
   parallel_for(n_blocks * n_subs, [&](int64_t item, int thread) {
-    const SubProgram& sub = program.subs[item % n_subs];
     const int64_t start = (item / n_subs) * block;
-    const int64_t len = std::min(block, n - start);
-    T* regs = scratch.data() + per_thread * thread;
-    Block<T>& blk = blocks[thread];
+    fn(program.subs[item % n_subs], start, std::min(block, n - start), block, scratch.data() + per_thread * thread,
+       blocks[thread]);
+  });
+}
+
+template <class T>
+void evaluate_values(const Program& program, const T* x, int64_t n, T* values) {
+  for_each_work_item<T>(program, n, program.max_regs,
+                        [&](const SubProgram& sub, int64_t start, int64_t len, int64_t block, T* regs, Block<T>& blk) {
     blk.val.assign(1 + sub.n_regs + sub.n_fns, nullptr);
     blk.val[0] = const_cast<T*>(x + start);
     for (int32_t r = 1; r <= sub.n_regs; ++r) blk.val[r] = regs + (r - 1) * block;
@@ -183,34 +190,24 @@ void evaluate_values(const Program& program, const T* x, int64_t n, T* values) {
 
 template <class T>
 void evaluate_with_grads(const Program& program, const T* x, int64_t n, const T* grad_out, T* values, T* grads) {
-  const int64_t grad_rows = block_for(2 * int64_t(program.max_nodes));  // a value and a gradient each
-  const int64_t n_blocks = (n + grad_rows - 1) / grad_rows;
-  const int64_t n_subs = static_cast<int64_t>(program.subs.size());
-  const int64_t per_thread = 2 * int64_t(program.max_nodes) * grad_rows;
-  std::vector<T> scratch(per_thread * num_threads());
-  std::vector<Block<T>> blocks(num_threads());
-  parallel_for(n_blocks * n_subs, [&](int64_t item, int thread) {
-    const SubProgram& sub = program.subs[item % n_subs];
-    const int64_t start = (item / n_subs) * grad_rows;
-    const int64_t len = std::min(grad_rows, n - start);
-    T* vals = scratch.data() + per_thread * thread;
-    T* adjs = vals + int64_t(program.max_nodes) * grad_rows;
-    Block<T>& blk = blocks[thread];
+  // every node keeps a value row and a gradient row
+  for_each_work_item<T>(program, n, 2 * int64_t(program.max_nodes),
+                        [&](const SubProgram& sub, int64_t start, int64_t len, int64_t block, T* rows, Block<T>& blk) {
+    T* adjs = rows + int64_t(program.max_nodes) * block;
     blk.val.resize(sub.n_nodes);
     blk.adj.resize(sub.n_nodes);
-    blk.tmp0.resize(grad_rows);
-    blk.tmp1.resize(grad_rows);
+    blk.tmp0.resize(block);
+    blk.tmp1.resize(block);
     blk.val[0] = const_cast<T*>(x + start);
     for (int32_t id = 0; id < sub.n_nodes; ++id) {
-      if (id > 0) blk.val[id] = vals + id * grad_rows;
-      blk.adj[id] = adjs + id * grad_rows;
+      if (id > 0) blk.val[id] = rows + id * block;
+      blk.adj[id] = adjs + id * block;
     }
     for (const Instr& ins : sub.grad_code) forward(ins, sub.grad_args.data(), blk, len);
     for (int32_t k = 0; k < sub.n_fns; ++k) {
       const int64_t row = (sub.first_fn + k) * n + start;
       const int32_t root = sub.roots[k];
       if (values) std::copy(blk.val[root], blk.val[root] + len, values + row);
-      if (!grads) continue;
       const int32_t* tape = sub.tapes.data() + sub.tape_offsets[k];
       const int32_t tape_len = sub.tape_offsets[k + 1] - sub.tape_offsets[k];
       std::fill(blk.adj[0], blk.adj[0] + len, T(0));
