@@ -10,6 +10,11 @@ from torch import nn
 from torch.nn import functional as F
 
 
+def first_training_batch(data: Dict[str, torch.Tensor], size: int):
+    """The first ``size`` training inputs and targets: a task's fixed Fisher batch."""
+    return data["x_train"][:size], data["y_train"][:size]
+
+
 def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024):
     model.eval()
     loss_sum, correct = 0.0, 0

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._train import train_classifier
+from ._train import first_training_batch, train_classifier
 
 N_VAL = 800
 FISHER_BATCH = 256
@@ -94,8 +94,7 @@ def build(activation: nn.Module) -> nn.Module:
 
 def fisher_batch():
     """The first 256 training signals and their labels."""
-    s = splits()
-    return s["x_train"][:FISHER_BATCH], s["y_train"][:FISHER_BATCH]
+    return first_training_batch(splits(), FISHER_BATCH)
 
 
 def train_eval(activation: nn.Module, seed: int = SEED, epochs: int = EPOCHS) -> dict:
