@@ -19,6 +19,7 @@ from .store import EmbeddingCache, Store, StudyError, from_blob
 DEFAULT_BASELINES = ("elu", "relu", "selu", "sigmoid", "softplus", "softsign", "swish", "tanh")
 DEFAULT_LEASE_S = 600.0
 DEFAULT_MAX_RETRIES = 2
+ORDERS = ("surrogate", "exhaustive")
 
 
 class Claim(str):
@@ -78,13 +79,16 @@ class Study:
     random_state : seed of the surrogate and of the order of the first suggestions.
     lease_s : how long a claim lives without renewal before its candidate returns to the pool.
     max_retries : a failing evaluation is tried again at most this many times.
+    order : "surrogate" (default) suggests by predicted score. "exhaustive" suggests every class with
+        finite outputs in a fixed random order, Fisher features or not, without fitting the
+        surrogate: for building a benchmark, where everything is trained anyway.
     """
 
     def __init__(self, path: str, *, task: Optional[str] = None,
                  baselines: Optional[Sequence[str]] = None, regressor: Any = None,
                  random_state: Optional[int] = None, lease_s: Optional[float] = None,
-                 max_retries: Optional[int] = None, create: Optional[bool] = None,
-                 owner: Optional[str] = None):
+                 max_retries: Optional[int] = None, order: Optional[str] = None,
+                 create: Optional[bool] = None, owner: Optional[str] = None):
         exists = os.path.exists(path) and os.path.getsize(path) > 0
         if create is None:
             create = not exists
@@ -100,8 +104,11 @@ class Study:
             if regressor not in REGRESSOR_NAMES:
                 raise StudyError(
                     f"unknown regressor {regressor!r}: use one of {', '.join(REGRESSOR_NAMES)}")
+        if order is not None and order not in ORDERS:
+            raise StudyError(f"unknown order {order!r}: use one of {', '.join(ORDERS)}")
         settings = {
             "task": task,
+            "order": order or "surrogate",
             "baselines": list(DEFAULT_BASELINES if baselines is None else baselines),
             "regressor": regressor if isinstance(regressor, str) or regressor is None else "custom",
             "random_state": 42 if random_state is None else random_state,
@@ -115,7 +122,8 @@ class Study:
         self.store = Store(self.path, create=create, meta=settings)
         self.owner = owner or _default_owner()
         given = {k: v for k, v in dict(task=task, baselines=baselines, random_state=random_state,
-                                       lease_s=lease_s, max_retries=max_retries).items()
+                                       lease_s=lease_s, max_retries=max_retries,
+                                       order=order).items()
                  if v is not None}
         if not create and given:
             if "baselines" in given:
@@ -292,6 +300,12 @@ class Study:
             return "out_finite = 1 AND fisher_ok = 1"
         return "out_finite = 1"
 
+    def _pool_filter(self) -> str:
+        """The classes that suggestions are drawn from (besides the baselines)."""
+        if self.settings.get("order") == "exhaustive":
+            return "out_finite = 1"
+        return self._candidate_filter()
+
     def _candidate_features(self):
         """(class ids, output features, Fisher features or None), cached until features change."""
         version = self.store.query("SELECT value FROM meta WHERE key = 'features_version'")[0][0]
@@ -340,6 +354,11 @@ class Study:
 
     def _ranking(self) -> List[int]:
         """Candidate class ids, most promising first."""
+        random_state = self.settings["random_state"]
+        if self.settings.get("order") == "exhaustive":
+            ids = np.array([r[0] for r in self.store.query(
+                f"SELECT id FROM classes WHERE {self._pool_filter()} ORDER BY id")], dtype=np.int64)
+            return ids[np.random.RandomState(random_state).permutation(ids.size)].tolist()
         s = self.surrogate()
         ids = s.class_ids_
         if ids.size == 0:
@@ -347,7 +366,7 @@ class Study:
         pred = s.predict()
         # Ties (and the no-information start) are broken by a fixed random order, not by id, so
         # that the first suggestions are spread over the space rather than its first names.
-        tiebreak = np.random.RandomState(self.settings["random_state"]).permutation(ids.size)
+        tiebreak = np.random.RandomState(random_state).permutation(ids.size)
         key = np.where(np.isfinite(pred), pred, -np.inf)
         order = np.lexsort((tiebreak, -key))
         return ids[order].tolist()
@@ -525,7 +544,7 @@ class Study:
         return stats
 
     def _has_pending_candidate(self) -> bool:
-        cand = self._candidate_filter()
+        cand = self._pool_filter()
         return bool(self.store.query(
             f"SELECT 1 FROM classes WHERE status = 'pending' AND (baseline = 1 OR ({cand})) LIMIT 1"))
 

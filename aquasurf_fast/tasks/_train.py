@@ -61,11 +61,14 @@ def train_classifier(build: Callable[[nn.Module], nn.Module], activation: nn.Mod
             train_loss = total / seen
             if not math.isfinite(train_loss):
                 break  # diverged: more epochs cannot help and NaN weights make the rest slow
+        # Train accuracy is measured after training, like validation and test accuracy.
+        _, train_acc = _evaluate(model, x, y)
         val_loss, val_acc = _evaluate(model, data["x_val"], data["y_val"])
         test_loss, test_acc = _evaluate(model, data["x_test"], data["y_test"])
     return {
         "val_acc": val_acc,
         "test_acc": test_acc,
+        "train_acc": train_acc,
         "train_loss": train_loss,
         "val_loss": val_loss,
         "test_loss": test_loss,
