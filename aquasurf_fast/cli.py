@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -227,30 +226,9 @@ def cmd_export(args) -> int:
                             " ".join(r["members"]),
                             (r["error"] or "").strip().splitlines()[-1] if r["error"] else ""])
     if args.json:
-        from .store import from_blob
+        from .benchmark import write_benchmark
 
-        fisher = dict(study.store.query(
-            "SELECT id, fisher_feat FROM classes WHERE fisher_feat IS NOT NULL"))
-        # The Act-Bench layout (SPEC section 7): one entry per evaluated class, keyed by its name.
-        out = {}
-        for r in rows:
-            if r["status"] != "done":
-                continue
-            m = r["metrics"]
-            feat = from_blob(fisher.get(r["class_id"]))
-            out[r["name"]] = {
-                "Validation Accuracy": r["score"] if math.isfinite(r["score"]) else None,
-                "Test Accuracy": m.get("test_acc"),
-                "Train Accuracy": m.get("train_acc"),
-                "Train Loss": m.get("train_loss"),
-                "Validation Loss": m.get("val_loss"),
-                "Test Loss": m.get("test_loss"),
-                "Equivalent Activation Functions": r["members"],
-                "Fisher log eigenvalue CDF": None if feat is None else feat.tolist(),
-                "Runtime (s)": r["runtime"],
-            }
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(out, f, indent=1, allow_nan=False)
+        write_benchmark(study, args.json)
     print(f"exported {len(rows)} classes" + (f" to {args.csv}" if args.csv else "")
           + (f" and {args.json}" if args.csv and args.json else f" to {args.json}" if args.json else ""))
     return 0
@@ -305,6 +283,55 @@ def cmd_quickstart(args) -> int:
     ns = argparse.Namespace(study=args.study, budget=args.budget, workers=args.workers,
                             timeout=None, no_progress=args.no_progress, top=args.top)
     return cmd_search(ns)
+
+
+# -- benchmarks ------------------------------------------------------------------------------------
+
+def cmd_bench_build(args) -> int:
+    import aquasurf_fast as aq
+    from .benchmark import build_benchmark, default_study_path, load_benchmark
+
+    space = BENCHMARK_SCHEMA if args.space == "benchmark" else args.space
+    names = aq.enumerate_schema(space, unary=_unary_ops(args.unary))
+    study_path = args.study or default_study_path(args.out)
+    print(f"building {args.out}: {len(names)} names of {space}, task {args.task}, "
+          f"{args.seeds} seed(s), {args.workers} worker(s); progress is kept in {study_path}",
+          flush=True)
+    t0 = time.perf_counter()
+    try:
+        stats = build_benchmark(args.out, args.task, names=names, seeds=args.seeds,
+                                workers=args.workers, study_path=study_path,
+                                progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: run the same command to resume from {study_path}", file=sys.stderr)
+        return 130
+    bench = load_benchmark(args.out, cache=False)
+    print(f"{stats['evaluated']} trainings in {time.perf_counter() - t0:.1f} s; wrote {args.out}: "
+          f"{len(bench)} classes, {int(bench.trained.sum())} trained")
+    return 0
+
+
+def cmd_bench_replay(args) -> int:
+    from .benchmark import load_benchmark
+    from .replay import STRATEGIES, replay
+
+    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    unknown = [s for s in strategies if s not in STRATEGIES]
+    if unknown:
+        raise UsageError(f"unknown strategy {', '.join(unknown)}: use {', '.join(STRATEGIES)}")
+    bench = load_benchmark(args.file)
+    print(f"{bench}", flush=True)
+    result = replay(bench, strategies, trials=args.trials, budget=args.budget, seed=args.seed,
+                    n_embeddings=args.embeddings, progress=not args.no_progress)
+    pool = result.pool
+    print(f"{len(pool)} candidates; top-1% = {max(1, math.ceil(0.01 * len(pool)))} classes "
+          f"(validation accuracy >= {pool.top_threshold('top-1%'):.4f}); {args.trials} trials of "
+          f"{result.budget} evaluations; medians over trials, share of trials that got there in "
+          "parentheses")
+    print(result.table())
+    for path in result.plot(args.out):
+        print(f"wrote {path}")
+    return 0
 
 
 # -- the parser ------------------------------------------------------------------------------------
@@ -367,7 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("plot", "PNG plots: embedding by observed and predicted score, best so far", cmd_plot)
     sp.add_argument("--out", default=".", help="directory for the PNGs (default: here)")
 
-    sp = add("export", "write results as CSV and/or JSON (Act-Bench layout)", cmd_export)
+    sp = add("export", "write results as CSV and/or JSON (Act-Bench layout, every class; untrained "
+                       "ones with null metrics)", cmd_export)
     sp.add_argument("--csv", help="CSV file to write")
     sp.add_argument("--json", help="JSON file to write")
     sp.add_argument("--all", action="store_true", help="include unevaluated classes in the CSV")
@@ -389,7 +417,51 @@ def build_parser() -> argparse.ArgumentParser:
                     help="worker processes (default: number of CPUs)")
     sp.add_argument("--top", type=int, default=5, help="best functions to print at the end")
     sp.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    _add_bench_parsers(sub)
     return p
+
+
+def _add_bench_parsers(sub) -> None:
+    from .replay import STRATEGIES
+
+    bench = sub.add_parser("bench", help="build a benchmark (every class trained) or replay searches "
+                                         "on one", description="Benchmarks in the Act-Bench layout.")
+    bsub = bench.add_subparsers(dest="bench_command", metavar="BENCH_COMMAND")
+    bsub.required = True
+    sp = bsub.add_parser("build", help="train every finite class of a space; resumable",
+                         description="Train every class of a space whose outputs are finite and "
+                                     "write the Act-Bench JSON layout. Interrupt it any time: the "
+                                     "same command resumes from its study file.")
+    sp.add_argument("--task", default="mnist1d", help="task (default mnist1d)")
+    sp.add_argument("--space", default="benchmark",
+                    help=f"benchmark ({BENCHMARK_SCHEMA}, 5,103 names) or another schema")
+    sp.add_argument("--unary", default="benchmark",
+                    help="unary ops of the schema: benchmark (the 27), all, or a comma-separated list")
+    sp.add_argument("--seeds", type=int, default=1,
+                    help="trainings per class under seeds 0..S-1; the median run is kept (default 1)")
+    sp.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 1)),
+                    help="worker processes (default: number of CPUs)")
+    sp.add_argument("--out", required=True, help="the JSON file to write (.json or .json.gz)")
+    sp.add_argument("--study", help="the study file that holds the progress (default: next to "
+                                    "--out, NAME.study.db)")
+    sp.add_argument("--no-progress", action="store_true", help="no progress bars")
+    sp.set_defaults(fn=cmd_bench_build)
+
+    sp = bsub.add_parser("replay", help="replay searches on a benchmark, no training",
+                         description="Replay searches with looked-up scores: validation accuracy "
+                                     "chooses, test accuracy is reported.")
+    sp.add_argument("file", help="a benchmark in the Act-Bench JSON layout (.json or .json.gz)")
+    sp.add_argument("--strategies", default=",".join(STRATEGIES),
+                    help=f"comma-separated, from {', '.join(STRATEGIES)} (default: all)")
+    sp.add_argument("--trials", type=int, default=50, help="searches per strategy (default 50)")
+    sp.add_argument("--budget", type=int, default=100, help="evaluations per search (default 100)")
+    sp.add_argument("--seed", type=int, default=0, help="seed of the trials (default 0)")
+    sp.add_argument("--embeddings", type=int, default=5,
+                    help="UMAP seeds the trials cycle through (default 5; each is cached)")
+    sp.add_argument("--out", default=".", help="directory for replay.png (default: here)")
+    sp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sp.set_defaults(fn=cmd_bench_replay)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

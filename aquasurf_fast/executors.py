@@ -131,12 +131,17 @@ def _worker_main(conn, evaluate_bytes: bytes, n_threads: int) -> None:
     # The coordinator handles Ctrl-C and stops the workers itself; a worker dying on the same SIGINT
     # would be reported as a crashed evaluation.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Each worker gets its share of the cores: OpenMP and torch, and the fused activation kernels'
+    # own thread pool, which otherwise starts one thread per core in every worker.
     os.environ.setdefault("OMP_NUM_THREADS", str(n_threads))
+    os.environ.setdefault("AQF_NUM_THREADS", str(n_threads))
     import pickle  # the evaluate callable only, produced by this package's coordinator
 
     evaluate = pickle.loads(evaluate_bytes)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(n_threads)
+    if "aquasurf_fast" in sys.modules:
+        sys.modules["aquasurf_fast"].set_num_threads(n_threads)
     while True:
         try:
             job = conn.recv()

@@ -8,7 +8,7 @@ from typing import List
 import numpy as np
 
 
-def _pyplot():
+def pyplot():
     try:
         import matplotlib
     except ImportError as exc:
@@ -32,7 +32,7 @@ def _color_limits(values: np.ndarray):
 
 def plot_study(study, out_dir: str) -> List[str]:
     """Write embedding_observed.png, embedding_predicted.png and best_so_far.png; return paths."""
-    plt = _pyplot()
+    plt = pyplot()
     results = [r for r in study.results() if r["status"] == "done"]
     paths = []
 

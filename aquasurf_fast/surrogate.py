@@ -138,34 +138,36 @@ def _pca_2d(x: np.ndarray) -> np.ndarray:
 
 
 def compute_embedding(
-    out_feats: np.ndarray, fisher_feats: Optional[np.ndarray], random_state: Optional[int]
+    out_feats: Optional[np.ndarray], fisher_feats: Optional[np.ndarray],
+    random_state: Optional[int]
 ) -> np.ndarray:
     """The 2-D embedding of the candidates (uncached): UMAP of each feature set, fuzzy union.
 
-    Each UMAP only builds its fuzzy graph (``transform_mode="graph"``); the single layout is done by
+    Either feature set may be None to embed the other alone (the ablations of a replay). Each UMAP
+    only builds its fuzzy graph (``transform_mode="graph"``); the single layout is done by
     umap-learn's union operator. That operator lays the union out with its own fixed seed (42), so
     for any other ``random_state`` the union graph is laid out again with that seed.
     """
-    n = out_feats.shape[0]
+    parts = [(f, k, m) for f, k, m in ((out_feats, OUTPUT_NEIGHBORS, OUTPUT_METRIC),
+                                       (fisher_feats, FISHER_NEIGHBORS, FISHER_METRIC))
+             if f is not None]
+    if not parts:
+        raise ValueError("compute_embedding needs output features, Fisher features or both")
+    n = parts[0][0].shape[0]
     if n < MIN_UMAP_CANDIDATES:
-        both = out_feats if fisher_feats is None else np.hstack([out_feats, fisher_feats])
-        return _pca_2d(both)
+        return _pca_2d(np.hstack([f for f, _, _ in parts]))
     umap = _import_umap()
     with warnings.catch_warnings():
         # Tiny sets make umap-learn truncate n_neighbors or fall back to random initialisation, and a
         # fixed random_state disables its parallelism; all expected here, none actionable by a user.
         warnings.filterwarnings("ignore", module=r"umap(\.|$)")
         warnings.filterwarnings("ignore", category=UserWarning, message=r".*n_jobs.*")
-        common = dict(n_components=2, random_state=random_state, transform_mode="graph")
-        out_model = umap.UMAP(
-            n_neighbors=min(OUTPUT_NEIGHBORS, n - 1), metric=OUTPUT_METRIC, **common
-        ).fit(out_feats)
-        if fisher_feats is None:
-            return _layout(out_model.graph_, random_state)
-        fisher_model = umap.UMAP(
-            n_neighbors=min(FISHER_NEIGHBORS, n - 1), metric=FISHER_METRIC, **common
-        ).fit(fisher_feats)
-        union = out_model + fisher_model
+        models = [umap.UMAP(n_neighbors=min(k, n - 1), metric=m, n_components=2,
+                            random_state=random_state, transform_mode="graph").fit(f)
+                  for f, k, m in parts]
+        if len(models) == 1:
+            return _layout(models[0].graph_, random_state)
+        union = models[0] + models[1]
         if random_state == 42:
             return np.asarray(union.embedding_, dtype=np.float32)
         return _layout(union.graph_, random_state)

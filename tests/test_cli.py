@@ -68,7 +68,9 @@ def test_status_top_plot_export_on_a_searched_study(capsys, tmp_path):
         rows = list(csv.DictReader(f))
     assert len(rows) == 13 and {r["status"] for r in rows} == {"done", "running"}
     bench = json.loads((tmp_path / "r.json").read_text())
-    assert len(bench) == 12 and set(BASELINES) <= set(bench)
+    # Every class is listed; the untrained ones (one running, the rest pending) with null metrics.
+    assert len(bench) == 20 and set(BASELINES) <= set(bench)
+    assert sum(row["Validation Accuracy"] is not None for row in bench.values()) == 12
     assert len(bench["relu"]["Fisher log eigenvalue CDF"]) == 40
 
 

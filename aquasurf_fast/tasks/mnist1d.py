@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import functools
 import os
-import tempfile
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..cache import cache_dir, save_npz
 from ._train import first_training_batch, train_classifier
 
 N_VAL = 800
@@ -24,11 +24,6 @@ BATCH_SIZE = 64
 LR = 3e-3
 SEED = 0
 _CACHE_NAME = "mnist1d-default-v1.npz"
-
-
-def cache_dir() -> str:
-    return os.environ.get("AQUASURF_CACHE") or os.path.join(
-        os.path.expanduser("~"), ".cache", "aquasurf_fast")
 
 
 def _generate() -> dict:
@@ -57,15 +52,7 @@ def arrays() -> dict:
     except (OSError, KeyError, ValueError):
         pass
     data = _generate()
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        # Several workers may generate at once; each writes its own file and renames it into place.
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".npz")
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **data)
-        os.replace(tmp, path)
-    except OSError:
-        pass  # a read-only home only costs regenerating next time
+    save_npz(path, data)
     return data
 
 

@@ -1,0 +1,311 @@
+"""Replaying searches on a benchmark (SPEC section 7): scores are looked up, nothing is trained.
+
+Every strategy sees only validation accuracies, exactly as a real search would; the test accuracy of
+the class it would pick (its best validation accuracy so far) is what gets reported. A trial is one
+search of ``budget`` evaluations; trials differ in their random seed: the UMAP layout (one of
+``n_embeddings`` seeds), the tie-breaking order and, for random search, the order itself.
+
+Strategies (``STRATEGIES``):
+
+- ``aquasurf``: the paper's. Baselines first, then the best k-NN (3 neighbours) prediction on the
+  UMAP union of output and Fisher features.
+- ``random``: uniform random order, no baselines.
+- ``outputs`` and ``fisher``: the same as ``aquasurf`` on one feature set alone (ablations).
+- ``gp-ucb``: Bayesian optimisation on the same 2-D union embedding: a Gaussian process (Matern 5/2
+  plus noise, hyperparameters refitted every 10 evaluations) picks the highest upper confidence
+  bound (mean + 2 standard deviations), after the same baselines.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import warnings
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from .benchmark import Benchmark, BenchmarkError
+from .search import DEFAULT_BASELINES, expression_name
+
+STRATEGIES = ("aquasurf", "random", "outputs", "fisher", "gp-ucb")
+# Which features each strategy's embedding is made of (None: no embedding).
+_EMBEDDING_OF = {"aquasurf": "union", "outputs": "outputs", "fisher": "fisher", "gp-ucb": "union",
+                 "random": None}
+UCB_KAPPA = 2.0
+GP_REFIT_EVERY = 10  # evaluations between fits of the Gaussian process's hyperparameters
+TOP_LEVELS = ("top-1", "top-5", "top-1%")
+
+
+@dataclass(frozen=True, eq=False)
+class Pool:
+    """The candidates of a replay: trained classes (with Fisher features when the file has them)."""
+
+    rows: np.ndarray          # benchmark row of each candidate
+    names: List[str]
+    val: np.ndarray           # float64 validation accuracy: what the strategies see
+    test: np.ndarray          # float64 test accuracy: what is reported
+    baselines: List[int]      # candidate positions of the baselines present, in order
+    out_feats: np.ndarray
+    fisher: Optional[np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def top_threshold(self, level: str) -> float:
+        """The validation accuracy a class needs to count as top-1, top-5 or top-1%."""
+        k = {"top-1": 1, "top-5": 5}.get(level) or max(1, math.ceil(0.01 * len(self)))
+        return float(np.sort(self.val)[::-1][min(k, len(self)) - 1])
+
+
+def make_pool(bench: Benchmark, baselines: Sequence[str] = DEFAULT_BASELINES) -> Pool:
+    ok = np.isfinite(bench.metrics["val_acc"]) & np.isfinite(bench.metrics["test_acc"])
+    if bench.fisher is not None:
+        ok &= np.isfinite(bench.fisher).all(axis=1)
+    rows = np.flatnonzero(ok)
+    if rows.size < 10:
+        raise BenchmarkError(f"{bench.path}: only {rows.size} classes have validation and test "
+                             "accuracies (and Fisher features); a replay needs at least 10")
+    names = [bench.names[i] for i in rows]
+    out = bench.output_features()[rows]
+    finite = np.isfinite(out).all(axis=1)
+    if not finite.all():
+        # Trained classes should have finite outputs; a file that says otherwise is inconsistent.
+        bad = [names[i] for i in np.flatnonzero(~finite)[:3]]
+        raise BenchmarkError(f"{bench.path}: trained classes with non-finite outputs on the probe "
+                             f"inputs, e.g. {', '.join(bad)}")
+    position = {int(r): p for p, r in enumerate(rows)}
+    base = []
+    for b in baselines:
+        row = bench.class_of(expression_name(b))
+        if row is not None and row in position and position[row] not in base:
+            base.append(position[row])
+    return Pool(rows=rows, names=names, val=bench.metrics["val_acc"][rows],
+                test=bench.metrics["test_acc"][rows], baselines=base, out_feats=out,
+                fisher=None if bench.fisher is None else bench.fisher[rows])
+
+
+class Embeddings:
+    """2-D UMAP embeddings of a pool by feature set and seed, computed once and kept on disk."""
+
+    def __init__(self, pool: Pool, cache: bool = True):
+        self.pool = pool
+        self.cache = cache
+        self._mem: Dict[tuple, np.ndarray] = {}
+        h = hashlib.sha256(np.ascontiguousarray(pool.out_feats, dtype="<f4").tobytes())
+        if pool.fisher is not None:
+            h.update(np.ascontiguousarray(pool.fisher, dtype="<f4").tobytes())
+        self._key = h.hexdigest()[:24]
+
+    def get(self, kind: str, seed: int) -> np.ndarray:
+        from .surrogate import compute_embedding
+
+        if kind != "outputs" and self.pool.fisher is None:
+            raise BenchmarkError("this benchmark has no Fisher features: use the random or "
+                                 "outputs strategies")
+        if (kind, seed) in self._mem:
+            return self._mem[kind, seed]
+        path = None
+        if self.cache:
+            from .cache import cache_dir
+
+            path = os.path.join(cache_dir(), "embeddings", f"{self._key}-{kind}-{seed}.npz")
+            try:
+                with np.load(path, allow_pickle=False) as f:
+                    emb = f["emb"]
+                if emb.shape == (len(self.pool), 2):
+                    self._mem[kind, seed] = emb
+                    return emb
+            except (OSError, ValueError, KeyError):
+                pass  # absent or damaged: computed again
+        out = None if kind == "fisher" else self.pool.out_feats
+        fisher = None if kind == "outputs" else self.pool.fisher
+        emb = compute_embedding(out, fisher, seed)
+        self._mem[kind, seed] = emb
+        if path:
+            from .cache import save_npz
+
+            save_npz(path, {"emb": emb})
+        return emb
+
+
+def _gp_scores(emb: np.ndarray, idx: np.ndarray, y: np.ndarray, seed: int, kernel=None):
+    """Upper confidence bounds of every candidate, and the kernel used.
+
+    Given a ``kernel`` its hyperparameters are kept as they are: refitting them by marginal
+    likelihood costs a hundred times the fit itself, and one more point barely moves them.
+    """
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+
+    if kernel is None:
+        gp = GaussianProcessRegressor(
+            kernel=ConstantKernel(1.0) * Matern(length_scale=1.0, nu=2.5) + WhiteKernel(1e-3),
+            normalize_y=True, random_state=seed)
+    else:
+        gp = GaussianProcessRegressor(kernel=kernel, normalize_y=True, optimizer=None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gp.fit(emb[idx].astype(np.float64), y)
+        mean, std = gp.predict(emb.astype(np.float64), return_std=True)
+    return mean + UCB_KAPPA * std, gp.kernel_
+
+
+def run_trial(strategy: str, pool: Pool, embeddings: Embeddings, budget: int, trial: int,
+              seed: int = 0, n_embeddings: int = 5) -> np.ndarray:
+    """Candidate positions in the order one search of ``strategy`` evaluates them."""
+    from .surrogate import make_regressor
+
+    n = len(pool)
+    budget = min(budget, n)
+    rng = np.random.default_rng([seed, trial, STRATEGIES.index(strategy)])
+    if strategy == "random":
+        return rng.permutation(n)[:budget]
+    emb = embeddings.get(_EMBEDDING_OF[strategy], seed * 1000 + trial % n_embeddings)
+    tiebreak = rng.permutation(n)
+    chosen = list(pool.baselines[:budget])
+    kernel = None
+    seen = np.zeros(n, dtype=bool)
+    seen[chosen] = True
+    while len(chosen) < budget:
+        idx = np.array(chosen)
+        y = pool.val[idx]
+        if np.ptp(y) == 0.0:
+            scores = np.zeros(n)  # nothing to learn from yet: the tie-break order decides
+        elif strategy == "gp-ucb":
+            refit = kernel is None or idx.size % GP_REFIT_EVERY == 0
+            scores, kernel = _gp_scores(emb, idx, y, seed, None if refit else kernel)
+        else:
+            model = make_regressor("knn", seed, idx.size)
+            model.fit(emb[idx].astype(np.float64), y)
+            scores = model.predict(emb.astype(np.float64))
+        scores = np.where(seen, -np.inf, scores)
+        pick = int(np.lexsort((tiebreak, -scores))[0])
+        chosen.append(pick)
+        seen[pick] = True
+    return np.array(chosen)
+
+
+@dataclass
+class Replay:
+    """The outcome of ``replay``: the evaluation order of every trial of every strategy."""
+
+    pool: Pool
+    budget: int
+    orders: Dict[str, np.ndarray]  # strategy -> [trials, budget] candidate positions
+
+    def best_so_far(self, strategy: str, metric: str = "test") -> np.ndarray:
+        """[trials, budget]: the metric of the class with the best validation accuracy so far."""
+        order = self.orders[strategy]
+        val = self.pool.val[order]
+        best = np.maximum.accumulate(val, axis=1)
+        # The incumbent is the first class that reached the running maximum.
+        is_new = np.concatenate([np.ones((val.shape[0], 1), bool), best[:, 1:] > best[:, :-1]],
+                                axis=1)
+        pos = np.maximum.accumulate(np.where(is_new, np.arange(val.shape[1]), 0), axis=1)
+        incumbent = np.take_along_axis(order, pos, axis=1)
+        return (self.pool.val if metric == "val" else self.pool.test)[incumbent]
+
+    def evaluations_to(self, strategy: str, level: str) -> np.ndarray:
+        """Per trial, evaluations until a ``level`` class was evaluated (inf: not within budget)."""
+        hit = self.pool.val[self.orders[strategy]] >= self.pool.top_threshold(level)
+        first = np.argmax(hit, axis=1).astype(np.float64) + 1
+        return np.where(hit.any(axis=1), first, np.inf)
+
+    def summary(self) -> List[Dict[str, float]]:
+        rows = []
+        for s in self.orders:
+            row = {"strategy": s}
+            for level in TOP_LEVELS:
+                e = self.evaluations_to(s, level)
+                row[level] = float(np.median(e))
+                row[level + " reached"] = float(np.isfinite(e).mean())
+            final = self.best_so_far(s)[:, -1]
+            row["test acc"] = float(np.median(final))
+            row["val acc"] = float(np.median(self.best_so_far(s, "val")[:, -1]))
+            rows.append(row)
+        return rows
+
+    def table(self) -> str:
+        """The summary as a Markdown table."""
+        def evals(x: float) -> str:
+            return f">{self.budget}" if not math.isfinite(x) else f"{x:g}"
+
+        lines = ["| strategy | evals to top-1 | evals to top-5 | evals to top-1% | "
+                 f"best val acc at {self.budget} | its test acc |",
+                 "|---|---|---|---|---|---|"]
+        for r in self.summary():
+            cells = [f"{evals(r[lv])} ({r[lv + ' reached']:.0%})" for lv in TOP_LEVELS]
+            lines.append(f"| {r['strategy']} | {' | '.join(cells)} | {r['val acc']:.4f} | "
+                         f"{r['test acc']:.4f} |")
+        return "\n".join(lines)
+
+    def plot(self, out_dir: str) -> List[str]:
+        """Best-so-far test accuracy and the share of trials that reached a top-1% class."""
+        from .plots import pyplot
+
+        plt = pyplot()
+        os.makedirs(out_dir, exist_ok=True)
+        fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+        x = np.arange(1, self.budget + 1)
+        for s in self.orders:
+            best = self.best_so_far(s)
+            lo, mid, hi = np.percentile(best, [25, 50, 75], axis=0)
+            (line,) = axes[0].plot(x, mid, label=s)
+            axes[0].fill_between(x, lo, hi, color=line.get_color(), alpha=0.15)
+            reach = self.evaluations_to(s, "top-1%")
+            axes[1].plot(x, (reach[:, None] <= x[None, :]).mean(axis=0), label=s)
+        n_trials = next(iter(self.orders.values())).shape[0]
+        axes[0].set(xlabel="evaluations", ylabel="test accuracy of the best by validation",
+                    title=f"Best so far: median and quartiles over {n_trials} trials")
+        lo = np.percentile(np.concatenate([self.best_so_far(s)[:, 0] for s in self.orders]), 25)
+        axes[0].set_ylim(lo, float(self.pool.test.max()) + 0.01)
+        top = max(1, math.ceil(0.01 * len(self.pool)))
+        axes[1].set(xlabel="evaluations", ylabel="share of trials", ylim=(0, 1.02),
+                    title=f"Reached a top-1% class ({top} of {len(self.pool)} by validation)")
+        for ax in axes:
+            ax.grid(alpha=0.3)
+            ax.legend()
+        fig.tight_layout()
+        path = os.path.join(out_dir, "replay.png")
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return [path]
+
+
+def replay(bench: Benchmark, strategies: Sequence[str] = STRATEGIES, trials: int = 50,
+           budget: int = 100, seed: int = 0, n_embeddings: int = 5,
+           baselines: Sequence[str] = DEFAULT_BASELINES, cache: bool = True,
+           progress: bool = True) -> Replay:
+    """Replay ``trials`` searches of each strategy on ``bench``, ``budget`` evaluations each."""
+    unknown = [s for s in strategies if s not in STRATEGIES]
+    if unknown:
+        raise ValueError(f"unknown strategy {', '.join(unknown)}: use {', '.join(STRATEGIES)}")
+    if trials < 1 or budget < 1 or n_embeddings < 1:
+        raise ValueError("trials, budget and n_embeddings must be at least 1")
+    pool = make_pool(bench, baselines)
+    embeddings = Embeddings(pool, cache=cache)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(strategies) * trials, desc="replay", unit="trial")
+    orders = {}
+    try:
+        for s in strategies:
+            rows = []
+            for t in range(trials):
+                rows.append(run_trial(s, pool, embeddings, budget, t, seed, n_embeddings))
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix_str(s)
+            orders[s] = np.stack(rows)
+    finally:
+        if bar is not None:
+            bar.close()
+    return Replay(pool=pool, budget=min(budget, len(pool)), orders=orders)
+
+
+__all__ = ["STRATEGIES", "Embeddings", "Pool", "Replay", "make_pool", "replay", "run_trial"]
