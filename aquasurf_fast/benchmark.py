@@ -134,7 +134,9 @@ def build_benchmark(out: str, task: str = "mnist1d", *, names: Optional[Sequence
     """Train every finite class of ``names`` (default: the benchmark space) and write ``out``.
 
     Resumable: the work lives in the study at ``study_path`` (default ``default_study_path(out)``);
-    running again trains only what is missing. Returns the study's final counts.
+    running again trains only what is missing. ``executor`` (e.g. a ``RayExecutor``) runs both the
+    featurization and the trainings; by default they run in ``workers`` local processes and
+    in this process. Returns the study's final counts.
     """
     import aquasurf_fast as aq
 
@@ -143,7 +145,7 @@ def build_benchmark(out: str, task: str = "mnist1d", *, names: Optional[Sequence
     study_path = study_path or default_study_path(out)
     study = open_build_study(study_path, task, seeds, names)
     try:
-        study.featurize(progress=progress, embed=False)
+        study.featurize(progress=progress, embed=False, executor=executor)
         # Budget: every class; the run stops once no trainable candidate is left.
         stats = study.run(SeedsEvaluator(task, seeds), budget=study.counts()["classes"],
                           workers=workers, executor=executor, progress=progress)

@@ -107,10 +107,42 @@ def cmd_init(args) -> int:
 
 # -- featurize and search --------------------------------------------------------------------------
 
+def _executor(args, workers: Optional[int], timeout: Optional[float] = None,
+              in_process: bool = False):
+    """The executor of --executor/--address/--gpus/--workers.
+
+    ``workers`` None means the default: one local process per CPU, or as many Ray tasks as the
+    cluster has CPUs. With ``in_process`` the local default is None (this process does the work).
+    """
+    from .executors import make_executor
+
+    if args.executor == "local" and in_process:
+        if args.address:
+            raise UsageError("--address only applies to --executor ray")
+        return None
+    if workers is None:
+        workers = 0 if args.executor == "ray" else max(1, os.cpu_count() or 1)
+    try:
+        return make_executor(args.executor, workers, address=args.address, timeout=timeout,
+                             gpus=args.gpus)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _add_executor_options(sp, what: str) -> None:
+    sp.add_argument("--executor", choices=["local", "ray"], default="local",
+                    help=f"where {what} runs: local processes (default) or a Ray cluster "
+                         "(pip install 'aquasurf_fast[ray]')")
+    sp.add_argument("--address", help="Ray cluster address (e.g. auto, or HOST:6379); default: a "
+                                      "local Ray instance for this run")
+    sp.add_argument("--gpus", type=float, help="GPUs per Ray task (default 0)")
+
+
 def cmd_featurize(args) -> int:
     study = _open(args.study)
     t0 = time.perf_counter()
-    done = study.featurize(chunk=args.chunk, device=args.device, progress=not args.no_progress)
+    done = study.featurize(chunk=args.chunk, device=args.device, progress=not args.no_progress,
+                           executor=_executor(args, None, in_process=True))
     c = study.counts()
     print(f"featurized {done['fisher']} classes in {time.perf_counter() - t0:.1f} s; "
           f"{c['candidates']} of {c['classes']} classes are surrogate candidates")
@@ -124,8 +156,8 @@ def cmd_search(args) -> int:
                          f"`aquasurf featurize {args.study}` first")
     t0 = time.perf_counter()
     try:
-        stats = study.run(budget=args.budget, workers=args.workers, timeout=args.timeout,
-                          progress=not args.no_progress)
+        stats = study.run(budget=args.budget, timeout=args.timeout, progress=not args.no_progress,
+                          executor=_executor(args, args.workers, args.timeout))
     except KeyboardInterrupt:
         print("\ninterrupted: running claims given back; run the same command to resume",
               file=sys.stderr)
@@ -281,7 +313,8 @@ def cmd_quickstart(args) -> int:
     study = _open(args.study)
     study.featurize(progress=not args.no_progress)
     ns = argparse.Namespace(study=args.study, budget=args.budget, workers=args.workers,
-                            timeout=None, no_progress=args.no_progress, top=args.top)
+                            timeout=None, no_progress=args.no_progress, top=args.top,
+                            executor="local", address=None, gpus=None)
     return cmd_search(ns)
 
 
@@ -295,12 +328,12 @@ def cmd_bench_build(args) -> int:
     names = aq.enumerate_schema(space, unary=_unary_ops(args.unary))
     study_path = args.study or default_study_path(args.out)
     print(f"building {args.out}: {len(names)} names of {space}, task {args.task}, "
-          f"{args.seeds} seed(s), {args.workers} worker(s); progress is kept in {study_path}",
+          f"{args.seeds} seed(s), executor {args.executor}; progress is kept in {study_path}",
           flush=True)
     t0 = time.perf_counter()
     try:
         stats = build_benchmark(args.out, args.task, names=names, seeds=args.seeds,
-                                workers=args.workers, study_path=study_path,
+                                study_path=study_path, executor=_executor(args, args.workers),
                                 progress=not args.no_progress)
     except KeyboardInterrupt:
         print(f"\ninterrupted: run the same command to resume from {study_path}", file=sys.stderr)
@@ -376,15 +409,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--chunk", type=int, default=128, help="classes per committed chunk")
     sp.add_argument("--device", help="torch device for the Fisher features (default: automatic)")
     sp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_executor_options(sp, "featurization")
 
     sp = add("search", "train suggested candidates until the study holds BUDGET results", cmd_search)
     sp.add_argument("--budget", type=int, default=50,
                     help="total results to reach, baselines included (default 50)")
-    sp.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 1)),
-                    help="worker processes (default: number of CPUs; 0 runs in this process)")
+    sp.add_argument("--workers", type=int,
+                    help="worker processes (default: number of CPUs; 0 runs in this process); "
+                         "with Ray, tasks at once (default: the cluster's CPUs)")
     sp.add_argument("--timeout", type=float, help="kill an evaluation after this many seconds")
     sp.add_argument("--top", type=int, default=5, help="best functions to print at the end")
     sp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_executor_options(sp, "training")
 
     add("status", "counts, best so far, running claims and their age, recent errors", cmd_status)
 
@@ -440,12 +476,14 @@ def _add_bench_parsers(sub) -> None:
                     help="unary ops of the schema: benchmark (the 27), all, or a comma-separated list")
     sp.add_argument("--seeds", type=int, default=1,
                     help="trainings per class under seeds 0..S-1; the median run is kept (default 1)")
-    sp.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 1)),
-                    help="worker processes (default: number of CPUs)")
+    sp.add_argument("--workers", type=int,
+                    help="worker processes (default: number of CPUs; 0 runs in this process); "
+                         "with Ray, tasks at once (default: the cluster's CPUs)")
     sp.add_argument("--out", required=True, help="the JSON file to write (.json or .json.gz)")
     sp.add_argument("--study", help="the study file that holds the progress (default: next to "
                                     "--out, NAME.study.db)")
     sp.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_executor_options(sp, "featurization and training")
     sp.set_defaults(fn=cmd_bench_build)
 
     sp = bsub.add_parser("replay", help="replay searches on a benchmark, no training",

@@ -8,8 +8,9 @@
     executor.shutdown()              # release the workers
 
 ``ProcessExecutor`` runs K worker processes on this machine; ``InlineExecutor`` evaluates in the
-calling process (debugging, and tests that do not need isolation). A cluster executor (Ray) only has
-to implement the same six methods.
+calling process (debugging, and tests that do not need isolation). ``RayExecutor``
+(``aquasurf_fast.ray_executor``) runs them as Ray tasks on a cluster; ``make_executor`` picks one by
+name, as the command line does.
 """
 from __future__ import annotations
 
@@ -26,7 +27,11 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 @dataclass
 class Outcome:
-    """What became of one job. ``score``/``metrics`` when ``ok``; otherwise ``error`` says why."""
+    """What became of one job. ``score``/``metrics`` when ``ok``; otherwise ``error`` says why.
+
+    Jobs marked ``returns_raw`` (featurization chunks) are not evaluations: their return value is
+    passed back untouched in ``value``.
+    """
 
     key: str
     name: str
@@ -35,6 +40,7 @@ class Outcome:
     metrics: Dict[str, Any] = field(default_factory=dict)
     runtime: float = 0.0
     error: str = ""
+    value: Any = None
 
 
 def split_result(value: Any) -> Tuple[float, Dict[str, Any]]:
@@ -67,7 +73,10 @@ def run_one(evaluate: Callable[[str], Any], key: str, name: str) -> Outcome:
     """Evaluate one name, turning any exception into a failed Outcome with its traceback."""
     start = time.perf_counter()
     try:
-        score, metrics = split_result(evaluate(name))
+        value = evaluate(name)
+        if getattr(evaluate, "returns_raw", False):
+            return Outcome(key, name, True, runtime=time.perf_counter() - start, value=value)
+        score, metrics = split_result(value)
     except Exception:  # a failing training is data for the study, not a crash of the search
         return Outcome(key, name, False, runtime=time.perf_counter() - start,
                        error=traceback.format_exc(limit=20))
@@ -296,5 +305,20 @@ def default_executor(workers: int, timeout: Optional[float] = None) -> Executor:
     return ProcessExecutor(workers, timeout=timeout)
 
 
+def make_executor(kind: str, workers: int, address: Optional[str] = None,
+                  timeout: Optional[float] = None, gpus: Optional[float] = None) -> Executor:
+    """The executor a command line asks for: "local" worker processes or "ray"."""
+    if kind == "ray":
+        from .ray_executor import RayExecutor
+
+        return RayExecutor(address=address, num_gpus=gpus, timeout=timeout,
+                           max_concurrent=workers if workers > 0 else None)
+    if kind != "local":
+        raise ValueError(f"unknown executor {kind!r}: use local or ray")
+    if address is not None:
+        raise ValueError("--address only applies to --executor ray")
+    return default_executor(workers, timeout=timeout)
+
+
 __all__ = ["Executor", "InlineExecutor", "ProcessExecutor", "Outcome", "default_executor",
-           "split_result", "run_one"]
+           "make_executor", "split_result", "run_one"]

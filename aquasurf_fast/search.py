@@ -215,14 +215,16 @@ class Study:
     def featurize(self, *, build: Optional[Callable] = None, inputs: Any = None,
                   targets: Any = None, featurizer: Optional[Callable] = None, chunk: int = 128,
                   seed: int = 42, device: Any = None, progress: bool = True,
-                  embed: bool = True) -> Dict[str, int]:
+                  embed: bool = True, executor=None) -> Dict[str, int]:
         """Compute missing output and Fisher features; resumable (each chunk is committed).
 
         ``build``/``inputs``/``targets`` default to the study's task. ``featurizer`` defaults to
         ``aq.fisher_features_for`` and is called as ``featurizer(build, names, inputs, targets,
         seed=..., device=..., progress=False) -> (features [n, D], ok [n], reasons [n])``.
         Classes whose outputs are not finite are never candidates and get no Fisher feature.
-        With ``embed`` the surrogate's UMAP embedding is computed and stored at the end.
+        With ``executor`` (worker processes, Ray) the chunks run as its jobs; workers load the
+        study's task themselves, or receive ``build``/``inputs``/``targets``, which must then be
+        picklable. With ``embed`` the surrogate's UMAP embedding is computed and stored at the end.
         """
         missing_out = self.store.query("SELECT id, canonical FROM classes WHERE out_feat IS NULL")
         if missing_out:
@@ -237,35 +239,28 @@ class Study:
         todo = self.store.query("SELECT id, canonical FROM classes WHERE fisher_ok IS NULL "
                                 "ORDER BY id")
         if todo:
-            if build is None or inputs is None:
-                spec = self.settings.get("task")
-                if not spec:
-                    raise StudyError("this study has no task: pass build, inputs and targets, or "
-                                     "create the study with a task")
-                from .tasks import load_task
+            from .featurize import FisherChunkJob, run_chunks
 
-                task = load_task(spec)
-                build = build or task.build
-                if inputs is None:
-                    inputs, targets = task.fisher_batch()
-            if featurizer is None:
-                import aquasurf_fast as aq
-
-                featurizer = aq.fisher_features_for
+            spec = self.settings.get("task")
+            if (build is None or inputs is None) and not spec:
+                raise StudyError("this study has no task: pass build, inputs and targets, or "
+                                 "create the study with a task")
+            job = FisherChunkJob(spec, build, inputs, targets, featurizer, seed, device)
+            chunks = [[name for _, name in todo[i:i + chunk]] for i in range(0, len(todo), chunk)]
             bar = None
             if progress:
                 from tqdm.auto import tqdm
 
                 bar = tqdm(total=len(todo), desc="Fisher features", unit="fn")
             try:
-                for start in range(0, len(todo), chunk):
-                    part = todo[start:start + chunk]
-                    names = [name for _, name in part]
-                    feats, ok, reasons = featurizer(build, names, inputs, targets, seed=seed,
-                                                    device=device, progress=False)
-                    self.set_fisher_features(names, feats, ok, reasons)
-                    if bar is not None:
-                        bar.update(len(part))
+                if executor is None:
+                    for names in chunks:
+                        self.set_fisher_features(names, *job(" ".join(names)))
+                        if bar is not None:
+                            bar.update(len(names))
+                else:
+                    run_chunks(executor, job, chunks, self.set_fisher_features,
+                               int(self.settings["max_retries"]), bar)
             finally:
                 if bar is not None:
                     bar.close()
