@@ -129,7 +129,11 @@ def _executor(args, workers: Optional[int], timeout: Optional[float] = None,
         raise UsageError(str(exc)) from None
 
 
-def _add_executor_options(sp, what: str) -> None:
+def _add_executor_options(sp, what: str, workers: bool = True) -> None:
+    if workers:
+        sp.add_argument("--workers", type=int,
+                        help="worker processes (default: number of CPUs; 0 runs in this process); "
+                             "with Ray, tasks at once (default: the cluster's CPUs)")
     sp.add_argument("--executor", choices=["local", "ray"], default="local",
                     help=f"where {what} runs: local processes (default) or a Ray cluster "
                          "(pip install 'aquasurf_fast[ray]')")
@@ -409,14 +413,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--chunk", type=int, default=128, help="classes per committed chunk")
     sp.add_argument("--device", help="torch device for the Fisher features (default: automatic)")
     sp.add_argument("--no-progress", action="store_true", help="no progress bar")
-    _add_executor_options(sp, "featurization")
+    _add_executor_options(sp, "featurization", workers=False)
 
     sp = add("search", "train suggested candidates until the study holds BUDGET results", cmd_search)
     sp.add_argument("--budget", type=int, default=50,
                     help="total results to reach, baselines included (default 50)")
-    sp.add_argument("--workers", type=int,
-                    help="worker processes (default: number of CPUs; 0 runs in this process); "
-                         "with Ray, tasks at once (default: the cluster's CPUs)")
     sp.add_argument("--timeout", type=float, help="kill an evaluation after this many seconds")
     sp.add_argument("--top", type=int, default=5, help="best functions to print at the end")
     sp.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -476,9 +477,6 @@ def _add_bench_parsers(sub) -> None:
                     help="unary ops of the schema: benchmark (the 27), all, or a comma-separated list")
     sp.add_argument("--seeds", type=int, default=1,
                     help="trainings per class under seeds 0..S-1; the median run is kept (default 1)")
-    sp.add_argument("--workers", type=int,
-                    help="worker processes (default: number of CPUs; 0 runs in this process); "
-                         "with Ray, tasks at once (default: the cluster's CPUs)")
     sp.add_argument("--out", required=True, help="the JSON file to write (.json or .json.gz)")
     sp.add_argument("--study", help="the study file that holds the progress (default: next to "
                                     "--out, NAME.study.db)")
