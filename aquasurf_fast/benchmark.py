@@ -254,6 +254,40 @@ class Benchmark:
                                  f"can evaluate ({exc})") from None
 
 
+def describe(bench: Benchmark, baselines: Sequence[str] = ("relu", "swish", "elu", "tanh"),
+             chance: float = 0.1) -> str:
+    """A plain-text summary: how many trained, the spread of accuracies, the baselines' ranks.
+
+    A class "fails to learn" when its validation accuracy stays below twice ``chance`` (0.1 for ten
+    balanced classes).
+    """
+    from .search import expression_name
+
+    val, test = bench.metrics["val_acc"], bench.metrics["test_acc"]
+    trained = np.flatnonzero(bench.trained)
+    lines = [f"{bench.path}: {len(bench)} classes, {trained.size} trained, "
+             f"{len(bench) - trained.size} untrained"]
+    if trained.size == 0:
+        return lines[0]
+    v = val[trained]
+    q = np.percentile(v, [0, 10, 25, 50, 75, 90, 100])
+    lines.append("validation accuracy: " + ", ".join(
+        f"{name} {x:.3f}" for name, x in zip(("min", "p10", "p25", "median", "p75", "p90", "max"),
+                                              q)))
+    fail = float((v < 2 * chance).mean())
+    lines.append(f"fail to learn (validation accuracy < {2 * chance:g}): {fail:.1%}")
+    order = trained[np.argsort(-v, kind="stable")]
+    rank = {int(i): r + 1 for r, i in enumerate(order)}
+    best = order[0]
+    lines.append(f"best: {bench.names[best]} (validation {val[best]:.4f}, test {test[best]:.4f})")
+    for b in baselines:
+        i = bench.class_of(expression_name(b))
+        if i is not None and i in rank:
+            lines.append(f"{bench.names[i]}: validation {val[i]:.4f}, test {test[i]:.4f}, rank "
+                         f"{rank[i]} of {trained.size} (top {rank[i] / trained.size:.1%})")
+    return "\n".join(lines)
+
+
 def _read_json(path: str) -> Any:
     with open(path, "rb") as f:
         gzipped = f.read(2) == b"\x1f\x8b"
@@ -379,5 +413,5 @@ def load_benchmark(path: str, cache: bool = True) -> Benchmark:
     return _from_arrays(path, arrays)
 
 
-__all__ = ["Benchmark", "BenchmarkError", "LAYOUT_KEYS", "SeedsEvaluator", "benchmark_rows",
+__all__ = ["Benchmark", "BenchmarkError", "LAYOUT_KEYS", "describe", "SeedsEvaluator", "benchmark_rows",
            "build_benchmark", "default_study_path", "load_benchmark", "write_benchmark"]

@@ -326,7 +326,7 @@ def cmd_quickstart(args) -> int:
 
 def cmd_bench_build(args) -> int:
     import aquasurf_fast as aq
-    from .benchmark import build_benchmark, default_study_path, load_benchmark
+    from .benchmark import build_benchmark, default_study_path, describe, load_benchmark
 
     space = BENCHMARK_SCHEMA if args.space == "benchmark" else args.space
     names = aq.enumerate_schema(space, unary=_unary_ops(args.unary))
@@ -342,14 +342,20 @@ def cmd_bench_build(args) -> int:
     except KeyboardInterrupt:
         print(f"\ninterrupted: run the same command to resume from {study_path}", file=sys.stderr)
         return 130
-    bench = load_benchmark(args.out, cache=False)
-    print(f"{stats['evaluated']} trainings in {time.perf_counter() - t0:.1f} s; wrote {args.out}: "
-          f"{len(bench)} classes, {int(bench.trained.sum())} trained")
+    print(f"{stats['evaluated']} trainings in {time.perf_counter() - t0:.1f} s")
+    print(describe(load_benchmark(args.out, cache=False)))
+    return 0
+
+
+def cmd_bench_info(args) -> int:
+    from .benchmark import describe, load_benchmark
+
+    print(describe(load_benchmark(args.file)))
     return 0
 
 
 def cmd_bench_replay(args) -> int:
-    from .benchmark import load_benchmark
+    from .benchmark import describe, load_benchmark
     from .replay import STRATEGIES, replay
 
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
@@ -357,7 +363,7 @@ def cmd_bench_replay(args) -> int:
     if unknown:
         raise UsageError(f"unknown strategy {', '.join(unknown)}: use {', '.join(STRATEGIES)}")
     bench = load_benchmark(args.file)
-    print(f"{bench}", flush=True)
+    print(describe(bench), flush=True)
     result = replay(bench, strategies, trials=args.trials, budget=args.budget, seed=args.seed,
                     n_embeddings=args.embeddings, progress=not args.no_progress)
     pool = result.pool
@@ -483,6 +489,12 @@ def _add_bench_parsers(sub) -> None:
     sp.add_argument("--no-progress", action="store_true", help="no progress bars")
     _add_executor_options(sp, "featurization and training")
     sp.set_defaults(fn=cmd_bench_build)
+
+    sp = bsub.add_parser("info", help="summary of a benchmark: accuracies, baselines' ranks",
+                         description="How many classes were trained, the spread of their "
+                                     "accuracies, and where the baselines rank.")
+    sp.add_argument("file", help="a benchmark in the Act-Bench JSON layout (.json or .json.gz)")
+    sp.set_defaults(fn=cmd_bench_info)
 
     sp = bsub.add_parser("replay", help="replay searches on a benchmark, no training",
                          description="Replay searches with looked-up scores: validation accuracy "

@@ -269,6 +269,14 @@ def test_cli_replay_and_build(tmp_path, capsys, synthetic):
     with open(tmp_path / "replay.png", "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
+    assert main(["bench", "info", path]) == 0
+    out = capsys.readouterr().out
+    bench = load_benchmark(path)
+    relu = bench.class_of("relu(x)")
+    rank = 1 + int((bench.metrics["val_acc"] > bench.metrics["val_acc"][relu]).sum())
+    assert f"relu(x): validation {bench.metrics['val_acc'][relu]:.4f}" in out
+    assert f"rank {rank} of {len(bench)}" in out
+
     assert main(["bench", "replay", path, "--strategies", "bayes"]) == 2
     assert "unknown strategy" in capsys.readouterr().err
 
