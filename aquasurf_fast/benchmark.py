@@ -41,53 +41,6 @@ class BenchmarkError(ValueError):
     """A benchmark file that cannot be read: says which file, which entry and what is wrong."""
 
 
-class SeedsEvaluator:
-    """``evaluate(name)`` that trains a task under several seeds and keeps the median run.
-
-    The median is the run whose validation accuracy is the median (the lower middle for an even
-    count), so that all of its metrics come from one consistent training. With one seed the task
-    trains under its own default seed, exactly as a search would. Picklable, for worker processes.
-    """
-
-    def __init__(self, spec: str, seeds: int = 1):
-        from .tasks import resolve_spec
-
-        if seeds < 1:
-            raise ValueError(f"seeds must be at least 1, got {seeds}")
-        self.spec = resolve_spec(spec)
-        self.seeds = int(seeds)
-        self._task = None
-
-    def __getstate__(self):
-        return {"spec": self.spec, "seeds": self.seeds, "_task": None}
-
-    def __call__(self, name: str) -> Dict[str, Any]:
-        import aquasurf_fast as aq
-        from .tasks import load_task
-
-        if self._task is None:
-            self._task = load_task(self.spec)
-        if self.seeds == 1:
-            return dict(self._task.train_eval(aq.Activation(name)))
-        runs = []
-        for seed in range(self.seeds):
-            try:
-                runs.append(dict(self._task.train_eval(aq.Activation(name), seed=seed)))
-            except TypeError as exc:
-                if "seed" not in str(exc):
-                    raise
-                raise ValueError(f"task {self.spec}: train_eval takes no seed= argument, so it "
-                                 "cannot be trained under several seeds; use seeds=1") from None
-        accs = [r["val_acc"] if math.isfinite(r["val_acc"]) else -math.inf for r in runs]
-        order = sorted(range(len(runs)), key=lambda i: accs[i])
-        median = dict(runs[order[(len(runs) - 1) // 2]])
-        median["seeds"] = self.seeds
-        median["val_acc_min"] = min(accs)
-        median["val_acc_max"] = max(accs)
-        median["runtime"] = sum(r.get("runtime", 0.0) for r in runs)
-        return median
-
-
 def default_study_path(out: str) -> str:
     """Where a benchmark build keeps its study: next to the output, ``NAME.study.db``."""
     base = out
@@ -106,7 +59,7 @@ def open_build_study(study_path: str, task: str, seeds: int, names: Sequence[str
     from .tasks import resolve_spec
 
     if os.path.exists(study_path) and os.path.getsize(study_path) > 0:
-        study = Study(study_path)
+        study = Study(study_path, order="exhaustive")
         settings = study.settings
         if settings.get("task") != resolve_spec(task) or settings.get("bench_seeds") != seeds:
             study.close()
@@ -139,6 +92,7 @@ def build_benchmark(out: str, task: str = "mnist1d", *, names: Optional[Sequence
     in this process. Returns the study's final counts.
     """
     import aquasurf_fast as aq
+    from .tasks import TaskEvaluator
 
     if names is None:
         names = aq.enumerate_schema(BENCHMARK_SCHEMA, unary=aq.BENCHMARK_UNARY_OPS)
@@ -147,7 +101,7 @@ def build_benchmark(out: str, task: str = "mnist1d", *, names: Optional[Sequence
     try:
         study.featurize(progress=progress, embed=False, executor=executor)
         # Budget: every class; the run stops once no trainable candidate is left.
-        stats = study.run(SeedsEvaluator(task, seeds), budget=study.counts()["classes"],
+        stats = study.run(TaskEvaluator(task, seeds), budget=study.counts()["classes"],
                           workers=workers, executor=executor, progress=progress)
         write_benchmark(study, out)
     finally:
@@ -413,5 +367,5 @@ def load_benchmark(path: str, cache: bool = True) -> Benchmark:
     return _from_arrays(path, arrays)
 
 
-__all__ = ["Benchmark", "BenchmarkError", "LAYOUT_KEYS", "describe", "SeedsEvaluator", "benchmark_rows",
+__all__ = ["Benchmark", "BenchmarkError", "LAYOUT_KEYS", "describe", "benchmark_rows",
            "build_benchmark", "default_study_path", "load_benchmark", "write_benchmark"]

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 import aquasurf_fast as aq
-from aquasurf_fast.benchmark import (LAYOUT_KEYS, BenchmarkError, SeedsEvaluator, build_benchmark,
-                                     load_benchmark, write_benchmark)
+from aquasurf_fast.benchmark import (LAYOUT_KEYS, BenchmarkError, build_benchmark, load_benchmark,
+                                     write_benchmark)
 from aquasurf_fast.cli import main
 from aquasurf_fast.replay import STRATEGIES, make_pool, replay
+from aquasurf_fast.tasks import TaskEvaluator
 
 from bench_helpers import LAYOUT, synthetic_rows, write_rows
 from search_helpers import make_study
@@ -160,17 +161,21 @@ def test_study_round_trip_through_the_layout(tmp_path):
 
 # -- building --------------------------------------------------------------------------------------
 
-def test_seeds_evaluator_keeps_the_median_run(tmp_path):
+def test_task_evaluator_over_seeds_keeps_the_median_run(tmp_path):
     task = tmp_path / "task.py"
     task.write_text(FAKE_TASK)
-    evaluate = SeedsEvaluator(str(task), seeds=3)
+    evaluate = TaskEvaluator(str(task), seeds=3)
     got = evaluate("tanh(x)")
     scores = sorted((sum(map(ord, "tanh(x)")) * (s + 3) % 101) / 101 for s in range(3))
     assert got["val_acc"] == scores[1] and got["test_acc"] == scores[1] / 2
     assert got["val_acc_min"] == scores[0] and got["val_acc_max"] == scores[2]
     assert got["runtime"] == 1.5 and got["seeds"] == 3
-    one = SeedsEvaluator(str(task), seeds=1)("tanh(x)")
+    one = TaskEvaluator(str(task), seeds=1)("tanh(x)")
     assert one["val_acc"] == (sum(map(ord, "tanh(x)")) * 3 % 101) / 101  # the task's own seed
+    (tmp_path / "noseed.py").write_text(FAKE_TASK.replace("def train_eval(activation, seed=0):",
+                                                          "def train_eval(activation):"))
+    with pytest.raises(ValueError, match="takes no seed"):
+        TaskEvaluator(str(tmp_path / "noseed.py"), seeds=2)("tanh(x)")
 
 
 def test_build_trains_every_finite_class_and_resumes(tmp_path, capsys):

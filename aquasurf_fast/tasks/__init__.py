@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -89,22 +90,47 @@ def load_task(spec: str) -> Task:
 class TaskEvaluator:
     """``evaluate(name)`` for a study: train the task with ``aq.Activation(name)``.
 
+    With ``seeds`` > 1 it trains under seeds 0..seeds-1 (the task's ``train_eval`` must take
+    ``seed=``) and returns the median run: the one whose validation accuracy is the median (the
+    lower middle for an even count), so that all its metrics come from one training; it adds
+    ``seeds``, ``val_acc_min`` and ``val_acc_max``, and ``runtime`` is the total. With one seed the
+    task trains under its own default seed, exactly as a search does.
+
     Picklable (it carries only the task spec) so worker processes load the task themselves.
     """
 
-    def __init__(self, spec: str):
+    def __init__(self, spec: str, seeds: int = 1):
+        if seeds < 1:
+            raise ValueError(f"seeds must be at least 1, got {seeds}")
         self.spec = resolve_spec(spec)
+        self.seeds = int(seeds)
         self._task = None
 
     def __getstate__(self):
-        return {"spec": self.spec, "_task": None}
+        return {"spec": self.spec, "seeds": self.seeds, "_task": None}
 
     def __call__(self, name: str) -> dict:
         import aquasurf_fast as aq
 
         if self._task is None:
             self._task = load_task(self.spec)
-        return dict(self._task.train_eval(aq.Activation(name)))
+        if self.seeds == 1:
+            return dict(self._task.train_eval(aq.Activation(name)))
+        runs = []
+        for seed in range(self.seeds):
+            try:
+                runs.append(dict(self._task.train_eval(aq.Activation(name), seed=seed)))
+            except TypeError as exc:
+                if "seed" not in str(exc):
+                    raise
+                raise ValueError(f"task {self.spec}: train_eval takes no seed= argument, so it "
+                                 "cannot be trained under several seeds; use seeds=1") from None
+        accs = [r["val_acc"] if math.isfinite(r["val_acc"]) else -math.inf for r in runs]
+        order = sorted(range(len(runs)), key=lambda i: accs[i])
+        median = dict(runs[order[(len(runs) - 1) // 2]])
+        median.update(seeds=self.seeds, val_acc_min=min(accs), val_acc_max=max(accs),
+                      runtime=sum(r.get("runtime", 0.0) for r in runs))
+        return median
 
 
 __all__ = ["BUILTIN_TASKS", "Task", "TaskEvaluator", "load_task", "resolve_spec"]
