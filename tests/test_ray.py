@@ -121,3 +121,24 @@ def test_without_ray_the_option_says_how_to_install_it(monkeypatch, tmp_path):
     from aquasurf_fast.cli import main
 
     assert main(["search", str(tmp_path / "s.db"), "--executor", "ray"]) == 1
+
+
+def test_benchmark_build_on_ray_equals_the_local_build(tmp_path):
+    from aquasurf_fast.benchmark import build_benchmark, load_benchmark
+
+    task = tmp_path / "task.py"
+    task.write_text(FAKE_TASK)
+    names = ["tanh(x)", "mul(x,sigmoid(x))", "min(x,abs(x))", "mul(x,exp(x))", "div(x,zero(x))"]
+    build_benchmark(str(tmp_path / "local.json"), str(task), names=names, workers=0,
+                    progress=False)
+    build_benchmark(str(tmp_path / "ray.json"), str(task), names=names, executor=RayExecutor(),
+                    progress=False)
+    local, remote = (load_benchmark(str(tmp_path / f), cache=False)
+                     for f in ("local.json", "ray.json"))
+    assert sorted(local.names) == sorted(remote.names)
+    for name in local.names:
+        i, j = local.class_of(name), remote.class_of(name)
+        for key in ("val_acc", "test_acc", "train_loss"):
+            a, b = local.metrics[key][i], remote.metrics[key][j]
+            assert a == b or (np.isnan(a) and np.isnan(b))
+        np.testing.assert_array_equal(local.fisher[i], remote.fisher[j])
