@@ -32,6 +32,15 @@ class FisherChunkJob:
     def __getstate__(self):
         return {**self.__dict__, "_loaded": None}  # workers load the task themselves
 
+    @property
+    def resources(self) -> dict:
+        """The task's ``RESOURCES`` (a GPU, say), requested by the Ray executor for each chunk."""
+        if self.spec is None:
+            return {}
+        from .tasks import load_task
+
+        return dict(load_task(self.spec).resources or {})
+
     def _model_and_batch(self):
         if self._loaded is None:
             build, inputs, targets = self.build, self.inputs, self.targets

@@ -47,7 +47,8 @@ class RayExecutor(Executor):
     address : an existing cluster ("auto", or "ray://host:10001", or "host:6379"); None starts a
         local Ray instance for the run and shuts it down afterwards.
     num_cpus, num_gpus : resources of each task. ``num_gpus`` defaults to what the evaluated object
-        asks for in a ``resources`` attribute (``{"num_gpus": 1}``), else 0.
+        asks for in a ``resources`` attribute (``{"num_gpus": 1}``; a study's task evaluator and
+        featurization jobs pass on the task's ``RESOURCES``), else 0.
     max_concurrent : jobs in flight at once (default: the cluster's CPUs divided by ``num_cpus``).
     max_retries : how often Ray re-runs a task whose worker died.
     timeout : seconds after which a job is cancelled and reported as failed.

@@ -111,6 +111,15 @@ def test_gpu_requests_are_checked_against_the_cluster(tmp_path):
         study.run(NeedsGPUs(), budget=1, executor=RayExecutor(), progress=False)
     with pytest.raises(ValueError, match="GPU"):
         study.run(fake_evaluate, budget=1, executor=RayExecutor(num_gpus=1), progress=False)
+    # A task asks through its RESOURCES, for trainings and for featurization chunks alike.
+    task = tmp_path / "gpu_task.py"
+    task.write_text(FAKE_TASK + "\nRESOURCES = {'num_gpus': 1}\n")
+    gpu_study = aq.Study(str(tmp_path / "gpu.db"), task=str(task))
+    gpu_study.add_functions(["tanh(x)"])
+    with pytest.raises(ValueError, match="asks for 1 GPU"):
+        gpu_study.featurize(progress=False, executor=RayExecutor())
+    with pytest.raises(ValueError, match="asks for 1 GPU"):
+        gpu_study.run(budget=1, executor=RayExecutor(), progress=False)
 
 
 def test_without_ray_the_option_says_how_to_install_it(monkeypatch, tmp_path):

@@ -9,6 +9,9 @@ A task is anything exposing three things:
 - ``train_eval(activation) -> dict``: train the network and return at least ``val_acc`` (the score the
   search maximises), and ideally ``test_acc``, ``train_loss``, ``val_loss`` and ``runtime``.
 
+Optionally ``RESOURCES``: what one evaluation needs on a cluster, e.g. ``{"num_gpus": 1}``; the Ray
+executor requests it for every task.
+
 Built in: ``mnist1d`` and ``digits``. A user task is a Python file (``path/to/task.py``) or an
 importable module (``mypackage.mytask``) with the same names.
 """
@@ -20,7 +23,7 @@ import math
 import os
 import sys
 from dataclasses import dataclass
-from typing import Any, Callable, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 BUILTIN_TASKS = ("mnist1d", "digits")
 
@@ -31,6 +34,7 @@ class Task:
     build: Callable[[Any], Any]
     train_eval: Callable[[Any], dict]
     _fisher_batch: Any
+    resources: Optional[dict] = None
 
     def fisher_batch(self) -> Tuple[Any, Any]:
         batch = self._fisher_batch() if callable(self._fisher_batch) else self._fisher_batch
@@ -84,7 +88,10 @@ def load_task(spec: str) -> Task:
     missing = [n for n in ("build", "fisher_batch", "train_eval") if not hasattr(module, n)]
     if missing:
         raise ValueError(f"task {spec!r} lacks {', '.join(missing)} (see aquasurf_fast.tasks)")
-    return Task(spec, module.build, module.train_eval, module.fisher_batch)
+    resources = getattr(module, "RESOURCES", None)
+    if resources is not None and not isinstance(resources, dict):
+        raise ValueError(f"task {spec!r}: RESOURCES must be a dict such as {{'num_gpus': 1}}")
+    return Task(spec, module.build, module.train_eval, module.fisher_batch, resources)
 
 
 class TaskEvaluator:
@@ -108,6 +115,13 @@ class TaskEvaluator:
 
     def __getstate__(self):
         return {"spec": self.spec, "seeds": self.seeds, "_task": None}
+
+    @property
+    def resources(self) -> dict:
+        """What the task asks for per evaluation on a cluster (its ``RESOURCES``)."""
+        if self._task is None:
+            self._task = load_task(self.spec)
+        return dict(self._task.resources or {})
 
     def __call__(self, name: str) -> dict:
         import aquasurf_fast as aq
