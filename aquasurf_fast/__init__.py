@@ -22,6 +22,7 @@ _LAZY = {
     "fisher_spectrum": "fisher",
     "Surrogate": "surrogate",
     "Study": "search",
+    "load_benchmark": "benchmark",
     "StudyError": "store",
 }
 
@@ -41,6 +42,6 @@ __all__ = [
     "Activation", "BENCHMARK_SCHEMA", "BENCHMARK_UNARY_OPS", "BINARY_OPS", "Expr", "FisherError", "FisherSpectrum",
     "LayerSpectrum", "NARY_OPS", "ParseError", "SchemaClasses", "SchemaSpace", "Study", "StudyError", "Surrogate",
     "UNARY_OPS", "compile", "cuda_available", "enumerate_schema", "equivalence_classes", "evaluate",
-    "evaluate_grad", "fisher_features", "fisher_features_for", "fisher_spectrum", "num_threads",
+    "evaluate_grad", "fisher_features", "fisher_features_for", "fisher_spectrum", "load_benchmark", "num_threads",
     "output_features", "parse", "probe_inputs", "schema_classes", "set_num_threads",
 ]

@@ -58,7 +58,8 @@ def synthetic(tmp_path_factory):
 
 def test_reads_the_act_bench_layout(synthetic):
     path, rows = synthetic
-    bench = load_benchmark(path, cache=False)
+    bench = aq.load_benchmark(path, cache=False)
+    assert aq.load_benchmark is load_benchmark
     assert len(bench) == len(rows) and list(bench.names) == list(rows)
     for i in (0, 17, len(rows) - 1):
         row = rows[bench.names[i]]
