@@ -14,7 +14,7 @@ as the driver.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from .executors import Executor, Outcome, run_one
 

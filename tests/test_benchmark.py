@@ -13,30 +13,9 @@ from aquasurf_fast.cli import main
 from aquasurf_fast.replay import STRATEGIES, make_pool, replay
 from aquasurf_fast.tasks import TaskEvaluator
 
-from bench_helpers import LAYOUT, synthetic_rows, write_rows
+from bench_helpers import FAKE_TASK, LAYOUT, synthetic_rows, write_rows
 from search_helpers import make_study
 
-# A task that trains nothing: scores are a deterministic function of the name and the seed, so a
-# build is fast and its results are known.
-FAKE_TASK = '''
-import torch
-from torch import nn
-
-def build(activation):
-    return nn.Sequential(nn.Linear(8, 40), activation, nn.Linear(40, 10))
-
-def fisher_batch():
-    g = torch.Generator().manual_seed(0)
-    return torch.randn(16, 8, generator=g), torch.randint(0, 10, (16,), generator=g)
-
-def score(name, seed):
-    return (sum(map(ord, name)) * (seed + 3) % 101) / 101
-
-def train_eval(activation, seed=0):
-    s = score(activation.name, seed)
-    return {"val_acc": s, "test_acc": s / 2, "train_acc": s + 0.01, "train_loss": 1 - s,
-            "val_loss": 1.5 - s, "test_loss": 2 - s, "runtime": 0.5}
-'''
 SPACE = ["max(relu(x),tanh(x))", "mul(x,sigmoid(x))", "min(x,abs(x))", "add(elu(x),softsign(x))",
          "mul(x,exp(x))", "div(x,zero(x))", "sub(tanh(x),tanh(x))"]
 

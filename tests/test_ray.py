@@ -9,7 +9,7 @@ import aquasurf_fast as aq
 from aquasurf_fast.executors import make_executor
 
 from search_helpers import fake_evaluate, fake_score, make_study
-from test_benchmark import FAKE_TASK
+from bench_helpers import FAKE_TASK
 
 ray = pytest.importorskip("ray", reason="the Ray executor tests need ray (aquasurf_fast[ray])")
 from aquasurf_fast.ray_executor import RayExecutor  # noqa: E402
