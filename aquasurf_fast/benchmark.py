@@ -56,6 +56,7 @@ def open_build_study(study_path: str, task: str, seeds: int, names: Sequence[str
     A resumed build must train the same task under the same seeds, or its rows would mix recipes.
     """
     from .search import Study, StudyError
+    from .store import remove_study_files
     from .tasks import resolve_spec
 
     if os.path.exists(study_path) and os.path.getsize(study_path) > 0:
@@ -74,9 +75,7 @@ def open_build_study(study_path: str, task: str, seeds: int, names: Sequence[str
         study.add_functions(names)
     except BaseException:
         study.close()
-        for suffix in ("", "-wal", "-shm"):
-            if os.path.exists(study_path + suffix):
-                os.remove(study_path + suffix)
+        remove_study_files(study_path)
         raise
     return study
 

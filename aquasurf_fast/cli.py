@@ -72,13 +72,12 @@ def _space_names(args) -> List[str]:
 
 def cmd_init(args) -> int:
     from .search import Study
+    from .store import remove_study_files
 
     if os.path.exists(args.study):
         if not args.force:
             raise UsageError(f"{args.study} already exists (use --force to replace it)")
-        for suffix in ("", "-wal", "-shm"):
-            if os.path.exists(args.study + suffix):
-                os.remove(args.study + suffix)
+        remove_study_files(args.study)
     if args.task:
         from .tasks import load_task
 
@@ -94,9 +93,7 @@ def cmd_init(args) -> int:
         n_classes, n_names = study.add_functions(names)
     except BaseException:
         study.close()
-        for suffix in ("", "-wal", "-shm"):
-            if os.path.exists(args.study + suffix):
-                os.remove(args.study + suffix)
+        remove_study_files(args.study)
         raise
     c = study.counts()
     print(f"created {args.study}: {c['names']} names in {c['classes']} classes "

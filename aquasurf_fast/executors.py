@@ -135,6 +135,16 @@ class InlineExecutor(Executor):
         self._queue = []
 
 
+def limit_threads(n_threads: int) -> None:
+    """Cap this worker's threads: torch's (when loaded) and the fused activation kernels' pool,
+    which otherwise starts one thread per core in every worker."""
+    import aquasurf_fast
+
+    aquasurf_fast.set_num_threads(n_threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n_threads)
+
+
 def _worker_main(conn, evaluate_bytes: bytes, n_threads: int) -> None:
     """A worker process: receive (key, name), send back an Outcome, until the pipe closes."""
     # The coordinator handles Ctrl-C and stops the workers itself; a worker dying on the same SIGINT
@@ -147,10 +157,7 @@ def _worker_main(conn, evaluate_bytes: bytes, n_threads: int) -> None:
     import pickle  # the evaluate callable only, produced by this package's coordinator
 
     evaluate = pickle.loads(evaluate_bytes)
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(n_threads)
-    if "aquasurf_fast" in sys.modules:
-        sys.modules["aquasurf_fast"].set_num_threads(n_threads)
+    limit_threads(n_threads)
     while True:
         try:
             job = conn.recv()
@@ -321,4 +328,4 @@ def make_executor(kind: str, workers: int, address: Optional[str] = None,
 
 
 __all__ = ["Executor", "InlineExecutor", "ProcessExecutor", "Outcome", "default_executor",
-           "make_executor", "split_result", "run_one"]
+           "limit_threads", "make_executor", "split_result", "run_one"]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Dict, Optional, Tuple
 
-from .executors import Executor, Outcome, run_one
+from .executors import Executor, Outcome, limit_threads, run_one
 
 
 def import_ray():
@@ -29,13 +29,7 @@ def import_ray():
 
 def _run_in_worker(evaluate: Callable[[str], Any], key: str, name: str, threads: int) -> Outcome:
     """The body of every Ray task: cap the threads to the task's CPUs, then evaluate."""
-    import sys
-
-    import aquasurf_fast as aq
-
-    aq.set_num_threads(threads)
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(threads)
+    limit_threads(threads)
     return run_one(evaluate, key, name)
 
 

@@ -94,6 +94,13 @@ class StudyError(ValueError):
     """A study file cannot be used: not a study, corrupt, from a newer version, or misused."""
 
 
+def remove_study_files(path: str) -> None:
+    """Delete a study file together with its SQLite write-ahead log and shared-memory files."""
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(path + suffix):
+            os.remove(path + suffix)
+
+
 def to_blob(array: np.ndarray) -> bytes:
     """Raw little-endian float32 bytes of a 1-D array."""
     return np.ascontiguousarray(array, dtype="<f4").reshape(-1).tobytes()

@@ -93,12 +93,17 @@ def test_text_file_is_not_a_study(tmp_path):
         aq.Study(str(path))
 
 
-def test_foreign_sqlite_file_is_not_a_study(tmp_path):
-    path = tmp_path / "other.db"
+def execute_sql(path, statement):
+    """Run one statement on an SQLite file behind the study's back."""
     conn = sqlite3.connect(path)
-    conn.execute("CREATE TABLE t (x)")
+    conn.execute(statement)
     conn.commit()
     conn.close()
+
+
+def test_foreign_sqlite_file_is_not_a_study(tmp_path):
+    path = tmp_path / "other.db"
+    execute_sql(path, "CREATE TABLE t (x)")
     with pytest.raises(StudyError, match="SQLite database but not an aquasurf study"):
         aq.Study(str(path))
 
@@ -119,10 +124,7 @@ def test_corrupt_study_gives_clear_error(tmp_path):
 def test_newer_schema_is_refused(tmp_path):
     path = tmp_path / "s.db"
     make_study(path, n_extra=1).close()
-    conn = sqlite3.connect(path)
-    conn.execute("PRAGMA user_version = 99")
-    conn.commit()
-    conn.close()
+    execute_sql(path, "PRAGMA user_version = 99")
     with pytest.raises(StudyError, match="newer"):
         aq.Study(str(path))
 

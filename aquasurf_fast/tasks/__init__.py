@@ -116,24 +116,26 @@ class TaskEvaluator:
     def __getstate__(self):
         return {"spec": self.spec, "seeds": self.seeds, "_task": None}
 
+    def _loaded(self) -> Task:
+        if self._task is None:
+            self._task = load_task(self.spec)
+        return self._task
+
     @property
     def resources(self) -> dict:
         """What the task asks for per evaluation on a cluster (its ``RESOURCES``)."""
-        if self._task is None:
-            self._task = load_task(self.spec)
-        return dict(self._task.resources or {})
+        return dict(self._loaded().resources or {})
 
     def __call__(self, name: str) -> dict:
         import aquasurf_fast as aq
 
-        if self._task is None:
-            self._task = load_task(self.spec)
+        task = self._loaded()
         if self.seeds == 1:
-            return dict(self._task.train_eval(aq.Activation(name)))
+            return dict(task.train_eval(aq.Activation(name)))
         runs = []
         for seed in range(self.seeds):
             try:
-                runs.append(dict(self._task.train_eval(aq.Activation(name), seed=seed)))
+                runs.append(dict(task.train_eval(aq.Activation(name), seed=seed)))
             except TypeError as exc:
                 if "seed" not in str(exc):
                     raise
