@@ -163,6 +163,28 @@ def test_kinks_and_ties_follow_torch():
     np.testing.assert_array_equal(d[5], [0.5, 1.0, 1.0])    # min(0, relu(0)): half to x, half to relu
 
 
+def test_signed_zero_gradients_follow_torch():
+    # torch keeps the first gradient that reaches a value as it is, so a -0 gradient stays -0
+    names = ["mul(x,negative(zero(x)))", "negative(relu(x))", "mul(relu(x),negative(zero(x)))", "max(x,x)"]
+    x = np.array([-1.5, -0.0, 0.0, 2.0])
+    _, d = aq.evaluate_grad(names, x)
+    for k, name in enumerate(names):
+        ref = evaluate_grad_torch(name, x)[1].numpy()
+        np.testing.assert_array_equal(d[k], ref, err_msg=name)
+        np.testing.assert_array_equal(np.signbit(d[k]), np.signbit(ref), err_msg=name)
+
+
+def test_sinh_and_cosh_derivatives_are_within_a_few_ulp():
+    # Backward takes sinh' = cosh from sinh's value and cosh' = sinh from cosh's value: checked
+    # densely, across the switch from the series at |x| = 1 and at cosh(x) = 2^12 (|x| = 9.01)
+    x = np.concatenate([np.linspace(0, 89, 200001), np.linspace(0.99, 1.01, 10001), np.linspace(9.0, 9.02, 10001)])
+    x = np.concatenate([x, -x]).astype(np.float32)
+    _, d = aq.evaluate_grad(["cosh(x)", "sinh(x)"], x)
+    x64 = x.astype(np.float64)
+    np.testing.assert_allclose(d[0], np.sinh(x64), rtol=4 * 2.0**-23, atol=0)
+    np.testing.assert_allclose(d[1], np.cosh(x64), rtol=4 * 2.0**-23, atol=0)
+
+
 def expressions(max_depth=3):
     leaf = st.just("x")
 

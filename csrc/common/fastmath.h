@@ -137,6 +137,30 @@ AQF_HD AQF_INLINE float cosh_f32(float x) {
   return h + 0.25f / h;
 }
 
+// Derivatives of sinh and cosh from the other's value, which the backward pass already holds:
+// no exponential. sinh(x) from c = cosh(x): the odd Taylor series below |x| = 1, where c - 1
+// would cancel (its first omitted term is under 2^-32 of the sum), sqrt((c - 1)(c + 1)) above,
+// within a few ulp (c - 1 is exact up to c = 2); past c = 2^12, sqrt(c^2 - 1) rounds to c.
+AQF_HD AQF_INLINE float sinh_given_cosh_f32(float x, float c) {
+  const float a = fabsf(x);
+  const float z = a * a;
+  float p = 1.0f / 6227020800.0f;
+  p = p * z + 1.0f / 39916800.0f;
+  p = p * z + 1.0f / 362880.0f;
+  p = p * z + 1.0f / 5040.0f;
+  p = p * z + 1.0f / 120.0f;
+  p = p * z + 1.0f / 6.0f;
+  const float series = a + a * (z * p);
+  const float root = c > 4096.0f ? c : sqrtf((c - 1.0f) * (c + 1.0f));
+  return copysignf(a < 1.0f ? series : root, x);
+}
+
+// cosh(x) from s = sinh(x): sqrt(1 + s^2) never cancels; past |s| = 2^12 it rounds to |s|.
+AQF_HD AQF_INLINE float cosh_given_sinh_f32(float s) {
+  const float a = fabsf(s);
+  return a > 4096.0f ? a : sqrtf(1.0f + a * a);
+}
+
 AQF_HD AQF_INLINE int64_t bits_of(double x) {
   int64_t i;
   memcpy(&i, &x, sizeof i);
@@ -232,6 +256,11 @@ AQF_HD AQF_INLINE float m_sinh(float x) { return fm::sinh_f32(x); }
 AQF_HD AQF_INLINE double m_sinh(double x) { return ::sinh(x); }
 AQF_HD AQF_INLINE float m_cosh(float x) { return fm::cosh_f32(x); }
 AQF_HD AQF_INLINE double m_cosh(double x) { return ::cosh(x); }
+// (x, the other function's value at x): float from that value, double from the C library.
+AQF_HD AQF_INLINE float m_sinh_given_cosh(float x, float c) { return fm::sinh_given_cosh_f32(x, c); }
+AQF_HD AQF_INLINE double m_sinh_given_cosh(double x, double) { return ::sinh(x); }
+AQF_HD AQF_INLINE float m_cosh_given_sinh(float, float s) { return fm::cosh_given_sinh_f32(s); }
+AQF_HD AQF_INLINE double m_cosh_given_sinh(double x, double) { return ::cosh(x); }
 AQF_HD AQF_INLINE float m_sigmoid(float x) { return fm::sigmoid_f32(x); }
 AQF_HD AQF_INLINE double m_sigmoid(double x) {
   const double e = ::exp(-::fabs(x));

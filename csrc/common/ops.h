@@ -104,11 +104,11 @@ struct Erfc {
 };
 struct Sinh {
   template <class T> AQF_HD AQF_INLINE static T f(T x) { return m_sinh(x); }
-  template <class T> AQF_HD AQF_INLINE static T b(T x, T, T g) { return g * m_cosh(x); }
+  template <class T> AQF_HD AQF_INLINE static T b(T x, T y, T g) { return g * m_cosh_given_sinh(x, y); }
 };
 struct Cosh {
   template <class T> AQF_HD AQF_INLINE static T f(T x) { return m_cosh(x); }
-  template <class T> AQF_HD AQF_INLINE static T b(T x, T, T g) { return g * m_sinh(x); }
+  template <class T> AQF_HD AQF_INLINE static T b(T x, T y, T g) { return g * m_sinh_given_cosh(x, y); }
 };
 struct Tanh {
   template <class T> AQF_HD AQF_INLINE static T f(T x) { return m_tanh(x); }

@@ -37,7 +37,8 @@ void fold_loop(const T* __restrict a, T* __restrict acc, int64_t len) {
 template <class T>
 struct alignas(64) Block {
   std::vector<T*> val, adj;
-  std::vector<T> tmp0, tmp1;
+  std::vector<T> tmp0, tmp1, ones;
+  std::vector<uint8_t> has_grad;  // backward: whether a node's gradient row holds a contribution yet
 };
 
 template <class T>
@@ -76,20 +77,44 @@ void forward(const Instr& ins, const int32_t* args, Block<T>& blk, int64_t len) 
   }
 }
 
-// ---- backward: accumulate each instruction's vector-Jacobian product into its operands ----
-// Gradient pointers are not restrict: max(x, x) accumulates into one operand twice.
-template <class Op, class T>
+// ---- backward: each instruction's vector-Jacobian product goes into its operands' gradients --
+// The first contribution to a gradient is stored, later ones are added (Acc), as torch's autograd
+// does: no zero fills, and -0 stays -0. Gradient pointers are not restrict: max(x, x) writes
+// one operand twice.
+template <class Op, class T, bool Acc>
 void unary_backward_loop(const T* __restrict x, const T* __restrict y, const T* __restrict g, T* gx, int64_t len) {
-  for (int64_t i = 0; i < len; ++i) gx[i] += Op::b(x[i], y[i], g[i]);
+  for (int64_t i = 0; i < len; ++i) {
+    const T d = Op::b(x[i], y[i], g[i]);
+    gx[i] = Acc ? gx[i] + d : d;
+  }
 }
-template <class Op, class T>
+template <class Op, class T, bool AccA, bool AccB>
 void binary_backward_loop(const T* __restrict a, const T* __restrict b, const T* __restrict y, const T* __restrict g,
                           T* ga, T* gb, int64_t len) {
   for (int64_t i = 0; i < len; ++i) {
     T da, db;
     Op::b(a[i], b[i], y[i], g[i], da, db);
-    ga[i] += da;
-    gb[i] += db;
+    ga[i] = AccA ? ga[i] + da : da;
+    gb[i] = AccB ? gb[i] + db : db;
+  }
+}
+template <class Op, class T>
+void unary_backward(const T* x, const T* y, const T* g, T* gx, bool acc, int64_t len) {
+  if (acc) {
+    unary_backward_loop<Op, T, true>(x, y, g, gx, len);
+  } else {
+    unary_backward_loop<Op, T, false>(x, y, g, gx, len);
+  }
+}
+template <class Op, class T>
+void binary_backward(const T* a, const T* b, const T* y, const T* g, T* ga, T* gb, bool acc_a, bool acc_b,
+                     int64_t len) {
+  if (acc_a) {
+    acc_b ? binary_backward_loop<Op, T, true, true>(a, b, y, g, ga, gb, len)
+          : binary_backward_loop<Op, T, true, false>(a, b, y, g, ga, gb, len);
+  } else {
+    acc_b ? binary_backward_loop<Op, T, false, true>(a, b, y, g, ga, gb, len)
+          : binary_backward_loop<Op, T, false, false>(a, b, y, g, ga, gb, len);
   }
 }
 
@@ -141,21 +166,39 @@ template <class T>
 void backward(const Instr& ins, const int32_t* args, Block<T>& blk, int64_t len) {
   const T* y = blk.val[ins.dst];
   const T* g = blk.adj[ins.dst];
-  switch (ins.op) {
-#define AQF_UNARY_CASE(E, C, S)                                                     \
-  case OP_##E:                                                                      \
-    unary_backward_loop<op::C>(blk.val[ins.a], y, g, blk.adj[ins.a], len);          \
+  uint8_t* has = blk.has_grad.data();
+  if (ins.op >= kFirstNary) {
+    const int32_t* operands = args + ins.a;
+    for (int k = 0; k < ins.b; ++k) {  // n-ary loops accumulate: start their fresh operands at 0
+      if (!has[operands[k]]) std::fill(blk.adj[operands[k]], blk.adj[operands[k]] + len, T(0));
+      has[operands[k]] = 1;
+    }
+    backward_nary(ins.op, operands, ins.b, y, g, blk, len);
     return;
-    AQF_UNARY_OPS(AQF_UNARY_CASE)
+  }
+  const bool acc_a = has[ins.a];
+  has[ins.a] = 1;
+  if (ins.op < kFirstBinary) {
+    switch (ins.op) {
+#define AQF_UNARY_CASE(E, C, S)                                                          \
+  case OP_##E:                                                                           \
+    unary_backward<op::C>(blk.val[ins.a], y, g, blk.adj[ins.a], acc_a, len);             \
+    return;
+      AQF_UNARY_OPS(AQF_UNARY_CASE)
 #undef AQF_UNARY_CASE
-#define AQF_BINARY_CASE(E, C, S)                                                                          \
-  case OP_##E:                                                                                            \
-    binary_backward_loop<op::C>(blk.val[ins.a], blk.val[ins.b], y, g, blk.adj[ins.a], blk.adj[ins.b], len); \
+    }
+    return;
+  }
+  const bool acc_b = has[ins.b];  // after marking a: max(x, x) adds its second half
+  has[ins.b] = 1;
+  switch (ins.op) {
+#define AQF_BINARY_CASE(E, C, S)                                                                                \
+  case OP_##E:                                                                                                  \
+    binary_backward<op::C>(blk.val[ins.a], blk.val[ins.b], y, g, blk.adj[ins.a], blk.adj[ins.b], acc_a, acc_b, \
+                           len);                                                                                \
     return;
     AQF_BINARY_OPS(AQF_BINARY_CASE)
 #undef AQF_BINARY_CASE
-    default:
-      backward_nary(ins.op, args + ins.a, ins.b, y, g, blk, len);
   }
 }
 
@@ -204,25 +247,29 @@ void evaluate_with_grads(const Program& program, const T* x, int64_t n, const T*
       blk.adj[id] = adjs + id * block;
     }
     for (const Instr& ins : sub.grad_code) forward(ins, sub.grad_args.data(), blk, len);
+    if (!grad_out && blk.ones.size() != static_cast<size_t>(block)) blk.ones.assign(block, T(1));
+    T* const seed = grad_out ? const_cast<T*>(grad_out + start) : blk.ones.data();
     for (int32_t k = 0; k < sub.n_fns; ++k) {
       const int64_t row = (sub.first_fn + k) * n + start;
       const int32_t root = sub.roots[k];
       if (values) std::copy(blk.val[root], blk.val[root] + len, values + row);
+      if (root == 0) {  // f(x) = x
+        std::copy(seed, seed + len, grads + row);
+        continue;
+      }
+      // The sweep reads the seed in place and writes x's gradient straight into the output row;
+      // the root's own row is never written during its sweep (it is no operand of its subgraph).
+      T* const root_row = blk.adj[root];
+      T* const x_row = blk.adj[0];
+      blk.adj[root] = seed;
+      blk.adj[0] = grads + row;
+      blk.has_grad.assign(sub.n_nodes, 0);
       const int32_t* tape = sub.tapes.data() + sub.tape_offsets[k];
       const int32_t tape_len = sub.tape_offsets[k + 1] - sub.tape_offsets[k];
-      std::fill(blk.adj[0], blk.adj[0] + len, T(0));
-      for (int32_t t = 0; t < tape_len; ++t) {
-        T* adj = blk.adj[tape[t] + 1];
-        std::fill(adj, adj + len, T(0));
-      }
-      T* seed = blk.adj[root];
-      if (grad_out) {
-        std::copy(grad_out + start, grad_out + start + len, seed);
-      } else {
-        std::fill(seed, seed + len, T(1));
-      }
       for (int32_t t = 0; t < tape_len; ++t) backward(sub.grad_code[tape[t]], sub.grad_args.data(), blk, len);
-      std::copy(blk.adj[0], blk.adj[0] + len, grads + row);
+      if (!blk.has_grad[0]) std::fill(grads + row, grads + row + len, T(0));  // no path from x: zero(x), one(x)
+      blk.adj[root] = root_row;
+      blk.adj[0] = x_row;
     }
   });
 }

@@ -166,7 +166,13 @@ __global__ void evaluate_bwd_kernel(DevicePrograms p, const T* __restrict__ x, c
   const int32_t* args = p.grad_args + s.grad_args_begin;
   auto load = [&](int32_t id) -> T { return id == 0 ? x[gi] : *reg(vals, sub, stride, id, tile, i); };
   auto adj = [&](int32_t id) -> T* { return reg(adjs, sub, stride, id, tile, i); };
-  auto acc = [&](int32_t id, T v) { *adj(id) += v; };
+  // Gradients start at -0, the exact identity of addition (-0 + v == v for every v, -0 included):
+  // the first contribution stays as it is, as in torch and the CPU loops.
+  bool reached_x = false;
+  auto acc = [&](int32_t id, T v) {
+    *adj(id) += v;
+    reached_x = reached_x || id == 0;
+  };
   for (int32_t pc = s.grad_begin; pc < s.grad_end; ++pc) {
     const int4 ins = p.grad_code[pc];
     *reg(vals, sub, stride, ins.y, tile, i) = forward_step<T>(ins, args, load);
@@ -177,14 +183,15 @@ __global__ void evaluate_bwd_kernel(DevicePrograms p, const T* __restrict__ x, c
     const int32_t root = p.roots[s.first_fn + k];  // roots are stored in function order
     if (values) values[row] = load(root);
     if (!grads) continue;
-    *adj(0) = T(0);
-    for (int32_t t = offsets[k]; t < offsets[k + 1]; ++t) *adj(p.tapes[t] + 1) = T(0);
+    *adj(0) = T(-0.0);
+    reached_x = false;
+    for (int32_t t = offsets[k]; t < offsets[k + 1]; ++t) *adj(p.tapes[t] + 1) = T(-0.0);
     *adj(root) = grad_out ? grad_out[gi] : T(1);
     for (int32_t t = offsets[k]; t < offsets[k + 1]; ++t) {
       const int4 ins = p.grad_code[s.grad_begin + p.tapes[t]];
       backward_step<T>(ins, args, load(ins.y), *adj(ins.y), load, acc);
     }
-    grads[row] = *adj(0);
+    grads[row] = root == 0 || reached_x ? *adj(0) : T(0);  // no path from x: zero(x), one(x)
   }
 }
 
