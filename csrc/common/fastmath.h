@@ -22,6 +22,17 @@ AQF_HD AQF_INLINE float float_of(int32_t i) {
   return x;
 }
 
+// Horner's rule, highest coefficient first: ((c0 z + c1) z + c2) ..., one rounding per operation
+// in this order (no FMA), so the CPU and the GPU round alike.
+template <class T>
+AQF_HD AQF_INLINE T horner(T, T c) {
+  return c;
+}
+template <class T, class... Rest>
+AQF_HD AQF_INLINE T horner(T z, T c0, T c1, Rest... rest) {
+  return horner<T>(z, c0 * z + c1, rest...);
+}
+
 constexpr float kInf = __builtin_huge_valf();
 constexpr float kLn2Hi = 0.693145751953125f;     // few mantissa bits: n * kLn2Hi is exact
 constexpr float kLn2Lo = 1.428606765330187e-06f;
@@ -35,14 +46,7 @@ AQF_HD AQF_INLINE float exp_scaled_f32(float x, int32_t k) {
   const float xc = x < -104.0f ? -104.0f : (x > 90.0f ? 90.0f : x);
   const float n = floorf(xc * kLog2e + 0.5f);
   const float r = (xc - n * kLn2Hi) - n * kLn2Lo;
-  float p = 1.0f / 5040.0f;
-  p = p * r + 1.0f / 720.0f;
-  p = p * r + 1.0f / 120.0f;
-  p = p * r + 1.0f / 24.0f;
-  p = p * r + 1.0f / 6.0f;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
+  const float p = horner(r, 1.0f / 5040.0f, 1.0f / 720.0f, 1.0f / 120.0f, 1.0f / 24.0f, 1.0f / 6.0f, 0.5f, 1.0f, 1.0f);
   const int32_t ni = static_cast<int32_t>(n) + k;
   const int32_t n1 = ni >> 1;
   const int32_t n2 = ni - n1;
@@ -55,13 +59,8 @@ AQF_HD AQF_INLINE float exp_f32(float x) { return exp_scaled_f32(x, 0); }
 
 // expm1 on |x| < 0.5 by its Taylor series, where exp(x) - 1 would cancel.
 AQF_HD AQF_INLINE float expm1_small_f32(float x) {
-  float p = 1.0f / 40320.0f;
-  p = p * x + 1.0f / 5040.0f;
-  p = p * x + 1.0f / 720.0f;
-  p = p * x + 1.0f / 120.0f;
-  p = p * x + 1.0f / 24.0f;
-  p = p * x + 1.0f / 6.0f;
-  p = p * x + 0.5f;
+  const float p =
+      horner(x, 1.0f / 40320.0f, 1.0f / 5040.0f, 1.0f / 720.0f, 1.0f / 120.0f, 1.0f / 24.0f, 1.0f / 6.0f, 0.5f);
   return x + (x * x) * p;
 }
 
@@ -82,11 +81,7 @@ AQF_HD AQF_INLINE float log_f32(float x) {
   e = high ? e + 1 : e;
   const float s = (m - 1.0f) / (m + 1.0f);
   const float z = s * s;
-  float p = 1.0f / 11.0f;
-  p = p * z + 1.0f / 9.0f;
-  p = p * z + 1.0f / 7.0f;
-  p = p * z + 1.0f / 5.0f;
-  p = p * z + 1.0f / 3.0f;
+  const float p = horner(z, 1.0f / 11.0f, 1.0f / 9.0f, 1.0f / 7.0f, 1.0f / 5.0f, 1.0f / 3.0f);
   const float log_m = 2.0f * s + (2.0f * s) * (z * p);
   const float ef = static_cast<float>(e);
   float y = ef * kLn2Hi + (log_m + ef * kLn2Lo);
@@ -144,12 +139,8 @@ AQF_HD AQF_INLINE float cosh_f32(float x) {
 AQF_HD AQF_INLINE float sinh_given_cosh_f32(float x, float c) {
   const float a = fabsf(x);
   const float z = a * a;
-  float p = 1.0f / 6227020800.0f;
-  p = p * z + 1.0f / 39916800.0f;
-  p = p * z + 1.0f / 362880.0f;
-  p = p * z + 1.0f / 5040.0f;
-  p = p * z + 1.0f / 120.0f;
-  p = p * z + 1.0f / 6.0f;
+  const float p =
+      horner(z, 1.0f / 6227020800.0f, 1.0f / 39916800.0f, 1.0f / 362880.0f, 1.0f / 5040.0f, 1.0f / 120.0f, 1.0f / 6.0f);
   const float series = a + a * (z * p);
   const float root = c > 4096.0f ? c : sqrtf((c - 1.0f) * (c + 1.0f));
   return copysignf(a < 1.0f ? series : root, x);
@@ -184,13 +175,7 @@ AQF_HD AQF_INLINE double log_positive_f64(double x) {
   const double e = biased - 1023.0 + (high ? 1.0 : 0.0);
   const double s = (m - 1.0) / (m + 1.0);
   const double z = s * s;
-  double q = 1.0 / 15.0;
-  q = q * z + 1.0 / 13.0;
-  q = q * z + 1.0 / 11.0;
-  q = q * z + 1.0 / 9.0;
-  q = q * z + 1.0 / 7.0;
-  q = q * z + 1.0 / 5.0;
-  q = q * z + 1.0 / 3.0;
+  const double q = horner(z, 1.0 / 15.0, 1.0 / 13.0, 1.0 / 11.0, 1.0 / 9.0, 1.0 / 7.0, 1.0 / 5.0, 1.0 / 3.0);
   return e * 0.6931471805599453 + (2.0 * s + (2.0 * s) * (z * q));
 }
 
@@ -201,17 +186,8 @@ AQF_HD AQF_INLINE double exp_bounded_f64(double t) {
   const double shifted = t * 1.4426950408889634 + 6755399441055744.0;
   const double n = shifted - 6755399441055744.0;
   const double r = (t - n * 0.693147180369123816490) - n * 1.90821492927058770002e-10;
-  double p = 1.0 / 3628800.0;
-  p = p * r + 1.0 / 362880.0;
-  p = p * r + 1.0 / 40320.0;
-  p = p * r + 1.0 / 5040.0;
-  p = p * r + 1.0 / 720.0;
-  p = p * r + 1.0 / 120.0;
-  p = p * r + 1.0 / 24.0;
-  p = p * r + 1.0 / 6.0;
-  p = p * r + 0.5;
-  p = p * r + 1.0;
-  p = p * r + 1.0;
+  const double p = horner(r, 1.0 / 3628800.0, 1.0 / 362880.0, 1.0 / 40320.0, 1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0,
+                          1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0);
   const int64_t ni = bits_of(shifted) - bits_of(6755399441055744.0);
   return p * double_of((ni + 1023) << 52);
 }

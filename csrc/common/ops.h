@@ -2,7 +2,8 @@
 // gradient of its input given the gradient g of its output), written once for the CPU loops and
 // the CUDA kernels. Each b is the backward formula torch autograd applies to the same expression
 // built from torch ops, in the same order of operations: so kinks (relu'(0) = 0), ties (maximum
-// splits a tie in halves) and the way 0, inf and NaN propagate all agree with torch.
+// splits a tie in halves) and the way 0, inf and NaN propagate all agree with torch. Sinh and
+// Cosh differ in arithmetic only: each takes the other function from its own value (fastmath.h).
 #pragma once
 #include <cstdint>
 
