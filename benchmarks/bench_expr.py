@@ -8,7 +8,7 @@
     tensor against the composite torch expression (eager, and torch.compile).
 
 Each part checks correctness against its baseline first, then times (medians of repeats).
-Run: python benchmarks/bench_expr.py [--skip-compile] [--skip-large]
+Run: python benchmarks/bench_expr.py [--skip-compile] [--skip-large] [--device cpu|cuda]
 """
 from __future__ import annotations
 
@@ -33,23 +33,33 @@ from _timing import median_seconds, print_table  # noqa: E402
 LARGE_SCHEMA = "binary(unary(unary(x)),unary(unary(x)))"
 
 
-def bench_output_features() -> None:
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def bench_output_features(device: str) -> None:
     names = aq.enumerate_schema(aq.BENCHMARK_SCHEMA, unary=aq.BENCHMARK_UNARY_OPS)
     probe = aq.probe_inputs()
-    probe_t = torch.from_numpy(probe)
+    probe_t = torch.from_numpy(probe).to(device)
 
     def ours():
         kernels._compile_names.cache_clear()  # parse and compile are part of every run
-        return aq.output_features(names)
+        features = aq.output_features(names) if device == "cpu" else aq.evaluate(names, probe_t)
+        sync(device)
+        return features
 
     def per_function_numpy():
         return [evaluate_numpy(n, probe) for n in names]
 
     def per_function_torch():
         with torch.no_grad():
-            return [evaluate_torch(n, probe_t) for n in names]
+            rows = [evaluate_torch(n, probe_t) for n in names]
+        sync(device)
+        return rows
 
     got = ours()
+    got = got.cpu().numpy() if device != "cpu" else got
     ref = np.stack(per_function_numpy())
     # float32 semantics on both sides; the elementary functions differ by an ulp or so, which pow
     # amplifies by up to |b| (4 of the 5.1 million values differ by more than 1e-5 relative)
@@ -58,11 +68,12 @@ def bench_output_features() -> None:
     t_np = median_seconds(per_function_numpy, repeats=3)
     t_torch = median_seconds(per_function_torch, repeats=3)
     n = len(names)
-    print_table(f"(a) output features of the {n:,} benchmark names (1,000 probe inputs, float32)",
+    print_table(f"(a) output features of the {n:,} benchmark names (1,000 probe inputs, float32, {device})",
                 ["method", "seconds", "functions/s", "ours is x faster"],
                 [["aquasurf_fast (parse + compile + evaluate)", f"{t_ours:.4f}", f"{n / t_ours:,.0f}", "1.0"],
-                 ["per-function numpy", f"{t_np:.4f}", f"{n / t_np:,.0f}", f"{t_np / t_ours:.1f}"],
-                 ["per-function torch", f"{t_torch:.4f}", f"{n / t_torch:,.0f}", f"{t_torch / t_ours:.1f}"]])
+                 ["per-function numpy (CPU)", f"{t_np:.4f}", f"{n / t_np:,.0f}", f"{t_np / t_ours:.1f}"],
+                 [f"per-function torch ({device})", f"{t_torch:.4f}", f"{n / t_torch:,.0f}",
+                  f"{t_torch / t_ours:.1f}"]])
 
 
 def _large_space_child() -> None:
@@ -103,16 +114,17 @@ def check_schema_path_against_names() -> None:
     assert by_schema.classes() == aq.equivalence_classes(aq.enumerate_schema(schema, unary=unary))
 
 
-def bench_activation(compile_too: bool) -> None:
+def bench_activation(compile_too: bool, device: str) -> None:
     name = "max(relu(x),cosh(elu(x)))"
     act = aq.Activation(name)
-    x = torch.randn(64, 96, 32, 32)
+    x = torch.randn(64, 96, 32, 32, device=device)
     g = torch.randn_like(x)
 
     def step(fn):
         def run():
             xi = x.detach().requires_grad_(True)
             fn(xi).backward(g)
+            sync(device)
             return xi.grad
         return run
 
@@ -133,7 +145,7 @@ def bench_activation(compile_too: bool) -> None:
         t_compiled = median_seconds(compiled, repeats=7)
         rows.append(["composite torch, torch.compile", f"{t_compiled * 1e3:.1f}", f"{t_compile:.1f}",
                      f"{t_compiled / t_ours:.1f}"])
-    print_table(f"(c) {name}: forward + backward on float32 [64, 96, 32, 32]",
+    print_table(f"(c) {name}: forward + backward on float32 [64, 96, 32, 32], {device}",
                 ["method", "ms per step", "compile s", "ours is x faster"], rows)
 
 
@@ -141,6 +153,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--skip-compile", action="store_true", help="skip the torch.compile baseline")
     parser.add_argument("--skip-large", action="store_true", help="skip the 6.46-million-name space")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                        help="where (a) and (c) run; (b) runs on the CPU")
     parser.add_argument("--large-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.large_child:
@@ -148,11 +162,13 @@ def main() -> None:
         return
     print(f"threads: aquasurf_fast {aq.num_threads()}, torch {torch.get_num_threads()}; "
           f"CUDA kernels built: {aq._C.built_with_cuda}, GPU usable: {aq.cuda_available()}")
-    bench_output_features()
+    if args.device == "cuda" and not aq.cuda_available():
+        parser.error("--device cuda needs a CUDA build of aquasurf_fast and a usable GPU")
+    bench_output_features(args.device)
     check_schema_path_against_names()
     if not args.skip_large:
         bench_large_space()
-    bench_activation(compile_too=not args.skip_compile)
+    bench_activation(compile_too=not args.skip_compile, device=args.device)
 
 
 if __name__ == "__main__":
