@@ -1,6 +1,7 @@
 """Every operator and random nested expressions against the float64 references."""
 import numpy as np
 import pytest
+import scipy.special
 from hypothesis import given, strategies as st
 
 import torch
@@ -183,6 +184,23 @@ def test_sinh_and_cosh_derivatives_are_within_a_few_ulp():
     x64 = x.astype(np.float64)
     np.testing.assert_allclose(d[0], np.sinh(x64), rtol=4 * 2.0**-23, atol=0)
     np.testing.assert_allclose(d[1], np.cosh(x64), rtol=4 * 2.0**-23, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bessel_results_do_not_depend_on_their_neighbours(dtype):
+    # The CPU sums the Bessel series for a block of elements at once, until the slowest element
+    # has converged: an element's bits must not depend on which others share its block.
+    x = np.array([0.0, -0.0, 1e-30, 1e-3, 0.5, -3.0, 7.5, 24.999, 25.0, -25.0, 40.0, np.inf, -np.inf, np.nan], dtype)
+    names = ["bessel_i0e(x)", "bessel_i1e(x)"]
+    values, derivs = aq.evaluate_grad(names, x)
+    bits = np.uint32 if dtype == np.float32 else np.uint64
+    for i in range(len(x)):
+        alone_v, alone_d = aq.evaluate_grad(names, x[i:i + 1])
+        np.testing.assert_array_equal(values[:, i:i + 1].view(bits), alone_v.view(bits), err_msg=str(x[i]))
+        np.testing.assert_array_equal(derivs[:, i:i + 1].view(bits), alone_d.view(bits), err_msg=str(x[i]))
+    with np.errstate(invalid="ignore"):
+        np.testing.assert_allclose(values, [scipy.special.i0e(x), scipy.special.i1e(x)], rtol=RTOL[dtype],
+                                   atol=TINY[dtype], equal_nan=True)
 
 
 def expressions(max_depth=3):

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "common/ops.h"
+#include "cpu/bessel_block.h"
 #include "cpu/thread_pool.h"
 
 namespace aqf {
@@ -39,7 +40,10 @@ struct alignas(64) Block {
   std::vector<T*> val, adj;
   std::vector<T> tmp0, tmp1, ones;
   std::vector<uint8_t> has_grad;  // backward: whether a node's gradient row holds a contribution yet
+  BesselScratch bessel;
 };
+
+bool is_bessel(int32_t op) { return op == OP_BESSEL_I0E || op == OP_BESSEL_I1E; }
 
 template <class T>
 void forward_nary(int32_t op, const int32_t* operands, int n_args, Block<T>& blk, T* y, int64_t len) {
@@ -57,8 +61,16 @@ void forward_nary(int32_t op, const int32_t* operands, int n_args, Block<T>& blk
 
 template <class T>
 void forward(const Instr& ins, const int32_t* args, Block<T>& blk, int64_t len) {
-  const T* a = blk.val[ins.a];
   T* y = blk.val[ins.dst];
+  if (ins.op >= kFirstNary) {
+    forward_nary(ins.op, args + ins.a, ins.b, blk, y, len);
+    return;
+  }
+  const T* a = blk.val[ins.a];
+  if (is_bessel(ins.op)) {
+    bessel_ie_block(a, y, len, ins.op == OP_BESSEL_I1E ? 1 : 0, blk.bessel);
+    return;
+  }
   switch (ins.op) {
 #define AQF_UNARY_CASE(E, C, S) \
   case OP_##E:                  \
@@ -72,8 +84,6 @@ void forward(const Instr& ins, const int32_t* args, Block<T>& blk, int64_t len) 
     return;
     AQF_BINARY_OPS(AQF_BINARY_CASE)
 #undef AQF_BINARY_CASE
-    default:
-      forward_nary(ins.op, args + ins.a, ins.b, blk, y, len);
   }
 }
 
@@ -81,10 +91,22 @@ void forward(const Instr& ins, const int32_t* args, Block<T>& blk, int64_t len) 
 // The first contribution to a gradient is stored, later ones are added (Acc), as torch's autograd
 // does: no zero fills, and -0 stays -0. Gradient pointers are not restrict: max(x, x) writes
 // one operand twice.
-template <class Op, class T, bool Acc>
-void unary_backward_loop(const T* __restrict x, const T* __restrict y, const T* __restrict g, T* gx, int64_t len) {
+// A unary op's vector-Jacobian product at element i: Plain from x, y and g; the Bessel functions'
+// from the other order's value too, which bessel_backward computes for the whole block first.
+template <class Op>
+struct Plain {
+  template <class T> static T d(T x, T y, T g, const T*, int64_t) { return Op::b(x, y, g); }
+};
+template <class Op>
+struct GivenOther {
+  template <class T> static T d(T x, T y, T g, const T* other, int64_t i) { return Op::b_given(x, y, g, other[i]); }
+};
+
+template <class D, class T, bool Acc>
+void unary_backward_loop(const T* __restrict x, const T* __restrict y, const T* __restrict g,
+                         const T* __restrict other, T* gx, int64_t len) {
   for (int64_t i = 0; i < len; ++i) {
-    const T d = Op::b(x[i], y[i], g[i]);
+    const T d = D::d(x[i], y[i], g[i], other, i);
     gx[i] = Acc ? gx[i] + d : d;
   }
 }
@@ -98,12 +120,23 @@ void binary_backward_loop(const T* __restrict a, const T* __restrict b, const T*
     gb[i] = AccB ? gb[i] + db : db;
   }
 }
-template <class Op, class T>
-void unary_backward(const T* x, const T* y, const T* g, T* gx, bool acc, int64_t len) {
+template <class D, class T>
+void unary_backward(const T* x, const T* y, const T* g, const T* other, T* gx, bool acc, int64_t len) {
   if (acc) {
-    unary_backward_loop<Op, T, true>(x, y, g, gx, len);
+    unary_backward_loop<D, T, true>(x, y, g, other, gx, len);
   } else {
-    unary_backward_loop<Op, T, false>(x, y, g, gx, len);
+    unary_backward_loop<D, T, false>(x, y, g, other, gx, len);
+  }
+}
+template <class T>
+void bessel_backward(int32_t op, const T* x, const T* y, const T* g, T* gx, bool acc, Block<T>& blk, int64_t len) {
+  T* other = blk.tmp0.data();
+  if (op == OP_BESSEL_I0E) {
+    bessel_ie_block(x, other, len, 1, blk.bessel);
+    unary_backward<GivenOther<op::BesselI0e>>(x, y, g, other, gx, acc, len);
+  } else {
+    bessel_ie_block(x, other, len, 0, blk.bessel);
+    unary_backward<GivenOther<op::BesselI1e>>(x, y, g, other, gx, acc, len);
   }
 }
 template <class Op, class T>
@@ -178,11 +211,16 @@ void backward(const Instr& ins, const int32_t* args, Block<T>& blk, int64_t len)
   }
   const bool acc_a = has[ins.a];
   has[ins.a] = 1;
+  if (is_bessel(ins.op)) {
+    bessel_backward(ins.op, blk.val[ins.a], y, g, blk.adj[ins.a], acc_a, blk, len);
+    return;
+  }
   if (ins.op < kFirstBinary) {
     switch (ins.op) {
-#define AQF_UNARY_CASE(E, C, S)                                                          \
-  case OP_##E:                                                                           \
-    unary_backward<op::C>(blk.val[ins.a], y, g, blk.adj[ins.a], acc_a, len);             \
+#define AQF_UNARY_CASE(E, C, S)                                                                       \
+  case OP_##E:                                                                                        \
+    unary_backward<Plain<op::C>>(blk.val[ins.a], y, g, static_cast<const T*>(nullptr), blk.adj[ins.a], \
+                                 acc_a, len);                                                         \
     return;
       AQF_UNARY_OPS(AQF_UNARY_CASE)
 #undef AQF_UNARY_CASE
