@@ -186,6 +186,20 @@ def test_sinh_and_cosh_derivatives_are_within_a_few_ulp():
     np.testing.assert_allclose(d[1], np.cosh(x64), rtol=4 * 2.0**-23, atol=0)
 
 
+# Our float32 erf, erfc, arctan and arcsinh (shared by the CPU and the GPU): measured worst cases
+# on this grid are 2.4, 3.9, 1.8 and 3.3 ulp (4.2 for erfc on denser grids).
+@pytest.mark.parametrize("name, ref, max_ulp", [("erf", scipy.special.erf, 3), ("erfc", scipy.special.erfc, 5),
+                                                ("arctan", np.arctan, 2), ("arcsinh", np.arcsinh, 4)])
+def test_float32_functions_are_within_a_few_ulp(name, ref, max_ulp):
+    x = np.concatenate([np.linspace(-11, 11, 400001), np.geomspace(1e-38, 1e38, 40001)])
+    x = np.concatenate([x, -x]).astype(np.float32)
+    got = aq.evaluate(f"{name}(x)", x)[0].astype(np.float64)
+    want = ref(x.astype(np.float64))
+    ulp = np.spacing(np.maximum(np.abs(want), np.finfo(np.float32).tiny).astype(np.float32)).astype(np.float64)
+    err = np.abs(got - want) / ulp  # subnormal results count in units of the smallest subnormal
+    assert err.max() <= max_ulp, (name, float(err.max()), float(x[err.argmax()]))
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_bessel_results_do_not_depend_on_their_neighbours(dtype):
     # The CPU sums the Bessel series for a block of elements at once, until the slowest element

@@ -95,16 +95,18 @@ void forward(const Instr& ins, const int32_t* args, Block<T>& blk, int64_t len) 
 // from the other order's value too, which bessel_backward computes for the whole block first.
 template <class Op>
 struct Plain {
-  template <class T> static T d(T x, T y, T g, const T*, int64_t) { return Op::b(x, y, g); }
+  template <class T> AQF_INLINE static T d(T x, T y, T g, const T*, int64_t) { return Op::b(x, y, g); }
 };
 template <class Op>
 struct GivenOther {
-  template <class T> static T d(T x, T y, T g, const T* other, int64_t i) { return Op::b_given(x, y, g, other[i]); }
+  template <class T> AQF_INLINE static T d(T x, T y, T g, const T* other, int64_t i) {
+    return Op::b_given(x, y, g, other[i]);
+  }
 };
 
 template <class D, class T, bool Acc>
 void unary_backward_loop(const T* __restrict x, const T* __restrict y, const T* __restrict g,
-                         const T* __restrict other, T* gx, int64_t len) {
+                         const T* __restrict other, T* __restrict gx, int64_t len) {
   for (int64_t i = 0; i < len; ++i) {
     const T d = D::d(x[i], y[i], g[i], other, i);
     gx[i] = Acc ? gx[i] + d : d;
