@@ -144,21 +144,21 @@ struct Arctan {
 // The b of the Bessel functions needs the other order's value: b_given takes it (the CPU loops
 // compute it for a whole block, cpu/bessel_block.h), b computes it.
 struct BesselI0e {
-  template <class T> AQF_HD AQF_INLINE static T f(T x) { return static_cast<T>(bessel_i0e(static_cast<double>(x))); }
+  template <class T> AQF_HD AQF_INLINE static T f(T x) { return static_cast<T>(bessel_i0e<T>(static_cast<double>(x))); }
   template <class T> AQF_HD AQF_INLINE static T b_given(T x, T y, T g, T i1e) { return g * (i1e - sgn(x) * y); }
   template <class T> AQF_HD AQF_INLINE static T b(T x, T y, T g) {
-    return b_given(x, y, g, static_cast<T>(bessel_i1e(static_cast<double>(x))));
+    return b_given(x, y, g, static_cast<T>(bessel_i1e<T>(static_cast<double>(x))));
   }
 };
 struct BesselI1e {
-  template <class T> AQF_HD AQF_INLINE static T f(T x) { return static_cast<T>(bessel_i1e(static_cast<double>(x))); }
+  template <class T> AQF_HD AQF_INLINE static T f(T x) { return static_cast<T>(bessel_i1e<T>(static_cast<double>(x))); }
   template <class T> AQF_HD AQF_INLINE static T b_given(T x, T y, T g, T i0e) {
     // torch replaces |x| <= epsilon (and NaN) by the limit 0.5 at 0
     const T eps = sizeof(T) == 4 ? T(1.1920928955078125e-07) : T(2.220446049250313e-16);
     return (x > eps || x < -eps) ? g * (i0e - y * (sgn(x) + T(1) / x)) : g * T(0.5);
   }
   template <class T> AQF_HD AQF_INLINE static T b(T x, T y, T g) {
-    return b_given(x, y, g, static_cast<T>(bessel_i0e(static_cast<double>(x))));
+    return b_given(x, y, g, static_cast<T>(bessel_i0e<T>(static_cast<double>(x))));
   }
 };
 struct Relu {

@@ -48,11 +48,11 @@ void bessel_ie_block(const T* x, T* y, int64_t len, int order, BesselScratch& s)
     if (!any) break;
   }
   for (int64_t i = 0; i < len; ++i) {
-    const double v = sum[i] * std::exp(-ax[i]);
+    const double v = sum[i] * exp_neg<T>(ax[i] < 25.0 ? ax[i] : 0.0);  // the others are redone below
     y[i] = static_cast<T>(order == 0 ? v : std::copysign(v, static_cast<double>(x[i])));
   }
   for (int64_t i = 0; i < len; ++i) {
-    if (!(ax[i] < 25.0)) y[i] = static_cast<T>(order == 0 ? bessel_i0e(double(x[i])) : bessel_i1e(double(x[i])));
+    if (!(ax[i] < 25.0)) y[i] = static_cast<T>(order == 0 ? bessel_i0e<T>(double(x[i])) : bessel_i1e<T>(double(x[i])));
   }
 }
 
