@@ -11,7 +11,7 @@ namespace aqf {
 namespace {
 
 // Elements per work item: a block's registers (`rows` of them) should stay in the core's L2 cache,
-// and blocks should be long, as each item pays a fixed cost (dispatch, pointer set-up, fills).
+// and blocks should be long, as each item pays a fixed cost (dispatch, pointer set-up).
 constexpr int64_t kRowBudget = 65536;  // floats or doubles: 256-512 KiB
 constexpr int64_t kMaxBlock = 4096;
 
@@ -89,10 +89,11 @@ void forward(const Instr& ins, const int32_t* args, Block<T>& blk, int64_t len) 
 
 // ---- backward: each instruction's vector-Jacobian product goes into its operands' gradients --
 // The first contribution to a gradient is stored, later ones are added (Acc), as torch's autograd
-// does: no zero fills, and -0 stays -0. Gradient pointers are not restrict: max(x, x) writes
-// one operand twice.
+// does: no zero fills, and -0 stays -0.
+
 // A unary op's vector-Jacobian product at element i: Plain from x, y and g; the Bessel functions'
 // from the other order's value too, which bessel_backward computes for the whole block first.
+// (Forced inline: a call per element would keep the loop from vectorizing.)
 template <class Op>
 struct Plain {
   template <class T> AQF_INLINE static T d(T x, T y, T g, const T*, int64_t) { return Op::b(x, y, g); }
@@ -112,6 +113,7 @@ void unary_backward_loop(const T* __restrict x, const T* __restrict y, const T* 
     gx[i] = Acc ? gx[i] + d : d;
   }
 }
+// A binary op's gradient pointers are not restrict: max(x, x) writes one operand twice.
 template <class Op, class T, bool AccA, bool AccB>
 void binary_backward_loop(const T* __restrict a, const T* __restrict b, const T* __restrict y, const T* __restrict g,
                           T* ga, T* gb, int64_t len) {
