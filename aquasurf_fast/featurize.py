@@ -39,7 +39,7 @@ class FisherChunkJob:
             return {}
         from .tasks import load_task
 
-        return dict(load_task(self.spec).resources or {})
+        return load_task(self.spec).resources
 
     def _model_and_batch(self):
         if self._loaded is None:

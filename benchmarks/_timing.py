@@ -1,4 +1,5 @@
-"""Shared helpers of the benchmark scripts: medians of repeats after a warm-up, and tables."""
+"""Shared helpers of the benchmark scripts: medians of repeats after a warm-up, waiting for a
+GPU's queued work, and tables."""
 from __future__ import annotations
 
 import statistics
@@ -16,6 +17,14 @@ def median_seconds(fn: Callable[[], object], repeats: int = 7, warmup: int = 1) 
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def sync(device) -> None:
+    """Wait for the device's queued work (a no-op on the CPU), so that timings include it."""
+    import torch
+
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
 
 
 def print_table(title: str, header: Sequence[str], rows: List[Sequence[object]]) -> None:

@@ -28,14 +28,9 @@ from aquasurf_fast import kernels
 from aquasurf_fast.reference import evaluate_numpy, evaluate_torch, torch_function
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _timing import median_seconds, print_table  # noqa: E402
+from _timing import median_seconds, print_table, sync  # noqa: E402
 
 LARGE_SCHEMA = "binary(unary(unary(x)),unary(unary(x)))"
-
-
-def sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
 
 
 def bench_output_features(device: str) -> None:

@@ -26,12 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import aquasurf_fast as aq  # noqa: E402
 from aquasurf_fast import fisher as fz  # noqa: E402
+from _timing import sync  # noqa: E402
 from fisher_models import all_cnn_c, mlp  # noqa: E402
-
-
-def sync(device):
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
 
 
 # ------------------------------------------------------------------------------------------------

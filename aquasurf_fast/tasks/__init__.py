@@ -22,8 +22,8 @@ import importlib.util
 import math
 import os
 import sys
-from dataclasses import dataclass
-from typing import Any, Callable, Optional, Tuple
+from dataclasses import dataclass, field
+from typing import Any, Callable, Tuple
 
 BUILTIN_TASKS = ("mnist1d", "digits")
 
@@ -34,7 +34,7 @@ class Task:
     build: Callable[[Any], Any]
     train_eval: Callable[[Any], dict]
     _fisher_batch: Any
-    resources: Optional[dict] = None
+    resources: dict = field(default_factory=dict)  # RESOURCES, {} when the task names none
 
     def fisher_batch(self) -> Tuple[Any, Any]:
         batch = self._fisher_batch() if callable(self._fisher_batch) else self._fisher_batch
@@ -91,7 +91,7 @@ def load_task(spec: str) -> Task:
     resources = getattr(module, "RESOURCES", None)
     if resources is not None and not isinstance(resources, dict):
         raise ValueError(f"task {spec!r}: RESOURCES must be a dict such as {{'num_gpus': 1}}")
-    return Task(spec, module.build, module.train_eval, module.fisher_batch, resources)
+    return Task(spec, module.build, module.train_eval, module.fisher_batch, dict(resources or {}))
 
 
 class TaskEvaluator:
@@ -124,7 +124,7 @@ class TaskEvaluator:
     @property
     def resources(self) -> dict:
         """What the task asks for per evaluation on a cluster (its ``RESOURCES``)."""
-        return dict(self._loaded().resources or {})
+        return self._loaded().resources
 
     def __call__(self, name: str) -> dict:
         import aquasurf_fast as aq
