@@ -7,8 +7,10 @@ Environment:
   CMAKE_ARGS          extra arguments passed to CMake as they are.
   AQF_BUILD_JOBS      parallel compile jobs (default: number of CPUs).
 """
+import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +33,39 @@ def _cuda_setting() -> str:
     return {"auto": "AUTO", "0": "OFF", "1": "ON"}[value]
 
 
+def _configuration(cmake_args: list) -> str:
+    """Everything a CMake build tree depends on beyond the sources.
+
+    pip builds in an isolated environment whose cmake, ninja and pybind11 live in a temporary
+    folder deleted after the build, and CMake's cache remembers their paths: a build tree left by
+    another environment, compiler or setting must be started afresh, never trusted.
+    """
+    try:
+        import pybind11
+
+        pybind11_dir = pybind11.get_cmake_dir()
+    except ImportError:
+        pybind11_dir = None
+    tools = {name: shutil.which(name) for name in ("cmake", "ninja", "nvcc", "c++", "cc")}
+    compilers = {name: os.environ.get(name) for name in ("CC", "CXX", "CUDACXX", "CUDAHOSTCXX")}
+    return json.dumps({"python": sys.executable, "version": sys.version, "pybind11": pybind11_dir,
+                       "tools": tools, "compilers": compilers, "cmake_args": cmake_args},
+                      indent=1, sort_keys=True)
+
+
+def _fresh_build_tree(build_dir: Path, configuration: str) -> None:
+    """Keep ``build_dir`` only when it was configured exactly as now (see ``_configuration``)."""
+    stamp = build_dir / "aqf-configuration.json"
+    if build_dir.exists():
+        same = stamp.is_file() and stamp.read_text(encoding="utf-8") == configuration
+        if same:
+            return
+        print(f"aquasurf_fast: {build_dir} was configured by another environment, compiler or "
+              "setting; building afresh", flush=True)
+        shutil.rmtree(build_dir)
+    build_dir.mkdir(parents=True)
+
+
 class CMakeBuild(build_ext):
     def build_extension(self, ext: CMakeExtension) -> None:
         out_dir = Path(self.get_ext_fullpath(ext.name)).parent.resolve()
@@ -46,8 +81,11 @@ class CMakeBuild(build_ext):
         cmake_args += shlex.split(os.environ.get("CMAKE_ARGS", ""))
         jobs = os.environ.get("AQF_BUILD_JOBS", str(os.cpu_count() or 1))
         build_dir = Path(self.build_temp) / ext.name
-        build_dir.mkdir(parents=True, exist_ok=True)
+        configuration = _configuration(cmake_args)
+        _fresh_build_tree(build_dir, configuration)
         subprocess.run(["cmake", str(ROOT), *cmake_args], cwd=build_dir, check=True)
+        # Written once configuring succeeded: a half-configured tree is started afresh next time.
+        (build_dir / "aqf-configuration.json").write_text(configuration, encoding="utf-8")
         subprocess.run(["cmake", "--build", ".", "--parallel", jobs], cwd=build_dir, check=True)
 
 

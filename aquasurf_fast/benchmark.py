@@ -1,8 +1,8 @@
-"""Benchmarks (SPEC section 7): every class of a space trained once, in the Act-Bench JSON layout.
+"""Benchmarks (SPEC section 7): every class of a space trained, in the Act-Bench JSON layout.
 
-``build_benchmark`` trains all classes whose outputs are finite through a study, so an interrupted
-build resumes where it stopped, and writes the Act-Bench layout with ``write_benchmark``.
-``load_benchmark`` reads that layout back: ours, or the published Act-Bench files.
+``load_benchmark`` reads the layout: ours, or the published Act-Bench files. A benchmark trained
+under several seeds keeps each class's median run in the layout's metrics and every run's
+validation and test accuracy beside them (``RUNS_KEYS``). Building one: ``bench_build``.
 """
 from __future__ import annotations
 
@@ -17,8 +17,6 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .expr import BENCHMARK_SCHEMA
-
 # The metric keys of the Act-Bench layout, and the study metric each comes from.
 LAYOUT_METRICS = {
     "Train Accuracy": "train_acc",
@@ -32,127 +30,15 @@ MEMBERS_KEY = "Equivalent Activation Functions"
 FISHER_KEY = "Fisher log eigenvalue CDF"
 RUNTIME_KEY = "Runtime (s)"
 LAYOUT_KEYS = (*LAYOUT_METRICS, MEMBERS_KEY, FISHER_KEY, RUNTIME_KEY)
+# Our addition to the layout for builds with several seeds: one value per seed, in seed order.
+RUNS_KEYS = {"Validation Accuracy (runs)": "val_acc", "Test Accuracy (runs)": "test_acc"}
 # Every entry must carry these; the other layout keys may be missing (read as unknown).
 REQUIRED_KEYS = ("Validation Accuracy", "Test Accuracy")
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 class BenchmarkError(ValueError):
     """A benchmark file that cannot be read: says which file, which entry and what is wrong."""
-
-
-def default_study_path(out: str) -> str:
-    """Where a benchmark build keeps its study: next to the output, ``NAME.study.db``."""
-    base = out
-    for suffix in (".gz", ".json"):
-        if base.endswith(suffix):
-            base = base[: -len(suffix)]
-    return base + ".study.db"
-
-
-def open_build_study(study_path: str, task: str, seeds: int, names: Sequence[str]):
-    """The study of a benchmark build: created with the space, or reopened to resume.
-
-    A resumed build must train the same task under the same seeds, or its rows would mix recipes.
-    """
-    from .search import Study, StudyError
-    from .store import remove_study_files
-    from .tasks import resolve_spec
-
-    if os.path.exists(study_path) and os.path.getsize(study_path) > 0:
-        study = Study(study_path, order="exhaustive")
-        settings = study.settings
-        if settings.get("task") != resolve_spec(task) or settings.get("bench_seeds") != seeds:
-            study.close()
-            raise StudyError(
-                f"{study_path} holds a build of task {settings.get('task')!r} with "
-                f"{settings.get('bench_seeds')} seed(s), not {task!r} with {seeds}: pass another "
-                "--study, or delete it to start over")
-        return study
-    study = Study(study_path, task=task, order="exhaustive", create=True)
-    try:
-        study.store.set_meta(bench_seeds=seeds)
-        study.add_functions(names)
-    except BaseException:
-        study.close()
-        remove_study_files(study_path)
-        raise
-    return study
-
-
-def build_benchmark(out: str, task: str = "mnist1d", *, names: Optional[Sequence[str]] = None,
-                    seeds: int = 1, workers: int = 1, study_path: Optional[str] = None,
-                    executor=None, progress: bool = True) -> Dict[str, Any]:
-    """Train every finite class of ``names`` (default: the benchmark space) and write ``out``.
-
-    Resumable: the work lives in the study at ``study_path`` (default ``default_study_path(out)``);
-    running again trains only what is missing. ``executor`` (e.g. a ``RayExecutor``) runs both the
-    featurization and the trainings; by default they run in ``workers`` local processes and
-    in this process. Returns the study's final counts.
-    """
-    import aquasurf_fast as aq
-    from .tasks import TaskEvaluator
-
-    if names is None:
-        names = aq.enumerate_schema(BENCHMARK_SCHEMA, unary=aq.BENCHMARK_UNARY_OPS)
-    study_path = study_path or default_study_path(out)
-    study = open_build_study(study_path, task, seeds, names)
-    try:
-        study.featurize(progress=progress, embed=False, executor=executor)
-        # Budget: every class; the run stops once no trainable candidate is left.
-        stats = study.run(TaskEvaluator(task, seeds), budget=study.counts()["classes"],
-                          workers=workers, executor=executor, progress=progress)
-        write_benchmark(study, out)
-    finally:
-        study.close()
-    return stats
-
-
-def _float32_list(feat: np.ndarray) -> list:
-    # The features are float32; their shortest decimal form keeps the file small and exact.
-    return [float(str(v)) for v in feat.astype(np.float32)]
-
-
-def _finite_or_none(value: Any) -> Optional[float]:
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-def benchmark_rows(study) -> Dict[str, Dict[str, Any]]:
-    """The study's classes in the Act-Bench layout, keyed by class name.
-
-    Trained classes carry their metrics; classes that were not trained (non-finite outputs, or a
-    training that failed) are listed with null metrics. JSON has no NaN: a diverged training's NaN
-    loss is written as null too.
-    """
-    from .store import from_blob
-
-    fisher = dict(study.store.query(
-        "SELECT id, fisher_feat FROM classes WHERE fisher_feat IS NOT NULL AND fisher_ok = 1"))
-    out = {}
-    for r in study.results(include_pending=True):
-        trained = r["status"] == "done"
-        metrics = dict(r["metrics"], val_acc=r["score"]) if trained else {}
-        feat = from_blob(fisher.get(r["class_id"]))
-        row = {key: _finite_or_none(metrics.get(src)) for key, src in LAYOUT_METRICS.items()}
-        row[MEMBERS_KEY] = r["members"]
-        row[FISHER_KEY] = None if feat is None else _float32_list(feat)
-        row[RUNTIME_KEY] = _finite_or_none(r["runtime"]) if trained else None
-        out[r["name"]] = row
-    return out
-
-
-def write_benchmark(study, path: str) -> int:
-    """Write the study as an Act-Bench JSON file (gzip when ``path`` ends in .gz); rows written."""
-    rows = benchmark_rows(study)
-    opener = gzip.open if path.endswith(".gz") else open
-    tmp = path + ".tmp"
-    with opener(tmp, "wt", encoding="utf-8") as f:
-        json.dump(rows, f, separators=(",", ":"), allow_nan=False)
-    os.replace(tmp, path)
-    return len(rows)
 
 
 # -- reading ---------------------------------------------------------------------------------------
@@ -164,7 +50,9 @@ class Benchmark:
     ``metrics`` maps ``train_acc``, ``val_acc``, ``test_acc``, ``train_loss``, ``val_loss``,
     ``test_loss`` and ``runtime`` to float64 arrays, NaN where unknown (an untrained class).
     ``fisher`` is float32 [n, D] with NaN rows where a class has no features, or None when no class
-    has any.
+    has any. ``runs`` maps ``val_acc`` and ``test_acc`` to float64 [n, seeds] arrays of every
+    training run (NaN where a run diverged or a class is untrained), or is None for a benchmark
+    trained once per class.
     """
 
     path: str
@@ -172,14 +60,32 @@ class Benchmark:
     members: Tuple[Tuple[str, ...], ...]
     metrics: Dict[str, np.ndarray]
     fisher: Optional[np.ndarray]
+    runs: Optional[Dict[str, np.ndarray]] = None
     _index: Dict[str, int] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return len(self.names)
 
     def __repr__(self) -> str:
-        return (f"Benchmark({self.path!r}: {len(self)} classes, {int(self.trained.sum())} trained, "
-                f"Fisher features {'none' if self.fisher is None else self.fisher.shape[1]})")
+        seeds = "" if self.runs is None else f", {self.n_seeds} seeds"
+        return (f"Benchmark({self.path!r}: {len(self)} classes, {int(self.trained.sum())} trained"
+                f"{seeds}, Fisher features {'none' if self.fisher is None else self.fisher.shape[1]})")
+
+    @property
+    def n_seeds(self) -> int:
+        """Training runs per class: 1 unless the benchmark records several."""
+        return 1 if self.runs is None else self.runs["val_acc"].shape[1]
+
+    def median_test_acc(self) -> np.ndarray:
+        """Each class's median test accuracy over its runs (its only run's with one seed).
+
+        Diverged runs count as the worst, so a class that diverged under most seeds gets NaN.
+        """
+        if self.runs is None:
+            return self.metrics["test_acc"]
+        runs = np.where(np.isnan(self.runs["test_acc"]), -np.inf, self.runs["test_acc"])
+        median = np.sort(runs, axis=1)[:, (runs.shape[1] - 1) // 2]
+        return np.where(np.isfinite(median), median, np.nan)
 
     @property
     def trained(self) -> np.ndarray:
@@ -275,6 +181,7 @@ def _parse_rows(path: str, data: Any) -> Dict[str, Any]:
     cols: Dict[str, List[float]] = {src: [] for src in LAYOUT_METRICS.values()}
     cols["runtime"] = []
     members, fisher_rows = [], []
+    runs_cols: Dict[str, List[Any]] = {src: [] for src in RUNS_KEYS.values()}
     for name in names:
         row = data[name]
         if not isinstance(row, dict):
@@ -293,6 +200,8 @@ def _parse_rows(path: str, data: Any) -> Dict[str, Any]:
             raise BenchmarkError(f"{path}: entry {name!r}: {MEMBERS_KEY!r} must be a list of "
                                  "function names")
         members.append(tuple(dict.fromkeys([name, *mem])))
+        for key, src in RUNS_KEYS.items():
+            runs_cols[src].append(_runs(path, name, key, row.get(key)))
         feat = row.get(FISHER_KEY)
         if feat is not None and not (isinstance(feat, list)
                                      and all(isinstance(v, (int, float)) or v is None for v in feat)):
@@ -312,7 +221,35 @@ def _parse_rows(path: str, data: Any) -> Dict[str, Any]:
                 fisher[i] = np.array([np.nan if v is None else v for v in f], dtype=np.float32)
     return {"names": names, "members": members,
             "metrics": {k: np.array(v, dtype=np.float64) for k, v in cols.items()},
-            "fisher": fisher}
+            "fisher": fisher, "runs": _runs_arrays(path, runs_cols)}
+
+
+def _runs(path: str, name: str, key: str, value: Any) -> Optional[List[float]]:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value:
+        raise BenchmarkError(f"{path}: entry {name!r}: {key!r} must be a non-empty list of numbers "
+                             "(one per seed) or null")
+    return [_number(path, name, key, v) for v in value]
+
+
+def _runs_arrays(path: str, runs_cols: Dict[str, List[Any]]) -> Optional[Dict[str, np.ndarray]]:
+    """The per-seed columns as [n, seeds] arrays; None when no entry has runs."""
+    lengths = {len(r) for col in runs_cols.values() for r in col if r is not None}
+    if not lengths:
+        return None
+    if len(lengths) > 1:
+        raise BenchmarkError(f"{path}: the entries' runs have different lengths ({sorted(lengths)}); "
+                             "every class of a benchmark is trained under the same seeds")
+    n_seeds = lengths.pop()
+    out = {}
+    for src, col in runs_cols.items():
+        arr = np.full((len(col), n_seeds), np.nan)
+        for i, r in enumerate(col):
+            if r is not None:
+                arr[i] = r
+        out[src] = arr
+    return out
 
 
 def _cache_path(path: str) -> str:
@@ -330,15 +267,19 @@ def _to_arrays(parsed: Dict[str, Any]) -> Dict[str, np.ndarray]:
     arrays.update({"metric_" + k: v for k, v in parsed["metrics"].items()})
     if parsed["fisher"] is not None:
         arrays["fisher"] = parsed["fisher"]
+    for src, arr in (parsed["runs"] or {}).items():
+        arrays["runs_" + src] = arr
     return arrays
 
 
 def _from_arrays(path: str, arrays) -> Benchmark:
     metrics = {k[len("metric_"):]: np.asarray(arrays[k]) for k in arrays if k.startswith("metric_")}
+    runs = {k[len("runs_"):]: np.asarray(arrays[k]) for k in arrays if k.startswith("runs_")}
     return Benchmark(path=path, names=tuple(str(n) for n in arrays["names"]),
                      members=tuple(tuple(str(m).split(" ")) for m in arrays["members"]),
                      metrics=metrics,
-                     fisher=np.asarray(arrays["fisher"]) if "fisher" in arrays else None)
+                     fisher=np.asarray(arrays["fisher"]) if "fisher" in arrays else None,
+                     runs=runs or None)
 
 
 def load_benchmark(path: str, cache: bool = True) -> Benchmark:
@@ -366,5 +307,4 @@ def load_benchmark(path: str, cache: bool = True) -> Benchmark:
     return _from_arrays(path, arrays)
 
 
-__all__ = ["Benchmark", "BenchmarkError", "LAYOUT_KEYS", "describe", "benchmark_rows",
-           "build_benchmark", "default_study_path", "load_benchmark", "write_benchmark"]
+__all__ = ["Benchmark", "BenchmarkError", "LAYOUT_KEYS", "RUNS_KEYS", "describe", "load_benchmark"]

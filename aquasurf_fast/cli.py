@@ -259,7 +259,7 @@ def cmd_export(args) -> int:
                             " ".join(r["members"]),
                             (r["error"] or "").strip().splitlines()[-1] if r["error"] else ""])
     if args.json:
-        from .benchmark import write_benchmark
+        from .bench_build import write_benchmark
 
         write_benchmark(study, args.json)
     print(f"exported {len(rows)} classes" + (f" to {args.csv}" if args.csv else "")
@@ -323,11 +323,12 @@ def cmd_quickstart(args) -> int:
 
 def cmd_bench_build(args) -> int:
     import aquasurf_fast as aq
-    from .benchmark import build_benchmark, default_study_path, describe, load_benchmark
+    from .bench_build import build_benchmark, default_study_path
+    from .benchmark import describe, load_benchmark
 
     space = BENCHMARK_SCHEMA if args.space == "benchmark" else args.space
     names = aq.enumerate_schema(space, unary=_unary_ops(args.unary))
-    study_path = args.study or default_study_path(args.out)
+    study_path = args.study or default_study_path(args.out, args.seeds)
     print(f"building {args.out}: {len(names)} names of {space}, task {args.task}, "
           f"{args.seeds} seed(s), executor {args.executor}; progress is kept in {study_path}",
           flush=True)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import aquasurf_fast as aq
-from aquasurf_fast.benchmark import (LAYOUT_KEYS, BenchmarkError, build_benchmark, load_benchmark,
-                                     write_benchmark)
+from aquasurf_fast.bench_build import build_benchmark, write_benchmark
+from aquasurf_fast.benchmark import LAYOUT_KEYS, BenchmarkError, load_benchmark
 from aquasurf_fast.cli import main
 from aquasurf_fast.replay import STRATEGIES, make_pool, replay
 from aquasurf_fast.tasks import TaskEvaluator
@@ -176,7 +176,54 @@ def test_build_trains_every_finite_class_and_resumes(tmp_path, capsys):
     again = build_benchmark(out, str(task), names=SPACE, workers=0, progress=False)
     assert again["evaluated"] == 0 and again["done"] == stats["done"]
     with pytest.raises(aq.StudyError, match="seed"):
-        build_benchmark(out, str(task), names=SPACE, seeds=3, workers=0, progress=False)
+        build_benchmark(out, str(task), names=SPACE, seeds=3, workers=0, progress=False,
+                        study_path=str(tmp_path / "b.study.db"))
+
+
+def _fake_score(name, seed):
+    return (sum(map(ord, name)) * (seed + 3) % 101) / 101
+
+
+def test_build_with_more_seeds_keeps_the_earlier_runs_as_seed_zero(tmp_path):
+    task = tmp_path / "task.py"
+    task.write_text(FAKE_TASK)
+    out = str(tmp_path / "b.json.gz")
+    build_benchmark(out, str(task), names=SPACE, workers=0, progress=False)
+    # Mark the one-seed file's runs so that a retrained seed 0 would show.
+    with gzip.open(out, "rt") as f:
+        rows = json.load(f)
+    trained = [n for n, r in rows.items() if r["Validation Accuracy"] is not None]
+    for name in trained:
+        rows[name]["Validation Accuracy"] = 0.5 + 0.001 * len(name)
+        rows[name]["Test Accuracy"] = 0.25
+    with gzip.open(out, "wt") as f:
+        json.dump(rows, f)
+    stats = build_benchmark(out, str(task), names=SPACE, seeds=3, workers=0, progress=False)
+    assert stats["kept_runs"] == len(trained) and os.path.exists(str(tmp_path / "b.seeds3.study.db"))
+    bench = load_benchmark(out, cache=False)
+    assert bench.n_seeds == 3
+    for name in trained:
+        i = bench.class_of(name)
+        runs = [0.5 + 0.001 * len(name), _fake_score(name, 1), _fake_score(name, 2)]
+        assert list(bench.runs["val_acc"][i]) == runs
+        assert list(bench.runs["test_acc"][i]) == [0.25, runs[1] / 2, runs[2] / 2]
+        median = sorted(runs)[1]
+        assert bench.metrics["val_acc"][i] == median
+        assert bench.median_test_acc()[i] == sorted([0.25, runs[1] / 2, runs[2] / 2])[1]
+    # Resuming the three-seed build trains nothing and keeps the runs.
+    again = build_benchmark(out, str(task), names=SPACE, seeds=3, workers=0, progress=False)
+    assert again["evaluated"] == 0
+    assert np.array_equal(load_benchmark(out, cache=False).runs["val_acc"], bench.runs["val_acc"],
+                          equal_nan=True)
+
+
+def test_extending_a_build_of_another_space_is_refused(tmp_path):
+    task = tmp_path / "task.py"
+    task.write_text(FAKE_TASK)
+    out = str(tmp_path / "b.json")
+    build_benchmark(out, str(task), names=SPACE, workers=0, progress=False)
+    with pytest.raises(BenchmarkError, match="not in this build's space"):
+        build_benchmark(out, str(task), names=SPACE[:3], seeds=2, workers=0, progress=False)
 
 
 def test_exhaustive_order_suggests_classes_without_fisher_features(tmp_path):

@@ -133,7 +133,8 @@ def test_without_ray_the_option_says_how_to_install_it(monkeypatch, tmp_path):
 
 
 def test_benchmark_build_on_ray_equals_the_local_build(tmp_path):
-    from aquasurf_fast.benchmark import build_benchmark, load_benchmark
+    from aquasurf_fast.bench_build import build_benchmark
+    from aquasurf_fast.benchmark import load_benchmark
 
     task = tmp_path / "task.py"
     task.write_text(FAKE_TASK)

@@ -23,7 +23,7 @@ import math
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable, Tuple
+from typing import Any, Callable, Mapping, Optional, Tuple
 
 BUILTIN_TASKS = ("mnist1d", "digits")
 
@@ -100,21 +100,31 @@ class TaskEvaluator:
     With ``seeds`` > 1 it trains under seeds 0..seeds-1 (the task's ``train_eval`` must take
     ``seed=``) and returns the median run: the one whose validation accuracy is the median (the
     lower middle for an even count), so that all its metrics come from one training; it adds
-    ``seeds``, ``val_acc_min`` and ``val_acc_max``, and ``runtime`` is the total. With one seed the
-    task trains under its own default seed, exactly as a search does.
+    ``seeds``, ``val_acc_min``, ``val_acc_max`` and each run's ``val_acc_seed<S>`` and
+    ``test_acc_seed<S>``, and ``runtime`` is the total. With one seed the task trains under its
+    own default seed, exactly as a search does.
 
-    Picklable (it carries only the task spec) so worker processes load the task themselves.
+    ``known_runs`` maps a name to runs already trained, ``{seed: metrics}`` (a benchmark built
+    with fewer seeds): those seeds are not trained again, so extending a build costs only the
+    missing seeds.
+
+    Picklable (it carries only the task spec and the known runs) so worker processes load the
+    task themselves.
     """
 
-    def __init__(self, spec: str, seeds: int = 1):
+    def __init__(self, spec: str, seeds: int = 1,
+                 known_runs: Optional[Mapping[str, Mapping[int, Mapping[str, Any]]]] = None):
         if seeds < 1:
             raise ValueError(f"seeds must be at least 1, got {seeds}")
         self.spec = resolve_spec(spec)
         self.seeds = int(seeds)
+        self.known_runs = {name: {int(s): dict(m) for s, m in runs.items()}
+                           for name, runs in (known_runs or {}).items()}
         self._task = None
 
     def __getstate__(self):
-        return {"spec": self.spec, "seeds": self.seeds, "_task": None}
+        return {"spec": self.spec, "seeds": self.seeds, "known_runs": self.known_runs,
+                "_task": None}
 
     def _loaded(self) -> Task:
         if self._task is None:
@@ -126,27 +136,39 @@ class TaskEvaluator:
         """What the task asks for per evaluation on a cluster (its ``RESOURCES``)."""
         return self._loaded().resources
 
+    def _train(self, name: str, seed: int) -> dict:
+        import aquasurf_fast as aq
+
+        try:
+            return dict(self._loaded().train_eval(aq.Activation(name), seed=seed))
+        except TypeError as exc:
+            if "seed" not in str(exc):
+                raise
+            raise ValueError(f"task {self.spec}: train_eval takes no seed= argument, so it "
+                             "cannot be trained under several seeds; use seeds=1") from None
+
     def __call__(self, name: str) -> dict:
         import aquasurf_fast as aq
 
-        task = self._loaded()
         if self.seeds == 1:
-            return dict(task.train_eval(aq.Activation(name)))
-        runs = []
-        for seed in range(self.seeds):
-            try:
-                runs.append(dict(task.train_eval(aq.Activation(name), seed=seed)))
-            except TypeError as exc:
-                if "seed" not in str(exc):
-                    raise
-                raise ValueError(f"task {self.spec}: train_eval takes no seed= argument, so it "
-                                 "cannot be trained under several seeds; use seeds=1") from None
-        accs = [r["val_acc"] if math.isfinite(r["val_acc"]) else -math.inf for r in runs]
+            return dict(self._loaded().train_eval(aq.Activation(name)))
+        known = self.known_runs.get(name, {})
+        runs = [dict(known[seed]) if seed in known else self._train(name, seed)
+                for seed in range(self.seeds)]
+        accs = [_finite_or(r.get("val_acc"), -math.inf) for r in runs]
         order = sorted(range(len(runs)), key=lambda i: accs[i])
         median = dict(runs[order[(len(runs) - 1) // 2]])
         median.update(seeds=self.seeds, val_acc_min=min(accs), val_acc_max=max(accs),
-                      runtime=sum(r.get("runtime", 0.0) for r in runs))
+                      runtime=sum(r.get("runtime") or 0.0 for r in runs))
+        for seed, run in enumerate(runs):
+            median[f"val_acc_seed{seed}"] = _finite_or(run.get("val_acc"), math.nan)
+            median[f"test_acc_seed{seed}"] = _finite_or(run.get("test_acc"), math.nan)
         return median
+
+
+def _finite_or(value: Any, default: float) -> float:
+    """``value`` as a float when it is a finite number, else ``default`` (a diverged run's NaN)."""
+    return float(value) if value is not None and math.isfinite(value) else default
 
 
 __all__ = ["BUILTIN_TASKS", "Task", "TaskEvaluator", "load_task", "resolve_spec"]
