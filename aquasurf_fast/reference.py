@@ -160,13 +160,56 @@ def evaluate_torch(fn, x):
     return torch_function(fn)(x)
 
 
+# Operators whose partial derivatives are constants keep them at NaN operands (csrc/common/ops.h).
+CONSTANT_DERIVATIVE_OPS = ("zero", "one", "identity", "negative", "add", "sub", "sum_n")
+
+
+@functools.lru_cache(maxsize=1)
+def _nan_gate():
+    """An identity whose backward replaces the gradient by the operator's NaN operand where it has
+    one: our rule at NaN operands (csrc/common/ops.h, nan_operand_vjp), where torch's own answer
+    depends on the CPU's vector kernels."""
+    import torch
+
+    class NanGate(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, a, nan):
+            ctx.save_for_backward(nan)
+            return a.view_as(a)
+
+        @staticmethod
+        def backward(ctx, g):
+            (nan,) = ctx.saved_tensors
+            return torch.where(torch.isnan(nan), nan, g), None
+
+    return NanGate.apply
+
+
+def _walk_nan_rule(expr: Expr, x, ops):
+    """``_walk`` with the operands of every operator whose derivatives are not constants passed
+    through the NaN gate."""
+    import torch
+
+    if expr.op == "x":
+        return x
+    args = [_walk_nan_rule(a, x, ops) for a in expr.args]
+    if expr.op not in CONSTANT_DERIVATIVE_OPS:
+        nan = torch.zeros_like(args[0]).detach()
+        for a in args:
+            nan = torch.where(torch.isnan(a.detach()), a.detach(), nan)
+        args = [_nan_gate()(a, nan) for a in args]
+    return ops[expr.op](*args)
+
+
 def evaluate_grad_torch(fn, x, dtype=None):
     """Reference of ``aq.evaluate_grad``: (values, torch autograd derivative) computed in ``dtype``
-    (default float64) from x's values."""
+    (default float64) from x's values. At a NaN operand the partial derivatives of every operator
+    but those in CONSTANT_DERIVATIVE_OPS are NaN, our definition (torch's varies with the CPU);
+    elsewhere they are torch's."""
     import torch
 
     xt = torch.as_tensor(np.asarray(x), dtype=dtype or torch.float64).detach().clone().requires_grad_(True)
-    y = evaluate_torch(fn, xt)
+    y = _walk_nan_rule(parse(fn), xt, torch_ops())
     if not y.requires_grad:  # zero(x), one(x): no gradient path, the derivative is 0
         return y.detach(), torch.zeros_like(xt)
     (g,) = torch.autograd.grad(y.sum(), xt, allow_unused=True)

@@ -164,6 +164,69 @@ def test_kinks_and_ties_follow_torch():
     np.testing.assert_array_equal(d[5], [0.5, 1.0, 1.0])    # min(0, relu(0)): half to x, half to relu
 
 
+# The derivative at NaN, +-inf and +-0, written down (README, "Derivatives at NaN, infinities and
+# zeros") and tested against that table, not against torch: torch's answer at a NaN operand
+# depends on which of its vector kernels the CPU selects.
+CONSTANT_DERIVATIVES = {"zero": 0.0, "one": 0.0, "identity": 1.0, "negative": -1.0}
+SPECIAL_X = [np.inf, -np.inf, 0.0, -0.0]
+# Derivative at inf, -inf, 0, -0 (torch's values there, the same on every CPU).
+DERIVATIVES_AT_SPECIAL_X = {
+    "zero": [0, 0, 0, 0], "one": [0, 0, 0, 0], "identity": [1, 1, 1, 1], "negative": [-1, -1, -1, -1],
+    "abs": [1, -1, 0, 0], "reciprocal": [-0.0, -0.0, -np.inf, -np.inf], "square": [np.inf, -np.inf, 0, -0.0],
+    "exp": [np.inf, 0, 1, 1], "erf": [0, 0, 2 / np.sqrt(np.pi), 2 / np.sqrt(np.pi)],
+    "erfc": [-0.0, -0.0, -2 / np.sqrt(np.pi), -2 / np.sqrt(np.pi)], "sinh": [np.inf, np.inf, 1, 1],
+    "cosh": [np.inf, -np.inf, 0, -0.0], "tanh": [0, 0, 1, 1], "expm1": [np.inf, 0, 1, 1],
+    "sigmoid": [0, 0, 0.25, 0.25], "log_sigmoid": [0, 1, 0.5, 0.5], "arcsinh": [0, 0, 1, 1],
+    "arctan": [0, 0, 1, 1], "bessel_i0e": [0, 0, 0, -0.0], "bessel_i1e": [0, 0, 0.5, 0.5],
+    "relu": [1, 0, 0, 0], "elu": [1, 0, 1, 1],
+    "selu": [1.0507009873554805, 0, 1.0507009873554805 * 1.6732632423543772] + [1.0507009873554805 * 1.6732632423543772],
+    "swish": [np.nan, np.nan, 0.5, 0.5], "softplus": [1, 0, 0.5, 0.5],
+    "softsign": [np.nan, np.nan, 1, 1], "hard_sigmoid": [0, 0, 0.2, 0.2], "elish": [np.nan, 0, 0.5, 0.5],
+    "leakyrelu": [1, 0.01, 0.01, 0.01], "mish": [np.nan, np.nan, 0.6, 0.6], "gelu": [np.nan, np.nan, 0.5, 0.5],
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("op", aq.UNARY_OPS)
+def test_unary_derivative_at_nan_is_nan_unless_it_is_a_constant(op, dtype, device):
+    x = np.array([np.nan, -np.nan, 1.0], dtype=dtype)
+    _, d = aq.evaluate_grad(f"{op}(x)", to_device(x, device))
+    d = to_numpy(d)[0]
+    if op in CONSTANT_DERIVATIVES:
+        np.testing.assert_array_equal(d[:2], [CONSTANT_DERIVATIVES[op]] * 2)
+    else:
+        assert np.isnan(d[:2]).all(), (op, d)
+    assert np.isfinite(d[2])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("op", aq.UNARY_OPS)
+def test_unary_derivative_at_infinities_and_signed_zeros(op, dtype, device):
+    x = np.array(SPECIAL_X, dtype=dtype)
+    _, d = aq.evaluate_grad(f"{op}(x)", to_device(x, device))
+    want = np.array(DERIVATIVES_AT_SPECIAL_X[op], dtype=np.float64).astype(dtype)
+    np.testing.assert_allclose(to_numpy(d)[0], want, rtol=RTOL[dtype] * 10, atol=0, equal_nan=True, err_msg=op)
+    np.testing.assert_array_equal(np.signbit(to_numpy(d)[0][want == 0]), np.signbit(want[want == 0]), err_msg=op)
+
+
+@pytest.mark.parametrize("op", [*aq.BINARY_OPS, *aq.NARY_OPS])
+def test_operator_partials_at_a_nan_operand_are_nan_unless_constant(op, device):
+    # At x = inf, sub(x,x) is NaN while x is not: the partial derivative for x's own operand must
+    # be NaN too (torch would give max's, for one, a number), and so at x = NaN. add, sub and
+    # sum_n keep their constant partials, so there the NaN operand's path cancels: 1 - 1 for
+    # sub(x,x).
+    extra = [] if op in aq.BINARY_OPS else ["one(x)"]
+    for args, constant in ((["sub(x,x)", "x"], {"add": 1.0, "sub": -1.0, "sum_n": 1.0}),
+                           (["x", "sub(x,x)"], {"add": 1.0, "sub": 1.0, "sum_n": 1.0})):
+        name = f"{op}({','.join(args + extra)})"
+        _, d = aq.evaluate_grad(name, to_device(np.array([np.inf, np.nan]), device))
+        d = to_numpy(d)[0]
+        if op in constant:
+            np.testing.assert_array_equal(d, [constant[op]] * 2, err_msg=name)
+        else:
+            assert np.isnan(d).all(), (name, d)
+
+
 def test_signed_zero_gradients_follow_torch():
     # torch keeps the first gradient that reaches a value as it is, so a -0 gradient stays -0
     names = ["mul(x,negative(zero(x)))", "negative(relu(x))", "mul(relu(x),negative(zero(x)))", "max(x,x)"]

@@ -2,8 +2,9 @@
 // gradient of its input given the gradient g of its output), written once for the CPU loops and
 // the CUDA kernels. Each b is the backward formula torch autograd applies to the same expression
 // built from torch ops, in the same order of operations: so kinks (relu'(0) = 0), ties (maximum
-// splits a tie in halves) and the way 0, inf and NaN propagate all agree with torch. Sinh and
-// Cosh differ in arithmetic only: each takes the other function from its own value (fastmath.h).
+// splits a tie in halves) and the way 0 and inf propagate all agree with torch. NaN operands are
+// the exception (nan_operand_vjp below). Sinh and Cosh differ in arithmetic only: each takes the
+// other function from its own value (fastmath.h).
 #pragma once
 #include <cstdint>
 
@@ -153,7 +154,7 @@ struct BesselI0e {
 struct BesselI1e {
   template <class T> AQF_HD AQF_INLINE static T f(T x) { return static_cast<T>(bessel_i1e<T>(static_cast<double>(x))); }
   template <class T> AQF_HD AQF_INLINE static T b_given(T x, T y, T g, T i0e) {
-    // torch replaces |x| <= epsilon (and NaN) by the limit 0.5 at 0
+    // torch replaces |x| <= epsilon by the limit 0.5 at 0
     const T eps = sizeof(T) == 4 ? T(1.1920928955078125e-07) : T(2.220446049250313e-16);
     return (x > eps || x < -eps) ? g * (i0e - y * (sgn(x) + T(1) / x)) : g * T(0.5);
   }
@@ -311,6 +312,33 @@ struct MaxN {
 struct MinN {
   template <class T> AQF_HD AQF_INLINE static T fold(T acc, T a) { return min_nan(acc, a); }
 };
+
+// ---- NaN operands ----------------------------------------------------------------------------
+// torch's gradient at a NaN operand depends on which of its vector kernels the CPU selects (elu'
+// at NaN is 1 on some CPUs and NaN on others), so ours does not follow it there: a NaN operand
+// makes every partial derivative of the operator NaN, the NaN itself. Operators whose
+// derivatives are constants keep them (zero, one, identity, negative, add, sub, sum_n): torch
+// gives the same on every CPU, and x' = 1 stays true of identity(x). The backward loops and
+// kernels apply this to every operator's b.
+template <class Op> struct ConstantDerivative { static constexpr bool value = false; };
+#define AQF_CONSTANT_DERIVATIVE(C) \
+  template <> struct ConstantDerivative<C> { static constexpr bool value = true; };
+AQF_CONSTANT_DERIVATIVE(Zero) AQF_CONSTANT_DERIVATIVE(One) AQF_CONSTANT_DERIVATIVE(Identity)
+AQF_CONSTANT_DERIVATIVE(Negative) AQF_CONSTANT_DERIVATIVE(Add) AQF_CONSTANT_DERIVATIVE(Sub)
+AQF_CONSTANT_DERIVATIVE(SumN)
+#undef AQF_CONSTANT_DERIVATIVE
+
+template <class Op, class T>
+AQF_HD AQF_INLINE T nan_operand_vjp(T x, T d) {  // d: the operator's b at x
+  return (!ConstantDerivative<Op>::value && x != x) ? x : d;
+}
+template <class Op, class T>
+AQF_HD AQF_INLINE void nan_operands_vjp(T a, T b, T& ga, T& gb) {  // ga, gb: the operator's b
+  const bool nan = !ConstantDerivative<Op>::value && (a != a || b != b);
+  const T q = a + b;  // NaN when either is
+  ga = nan ? q : ga;
+  gb = nan ? q : gb;
+}
 
 }  // namespace op
 }  // namespace aqf

@@ -96,12 +96,14 @@ void forward(const Instr& ins, const int32_t* args, Block<T>& blk, int64_t len) 
 // (Forced inline: a call per element would keep the loop from vectorizing.)
 template <class Op>
 struct Plain {
-  template <class T> AQF_INLINE static T d(T x, T y, T g, const T*, int64_t) { return Op::b(x, y, g); }
+  template <class T> AQF_INLINE static T d(T x, T y, T g, const T*, int64_t) {
+    return op::nan_operand_vjp<Op>(x, Op::b(x, y, g));
+  }
 };
 template <class Op>
 struct GivenOther {
   template <class T> AQF_INLINE static T d(T x, T y, T g, const T* other, int64_t i) {
-    return Op::b_given(x, y, g, other[i]);
+    return op::nan_operand_vjp<Op>(x, Op::b_given(x, y, g, other[i]));
   }
 };
 
@@ -120,6 +122,7 @@ void binary_backward_loop(const T* __restrict a, const T* __restrict b, const T*
   for (int64_t i = 0; i < len; ++i) {
     T da, db;
     Op::b(a[i], b[i], y[i], g[i], da, db);
+    op::nan_operands_vjp<Op>(a[i], b[i], da, db);
     ga[i] = AccA ? ga[i] + da : da;
     gb[i] = AccB ? gb[i] + db : db;
   }
@@ -152,6 +155,22 @@ void binary_backward(const T* a, const T* b, const T* y, const T* g, T* ga, T* g
   } else {
     acc_b ? binary_backward_loop<Op, T, false, true>(a, b, y, g, ga, gb, len)
           : binary_backward_loop<Op, T, false, false>(a, b, y, g, ga, gb, len);
+  }
+}
+
+// A NaN operand makes every operand's gradient NaN (op::nan_operand_vjp): after the operator's
+// own contributions, which a NaN then overrides whatever they were.
+template <class T>
+void nan_operands_backward(const int32_t* operands, int n, Block<T>& blk, int64_t len) {
+  for (int64_t i = 0; i < len; ++i) {
+    T nan = T(0);
+    for (int k = 0; k < n; ++k) {
+      const T a = blk.val[operands[k]][i];
+      nan = a != a ? a : nan;
+    }
+    if (nan != nan) {
+      for (int k = 0; k < n; ++k) blk.adj[operands[k]][i] = nan;
+    }
   }
 }
 
@@ -197,6 +216,7 @@ void backward_nary(int32_t op, const int32_t* operands, int n, const T* y, const
       for (int64_t i = 0; i < len; ++i) gk[i] += (g[i] / count[i]) * (ak[i] == y[i] ? T(1) : T(0));
     }
   }
+  if (op != OP_SUM_N) nan_operands_backward(operands, n, blk, len);  // sum_n's derivatives are constants
 }
 
 template <class T>

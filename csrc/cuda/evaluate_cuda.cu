@@ -86,7 +86,7 @@ __device__ __forceinline__ void backward_step(const int4 ins, const int32_t* arg
     switch (ins.x) {
 #define AQF_UNARY_CASE(E, C, S)        \
   case OP_##E:                         \
-    acc(ins.z, op::C::b(a, y, g));     \
+    acc(ins.z, op::nan_operand_vjp<op::C>(a, op::C::b(a, y, g))); \
     break;
       AQF_UNARY_OPS(AQF_UNARY_CASE)
 #undef AQF_UNARY_CASE
@@ -98,6 +98,7 @@ __device__ __forceinline__ void backward_step(const int4 ins, const int32_t* arg
 #define AQF_BINARY_CASE(E, C, S)       \
   case OP_##E:                         \
     op::C::b(a, b, y, g, ga, gb);      \
+    op::nan_operands_vjp<op::C>(a, b, ga, gb); \
     break;
       AQF_BINARY_OPS(AQF_BINARY_CASE)
 #undef AQF_BINARY_CASE
@@ -107,7 +108,15 @@ __device__ __forceinline__ void backward_step(const int4 ins, const int32_t* arg
   } else {
     const int32_t* arg = args + ins.z;
     const int n = ins.w;
-    if (ins.x == OP_SUM_N) {
+    T nan = T(0);  // a NaN operand makes every operand's gradient NaN (op::nan_operand_vjp)
+    // except sum_n's, whose derivatives are constants
+    for (int k = 0; k < n; ++k) {
+      const T a = load(arg[k]);
+      nan = a != a ? a : nan;
+    }
+    if (nan != nan && ins.x != OP_SUM_N) {
+      for (int k = 0; k < n; ++k) acc(arg[k], nan);
+    } else if (ins.x == OP_SUM_N) {
       for (int k = 0; k < n; ++k) acc(arg[k], g);
     } else if (ins.x == OP_PROD_N) {
       T r = g;
