@@ -97,19 +97,25 @@ class SchemaSpace(Sequence):
         }
         # A format string with one field per placeholder, and each field's operators, both in
         # textual (pre-)order: a node's own placeholder comes before its arguments'.
+        # Each field also remembers its placeholder's position in the postfix token list, which is
+        # how ``index`` reads a name's operators back.
         stack: list = []
-        for name, n_args in _C.parse_postfix(schema, True):
+        self._tokens = _C.parse_postfix(schema, True)
+        for pos, (name, n_args) in enumerate(self._tokens):
             if n_args == 0:
-                stack.append(("x", []))
+                stack.append(("x", [], []))
                 continue
             args = stack[len(stack) - n_args:]
             del stack[len(stack) - n_args:]
             own = [choices[name]] if name in choices else []
             head = "{}" if own else name
-            stack.append((f"{head}({','.join(a[0] for a in args)})", own + [d for a in args for d in a[1]]))
+            stack.append((f"{head}({','.join(a[0] for a in args)})",
+                          own + [d for a in args for d in a[1]],
+                          ([pos] if own else []) + [p for a in args for p in a[2]]))
         self.schema = schema
         self.unary, self.binary, self.nary = choices["unary"], choices["binary"], choices["n-ary"]
-        self._format, self._digits = stack[0]
+        self._format, self._digits, positions = stack[0]
+        self._field_of_position = {p: k for k, p in enumerate(positions)}
         self._size = _C.schema_size(schema, list(self.unary), list(self.binary), list(self.nary))
 
     def __len__(self) -> int:
@@ -127,6 +133,38 @@ class SchemaSpace(Sequence):
             index, d = divmod(index, len(ops))
             fields.append(ops[d])
         return self._format.format(*reversed(fields))
+
+    def index(self, name: str) -> int:
+        """The index of ``name`` in the space (``space[space.index(name)] == canonical name``).
+
+        Raises ``ParseError`` for a malformed name and ``ValueError`` for a name that is not in
+        the space, saying where it departs from the schema.
+        """
+        tokens = _C.parse_postfix(name, False)
+        if len(tokens) != len(self._tokens):
+            raise ValueError(f"{name!r} is not in the space of {self.schema}: it has "
+                             f"{len(tokens) - sum(a == 0 for _, a in tokens)} operators, the "
+                             f"schema's names have "
+                             f"{len(self._tokens) - sum(a == 0 for _, a in self._tokens)}")
+        fields = [0] * len(self._digits)
+        for pos, ((want, n_want), (got, n_got)) in enumerate(zip(self._tokens, tokens)):
+            field = self._field_of_position.get(pos)
+            if field is None:
+                ok = want == got and n_want == n_got
+            else:
+                ops = self._digits[field]
+                ok = got in ops and n_want == n_got
+                if ok:
+                    fields[field] = ops.index(got)
+            if not ok:
+                expected = (want if field is None
+                            else f"one of the {len(self._digits[field])} {want} operators")
+                raise ValueError(f"{name!r} is not in the space of {self.schema}: {got!r} where "
+                                 f"the schema has {expected}")
+        index = 0
+        for ops, d in zip(self._digits, fields):
+            index = index * len(ops) + d
+        return index
 
     def __iter__(self) -> Iterator[str]:
         for combo in itertools.product(*self._digits):

@@ -65,13 +65,15 @@ class SchemaClasses:
     """The equivalence classes of a whole schema space.
 
     ``class_of[i]`` is the class of name ``i`` of ``space``; ``representatives[c]`` the index of
-    class ``c``'s first name; ``finite[c]`` whether its outputs are all finite.
+    class ``c``'s first name; ``finite[c]`` whether its outputs are all finite; ``fingerprints[c]``
+    the 128-bit fingerprint of its outputs ([n_classes, 2] uint64, as ``_C.hash_rows`` gives it).
     """
 
     space: SchemaSpace
     class_of: np.ndarray
     representatives: np.ndarray
     finite: np.ndarray
+    fingerprints: np.ndarray
     seconds: float
 
     @property
@@ -112,6 +114,6 @@ def schema_classes(schema: str, unary: Optional[Sequence[str]] = None, binary: O
     """
     space = SchemaSpace(schema, unary, binary, nary)
     start = time.perf_counter()
-    class_of, reps, finite = _C.schema_classes(schema, list(space.unary), list(space.binary), list(space.nary),
-                                               _probe())
-    return SchemaClasses(space, class_of, reps, finite, time.perf_counter() - start)
+    class_of, reps, finite, prints = _C.schema_classes(schema, list(space.unary), list(space.binary),
+                                                       list(space.nary), _probe())
+    return SchemaClasses(space, class_of, reps, finite, prints, time.perf_counter() - start)

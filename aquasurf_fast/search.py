@@ -14,10 +14,15 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .store import EmbeddingCache, Store, StudyError, from_blob
+from .store import Store, StudyError
+from .study_features import FeatureMixin
+from .study_results import ResultsMixin
+from .study_space import SpaceMixin, expression_name
 
 DEFAULT_BASELINES = ("elu", "relu", "selu", "sigmoid", "softplus", "softsign", "swish", "tanh")
 DEFAULT_LEASE_S = 600.0
+DEFAULT_GROW = 20        # classes added to the Fisher pool per round of results
+DEFAULT_GROW_EVERY = 10  # results per round
 DEFAULT_MAX_RETRIES = 2
 ORDERS = ("surrogate", "exhaustive")
 
@@ -39,21 +44,11 @@ class Claim(str):
         return obj
 
 
-def expression_name(name: str) -> str:
-    """``relu`` -> ``relu(x)``: baselines may be given as bare operator names (as in the paper)."""
-    name = name.strip()
-    return name if "(" in name else f"{name}(x)"
-
-
-def _baseline_forms(baselines: Sequence[str]) -> List[str]:
-    return [form for b in baselines for form in (b, expression_name(b))]
-
-
 def _default_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-class Study:
+class Study(SpaceMixin, FeatureMixin, ResultsMixin):
     """A search study stored in one SQLite file; create it, or open it when the file exists.
 
     Example (the built-in mnist1d task; ``featurize`` needs the model, ``run`` trains)::
@@ -155,197 +150,19 @@ class Study:
         return (f"Study({self.path!r}: {c['classes']} classes, {c['done']} done, "
                 f"{c['running']} running)")
 
-    # -- the search space --------------------------------------------------------------------------
-
-    def add_functions(self, names: Sequence[str], progress: bool = False) -> Tuple[int, int]:
-        """Add names (and the baselines) to the search space, grouped into equivalence classes.
-
-        Uses the engine: ``aq.equivalence_classes`` and ``aq.output_features``. Returns
-        (new classes, new names).
-        """
-        import aquasurf_fast as aq
-
-        baselines = [expression_name(b) for b in self.settings["baselines"]]
-        names = list(dict.fromkeys(list(names) + baselines))
-        canonical = [str(aq.parse(n)) for n in names]
-        names = list(dict.fromkeys(canonical))
-        classes = aq.equivalence_classes(names)
-        # A class holding a baseline is named by it: "relu(x)" reads better than the engine's
-        # canonical "mul(relu(x),one(x))", and reports compare against the baselines by name.
-        wanted = set(baselines)
-        classes = [sorted(members, key=lambda m: m not in wanted) for members in classes]
-        feats = aq.output_features([members[0] for members in classes])
-        return self.add_classes(classes, feats)
-
-    def add_classes(self, classes: Sequence[Sequence[str]],
-                    out_feats: Optional[np.ndarray] = None) -> Tuple[int, int]:
-        """Add precomputed equivalence classes (canonical member first) and their output features."""
-        result = self.store.add_classes(classes, out_feats,
-                                        _baseline_forms(self.settings["baselines"]))
-        self._bump_features()
-        return result
-
-    def set_fisher_features(self, names: Sequence[str], feats: np.ndarray,
-                            ok: Optional[Sequence[bool]] = None,
-                            reasons: Optional[Sequence[str]] = None) -> None:
-        """Store Fisher features of classes (by any member's name); rows with ok False are invalid."""
-        feats = np.asarray(feats, dtype=np.float32)
-        if feats.ndim != 2 or feats.shape[0] != len(names):
-            raise StudyError(f"expected Fisher features [{len(names)}, D], got {feats.shape}")
-        if ok is None:
-            ok = np.isfinite(feats).all(axis=1)
-        if reasons is None:
-            reasons = ["" if o else "non-finite Fisher features" for o in ok]
-        dims = self.store.query("SELECT length(fisher_feat) FROM classes "
-                                "WHERE fisher_feat IS NOT NULL LIMIT 1")
-        if dims and np.any(ok) and dims[0][0] != feats.shape[1] * 4:
-            raise StudyError(
-                f"Fisher features have {feats.shape[1]} columns but this study's have "
-                f"{dims[0][0] // 4}: they must come from the same task")
-        ids = [self.store.class_of(n)[0] for n in names]
-        self.store.set_fisher_features(ids, feats, ok, reasons)
-        self._bump_features()
-
-    def _bump_features(self) -> None:
-        with self.store.transaction() as c:
-            c.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 "
-                      "WHERE key = 'features_version'")
-        self._features = None
-
-    def featurize(self, *, build: Optional[Callable] = None, inputs: Any = None,
-                  targets: Any = None, featurizer: Optional[Callable] = None, chunk: int = 128,
-                  seed: int = 42, device: Any = None, progress: bool = True,
-                  embed: bool = True, executor=None) -> Dict[str, int]:
-        """Compute missing output and Fisher features; resumable (each chunk is committed).
-
-        ``build``/``inputs``/``targets`` default to the study's task. ``featurizer`` defaults to
-        ``aq.fisher_features_for`` and is called as ``featurizer(build, names, inputs, targets,
-        seed=..., device=..., progress=False) -> (features [n, D], ok [n], reasons [n])``.
-        Classes whose outputs are not finite are never candidates and get no Fisher feature.
-        With ``executor`` (worker processes, Ray) the chunks run as its jobs; workers load the
-        study's task themselves, or receive ``build``/``inputs``/``targets``, which must then be
-        picklable. With ``embed`` the surrogate's UMAP embedding is computed and stored at the end.
-        """
-        missing_out = self.store.query("SELECT id, canonical FROM classes WHERE out_feat IS NULL")
-        if missing_out:
-            import aquasurf_fast as aq
-
-            feats = aq.output_features([name for _, name in missing_out])
-            self.store.set_output_features([i for i, _ in missing_out], feats)
-        with self.store.transaction() as c:
-            n_bad = c.execute(
-                "UPDATE classes SET fisher_ok = 0, fisher_reason = 'non-finite output features' "
-                "WHERE out_finite = 0 AND fisher_ok IS NULL").rowcount
-        todo = self.store.query("SELECT id, canonical FROM classes WHERE fisher_ok IS NULL "
-                                "ORDER BY id")
-        if todo:
-            from .featurize import FisherChunkJob, run_chunks
-
-            spec = self.settings.get("task")
-            if (build is None or inputs is None) and not spec:
-                raise StudyError("this study has no task: pass build, inputs and targets, or "
-                                 "create the study with a task")
-            job = FisherChunkJob(spec, build, inputs, targets, featurizer, seed, device)
-            chunks = [[name for _, name in todo[i:i + chunk]] for i in range(0, len(todo), chunk)]
-            bar = None
-            if progress:
-                from tqdm.auto import tqdm
-
-                bar = tqdm(total=len(todo), desc="Fisher features", unit="fn")
-            try:
-                if executor is None:
-                    for names in chunks:
-                        self.set_fisher_features(names, *job(" ".join(names)))
-                        if bar is not None:
-                            bar.update(len(names))
-                else:
-                    run_chunks(executor, job, chunks, self.set_fisher_features,
-                               int(self.settings["max_retries"]), bar)
-            finally:
-                if bar is not None:
-                    bar.close()
-        self._bump_features()
-        if embed and self.counts()["candidates"]:
-            # Fit UMAP now, once, so that the search's first surrogate suggestion does not keep every
-            # worker waiting; the embedding is stored in the study for all processes.
-            t0 = time.perf_counter()
-            self.surrogate()
-            if progress:
-                print(f"embedded {self.counts()['candidates']} candidates in "
-                      f"{time.perf_counter() - t0:.1f} s", flush=True)
-        return {"output": len(missing_out), "fisher": len(todo), "non_finite": n_bad}
-
     # -- reading -----------------------------------------------------------------------------------
 
     def counts(self) -> Dict[str, int]:
+        """Classes by status, names, the Fisher pool and the surrogate candidates."""
         rows = dict(self.store.query("SELECT status, count(*) FROM classes GROUP BY status"))
         out = {s: int(rows.get(s, 0)) for s in ("pending", "running", "done", "failed")}
         out["classes"] = sum(out.values())
-        out["names"] = int(self.store.query("SELECT count(*) FROM functions")[0][0])
+        out["names"] = (int(self.store.query("SELECT count(*) FROM functions")[0][0])
+                        + self.store.n_space_names())
+        out["pool"] = self.store.pool_size()
         cand = self._candidate_filter()
         out["candidates"] = int(self.store.query(f"SELECT count(*) FROM classes WHERE {cand}")[0][0])
         return out
-
-    def _has_fisher(self) -> bool:
-        return bool(self.store.query("SELECT 1 FROM classes WHERE fisher_ok = 1 LIMIT 1"))
-
-    def _candidate_filter(self) -> str:
-        # Without any Fisher feature (no model to featurize), the output features alone embed.
-        if self._has_fisher():
-            return "out_finite = 1 AND fisher_ok = 1"
-        return "out_finite = 1"
-
-    def _pool_filter(self) -> str:
-        """The classes that suggestions are drawn from (besides the baselines)."""
-        if self.settings.get("order") == "exhaustive":
-            return "out_finite = 1"
-        return self._candidate_filter()
-
-    def _candidate_features(self):
-        """(class ids, output features, Fisher features or None), cached until features change."""
-        version = self.store.query("SELECT value FROM meta WHERE key = 'features_version'")[0][0]
-        if self._features is not None and self._features[0] == version:
-            return self._features[1:]
-        use_fisher = self._has_fisher()
-        rows = self.store.query(
-            f"SELECT id, out_feat, fisher_feat FROM classes WHERE {self._candidate_filter()} "
-            "ORDER BY id")
-        ids = np.array([r[0] for r in rows], dtype=np.int64)
-        out = (np.stack([from_blob(r[1]) for r in rows]) if rows
-               else np.zeros((0, 1000), dtype=np.float32))
-        fisher = None
-        if use_fisher:
-            fisher = (np.stack([from_blob(r[2]) for r in rows]) if rows
-                      else np.zeros((0, 1), dtype=np.float32))
-        self._features = (version, ids, out, fisher)
-        return ids, out, fisher
-
-    def surrogate(self):
-        """A Surrogate fitted on the current results (embedding from the study's cache)."""
-        from .surrogate import Surrogate
-
-        meta = self.settings
-        if self._surrogate is None:
-            self._surrogate = Surrogate(cache=EmbeddingCache(self.store))
-        if self._regressor_instance is None and meta["regressor"] == "custom":
-            raise StudyError("this study was created with a regressor instance, which is not "
-                             "stored in the file: pass it again, Study(path, regressor=...)")
-        self._surrogate.regressor = self._regressor_instance or meta["regressor"]
-        self._surrogate.random_state = meta["random_state"]
-        ids, out, fisher = self._candidate_features()
-        done = dict(self.store.query(
-            "SELECT id, score FROM classes WHERE status = 'done' AND score IS NOT NULL"))
-        pos = {cid: i for i, cid in enumerate(ids.tolist())}
-        idx = [pos[c] for c in done if c in pos]
-        scores = [done[ids[i]] for i in idx]
-        self._surrogate.fit(out, fisher, idx, scores)
-        self._surrogate.class_ids_ = ids
-        return self._surrogate
-
-    def predictions(self) -> Dict[int, float]:
-        """Predicted score per candidate class id (NaN before any finite result)."""
-        s = self.surrogate()
-        return dict(zip(s.class_ids_.tolist(), s.predict().tolist()))
 
     def _ranking(self) -> List[int]:
         """Candidate class ids, most promising first."""
@@ -396,13 +213,16 @@ class Study:
         with self.store.transaction() as c:
             now = time.time()
             self.store.expire_leases(c, now)
-            pending = {r[0] for r in c.execute("SELECT id FROM classes WHERE status = 'pending'")}
+            taken = set()
             for cid in base_ids + ranking:
                 if len(claims) == n:
                     break
-                if cid not in pending:
+                # One status read per class tried, not a list of every pending class: a large
+                # space holds millions.
+                if cid in taken or c.execute("SELECT status FROM classes WHERE id = ?",
+                                             (cid,)).fetchone()[0] != "pending":
                     continue
-                pending.discard(cid)
+                taken.add(cid)
                 token = self.store.claim(c, cid, owner, lease_s, now)
                 name = c.execute("SELECT canonical FROM classes WHERE id = ?", (cid,)).fetchone()[0]
                 claims.append(Claim(name, token, cid, now + lease_s))
@@ -444,8 +264,14 @@ class Study:
     def run(self, evaluate: Optional[Callable[[str], Any]] = None, budget: int = 50,
             workers: int = 1, executor=None, timeout: Optional[float] = None,
             progress: bool = True, max_consecutive_failures: int = 10,
-            poll_s: float = 0.2) -> Dict[str, Any]:
+            poll_s: float = 0.2, grow: int = DEFAULT_GROW,
+            grow_every: int = DEFAULT_GROW_EVERY) -> Dict[str, Any]:
         """Evaluate candidates until the study holds ``budget`` results (baselines included).
+
+        After every ``grow_every`` results the Fisher pool grows by the ``grow`` classes nearest the
+        best results (``Study.grow``; 0 turns it off), which the surrogate sees from the next
+        suggestion on. Growth needs the study's task to featurize them, and happens only in the
+        surrogate order; in a space whose pool already holds every class it adds nothing.
 
         ``evaluate(name)`` returns a score or a mapping with ``score`` or ``val_acc`` (other entries
         become metrics); by default the study's task trains with ``aq.Activation(name)``.
@@ -471,8 +297,11 @@ class Study:
         executor = executor or default_executor(workers, timeout=timeout)
         lease_s = float(self.settings["lease_s"])
         in_flight: Dict[str, Claim] = {}
-        stats = {"evaluated": 0, "failed_attempts": 0, "stale": 0}
+        stats = {"evaluated": 0, "failed_attempts": 0, "stale": 0, "grown": 0}
         failures_in_row, last_error = 0, ""
+        if self.settings.get("order") != "surrogate" or not self.settings.get("task"):
+            grow = 0
+        grown_at = 0
         bar = None
         if progress:
             from tqdm.auto import tqdm
@@ -520,6 +349,9 @@ class Study:
                             raise StudyError(
                                 f"{failures_in_row} evaluations in a row failed; the last one "
                                 f"({claim}):\n{last_error.strip()}")
+                if grow > 0 and stats["evaluated"] - grown_at >= grow_every:
+                    grown_at = stats["evaluated"]
+                    stats["grown"] += len(self.grow(grow))
                 if in_flight and time.monotonic() - last_renew > lease_s / 3:
                     lost = len(in_flight) - self.renew(list(in_flight.values()))
                     stats["stale"] += max(0, lost)
@@ -542,48 +374,6 @@ class Study:
         cand = self._pool_filter()
         return bool(self.store.query(
             f"SELECT 1 FROM classes WHERE status = 'pending' AND (baseline = 1 OR ({cand})) LIMIT 1"))
-
-    # -- results -----------------------------------------------------------------------------------
-
-    def results(self, include_pending: bool = False) -> List[Dict[str, Any]]:
-        """One dict per class: name, status, score, metrics, runtime, attempts, error, members."""
-        import json
-
-        where = "" if include_pending else "WHERE c.status IN ('done', 'failed', 'running')"
-        rows = self.store.query(
-            "SELECT c.id, c.canonical, c.status, c.score, c.metrics, c.runtime, c.attempts, "
-            "c.error, c.eval_index, c.baseline, c.claim_owner, c.claimed_at, c.finished_at, "
-            f"group_concat(f.name, ' ') FROM classes c JOIN functions f ON f.class_id = c.id {where} "
-            "GROUP BY c.id ORDER BY c.eval_index IS NULL, c.eval_index, c.id")
-        out = []
-        for (cid, name, status, score, metrics, runtime, attempts, error, eval_index, baseline,
-             claim_owner, claimed_at, finished_at, members) in rows:
-            members = sorted(members.split(" "), key=lambda m: (m != name, m))
-            out.append({
-                "class_id": cid, "name": name, "status": status,
-                "score": float("nan") if score is None else score,
-                "metrics": json.loads(metrics) if metrics else {},
-                "runtime": runtime, "attempts": attempts, "error": error,
-                "eval_index": eval_index, "baseline": bool(baseline),
-                "claim_owner": claim_owner, "claimed_at": claimed_at, "finished_at": finished_at,
-                "members": members,
-            })
-        return out
-
-    def top(self, k: int = 10) -> List[Dict[str, Any]]:
-        """The ``k`` best evaluated classes, best first."""
-        done = [r for r in self.results() if r["status"] == "done" and math.isfinite(r["score"])]
-        done.sort(key=lambda r: (-r["score"], r["eval_index"]))
-        return done[:k]
-
-    def best(self) -> Optional[Dict[str, Any]]:
-        best = self.top(1)
-        return best[0] if best else None
-
-    def events(self, limit: int = 100) -> List[Tuple]:
-        return self.store.query(
-            "SELECT e.time, e.kind, c.canonical, e.owner, e.detail FROM events e "
-            "LEFT JOIN classes c ON c.id = e.class_id ORDER BY e.id DESC LIMIT ?", (limit,))
 
 
 __all__ = ["Study", "Claim", "StudyError", "DEFAULT_BASELINES", "expression_name"]

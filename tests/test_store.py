@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import aquasurf_fast as aq
+from aquasurf_fast import store as aq_store
 from aquasurf_fast.store import StudyError
 from search_helpers import fake_score, make_study, synthetic_space
 
@@ -40,7 +41,7 @@ def test_file_is_wal_and_versioned(tmp_path):
     make_study(tmp_path / "s.db", n_extra=2).close()
     conn = sqlite3.connect(tmp_path / "s.db")
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == aq_store.SCHEMA_VERSION == 2
 
 
 @pytest.mark.slow

@@ -121,11 +121,15 @@ void bind_expr(py::module_& m) {
         py::array_t<int64_t> rep(result.representative.size(), result.representative.data());
         py::array_t<bool> finite(result.finite.size());
         std::copy(result.finite.begin(), result.finite.end(), finite.mutable_data());
-        return py::make_tuple(class_of, rep, finite);
+        static_assert(sizeof(RowHash) == 2 * sizeof(uint64_t), "RowHash is two words");
+        py::array_t<uint64_t> fingerprint({static_cast<py::ssize_t>(result.fingerprint.size()), py::ssize_t(2)});
+        std::copy(result.fingerprint.begin(), result.fingerprint.end(),
+                  reinterpret_cast<RowHash*>(fingerprint.mutable_data()));
+        return py::make_tuple(class_of, rep, finite, fingerprint);
       },
       py::arg("schema"), py::arg("unary"), py::arg("binary"), py::arg("nary"), py::arg("probe"),
       "Classes of a schema space straight from the schema: (class_of [n_names], representative "
-      "[n_classes], finite [n_classes]).");
+      "[n_classes], finite [n_classes], fingerprint [n_classes, 2] as hash_rows gives it).");
 }
 
 }  // namespace aqf

@@ -7,6 +7,7 @@ namespace aqf {
 void bind_expr(py::module_& m);
 void bind_evaluate(py::module_& m);
 void bind_fisher(py::module_& m);
+void bind_select(py::module_& m);
 }  // namespace aqf
 
 PYBIND11_MODULE(_C, m) {
@@ -19,4 +20,5 @@ PYBIND11_MODULE(_C, m) {
   aqf::bind_expr(m);
   aqf::bind_evaluate(m);
   aqf::bind_fisher(m);
+  aqf::bind_select(m);
 }

@@ -127,6 +127,7 @@ SchemaClasses schema_classes_cpu(const std::vector<Token>& schema, const SchemaC
       if (out.class_of[first + r] >= before && out.class_of[first + r] == static_cast<int64_t>(out.representative.size())) {
         out.representative.push_back(first + r);
         out.finite.push_back(finite[r]);
+        out.fingerprint.push_back(hashes[r]);
       }
     }
   }

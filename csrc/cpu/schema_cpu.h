@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "common/row_hash.h"
 #include "expr/parser.h"
 
 namespace aqf {
@@ -18,6 +19,7 @@ struct SchemaClasses {
   std::vector<int64_t> class_of;        // [n_names]
   std::vector<int64_t> representative;  // [n_classes]: first name index of each class
   std::vector<uint8_t> finite;          // [n_classes]
+  std::vector<RowHash> fingerprint;     // [n_classes]: the fingerprint of the class's outputs
 };
 
 // Number of names of a schema (throws when it exceeds 2^62).

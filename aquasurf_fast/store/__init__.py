@@ -1,0 +1,24 @@
+"""A study's storage: one SQLite file that several processes read and write at once.
+
+Tables (``schema.py``): ``meta`` (settings), ``classes`` (one row per equivalence class: canonical
+name, fingerprint, features, Fisher pool membership, status, result and current claim),
+``functions`` (explicit names), ``spaces``/``space_classes``/``space_names`` (schemas and names
+files held without listing their names), ``events`` (an append-only log), ``embeddings`` (the
+surrogate's cached embedding) and ``arrays`` (the output projection's basis).
+
+``Store`` gathers one part per concern: opening, transactions and settings (``database``), the
+space (``classes``), claims and results (``claims``) and the embedding cache (``embeddings``).
+"""
+from .claims import ClaimTables
+from .classes import ClassTables
+from .database import Database, StudyError, fingerprints, from_blob, remove_study_files, to_blob
+from .embeddings import EmbeddingCache, EmbeddingTable
+from .schema import SCHEMA_VERSION
+
+
+class Store(Database, ClassTables, ClaimTables, EmbeddingTable):
+    """The SQLite file of one study, opened by one process (open one Store per process)."""
+
+
+__all__ = ["EmbeddingCache", "SCHEMA_VERSION", "Store", "StudyError", "fingerprints", "from_blob",
+           "remove_study_files", "to_blob"]

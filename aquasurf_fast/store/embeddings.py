@@ -1,0 +1,60 @@
+"""The surrogate's embedding of the current candidate set, cached in the study file for every
+process that opens it."""
+from __future__ import annotations
+
+import time
+from typing import Dict, Optional
+
+import numpy as np
+
+from .database import from_blob, to_blob
+
+
+class EmbeddingTable:
+    """The ``embeddings`` table (a part of ``Store``)."""
+
+    def get_embedding(self, key: str) -> Optional[np.ndarray]:
+        row = self.query("SELECT n, coords FROM embeddings WHERE key = ?", (key,))
+        if not row:
+            return None
+        n, blob = row[0]
+        return from_blob(blob).reshape(n, 2).copy()
+
+    def put_embedding(self, key: str, coords: np.ndarray) -> None:
+        coords = np.asarray(coords, dtype=np.float32)
+        with self.transaction() as c:
+            # Only the current candidate set matters; older embeddings are dead weight.
+            c.execute("DELETE FROM embeddings WHERE key != ?", (key,))
+            c.execute("INSERT OR REPLACE INTO embeddings (key, n, coords, created) VALUES (?, ?, ?, ?)",
+                      (key, coords.shape[0], to_blob(coords), time.time()))
+
+
+
+class EmbeddingCache:
+    """The mapping a ``Surrogate`` caches embeddings in, backed by the study file."""
+
+    def __init__(self, store):
+        self.store = store
+        self._memo: Dict[str, np.ndarray] = {}
+
+    def get(self, key: str, default=None):
+        if key in self._memo:
+            return self._memo[key]
+        emb = self.store.get_embedding(key)
+        if emb is None:
+            return default
+        self._memo = {key: emb}
+        return emb
+
+    def __setitem__(self, key: str, value: np.ndarray) -> None:
+        self._memo = {key: np.asarray(value, dtype=np.float32)}
+        self.store.put_embedding(key, value)
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        emb = self.get(key)
+        if emb is None:
+            raise KeyError(key)
+        return emb
+
+    def __contains__(self, key: str) -> bool:
+        return self.get(key) is not None

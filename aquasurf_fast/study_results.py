@@ -1,0 +1,94 @@
+"""Reading a study's results: every class's status, score, metrics and members."""
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+_COLUMNS = ("c.id, c.canonical, c.status, c.score, c.metrics, c.runtime, c.attempts, c.error, "
+            "c.eval_index, c.baseline, c.claim_owner, c.claimed_at, c.finished_at, c.n_members, "
+            "c.n_members > (SELECT count(*) FROM functions g WHERE g.class_id = c.id), "
+            "group_concat(f.name, ' ')")
+
+
+class ResultsMixin:
+    """The parts of ``Study`` that read results."""
+
+    def _result_rows(self, where: str, order: str, params=()) -> List[Dict[str, Any]]:
+        rows = self.store.query(
+            f"SELECT {_COLUMNS} FROM classes c LEFT JOIN functions f ON f.class_id = c.id {where} "
+            f"GROUP BY c.id ORDER BY {order}", params)
+        out = []
+        for (cid, name, status, score, metrics, runtime, attempts, error, eval_index, baseline,
+             claim_owner, claimed_at, finished_at, n_members, in_space, members) in rows:
+            members = sorted(members.split(" "), key=lambda m: (m != name, m)) if members else [name]
+            out.append({
+                "class_id": cid, "name": name, "status": status,
+                "score": float("nan") if score is None else score,
+                "metrics": json.loads(metrics) if metrics else {},
+                "runtime": runtime, "attempts": attempts, "error": error,
+                "eval_index": eval_index, "baseline": bool(baseline),
+                "claim_owner": claim_owner, "claimed_at": claimed_at, "finished_at": finished_at,
+                "n_members": n_members, "members": members, "_in_space": bool(in_space),
+            })
+        return out
+
+    def _with_space_members(self, rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+        """Complete ``members`` with the names each class has in the study's schemas and names
+        files (one pass over the stored class ids for all of ``rows``)."""
+        need = [r["class_id"] for r in rows if r["_in_space"]]
+        if need:
+            more = self.store.members(need)
+            for r in rows:
+                if r["_in_space"]:
+                    r["members"] = list(dict.fromkeys(r["members"] + more[r["class_id"]]))
+        for r in rows:
+            del r["_in_space"]
+        return rows
+
+    def results(self, include_pending: bool = False, members: bool = True) -> List[Dict[str, Any]]:
+        """One dict per class: name, status, score, metrics, runtime, attempts, error, n_members,
+        members (canonical first). Classes of a schema or names file list their names there only
+        with ``members`` (a pass over the space); their explicit names (baselines) always."""
+        where = "" if include_pending else "WHERE c.status IN ('done', 'failed', 'running')"
+        rows = self._result_rows(where, "c.eval_index IS NULL, c.eval_index, c.id")
+        if not members:
+            for r in rows:
+                del r["_in_space"]
+            return rows
+        return self._with_space_members(rows)
+
+    def iter_results(self, include_pending: bool = True, members: bool = True,
+                     batch: int = 10_000) -> Iterator[Dict[str, Any]]:
+        """``results`` in class order, ``batch`` classes at a time: for exporting every class of a
+        large space in bounded memory."""
+        last = 0
+        status = "" if include_pending else "AND c.status IN ('done', 'failed', 'running')"
+        while True:
+            rows = self._result_rows(f"WHERE c.id > ? {status}", f"c.id LIMIT {int(batch)}", (last,))
+            if not rows:
+                return
+            last = rows[-1]["class_id"]
+            if members:
+                rows = self._with_space_members(rows)
+            else:
+                for r in rows:
+                    del r["_in_space"]
+            yield from rows
+
+    def top(self, k: int = 10) -> List[Dict[str, Any]]:
+        """The ``k`` best evaluated classes, best first."""
+        rows = self._result_rows("WHERE c.status = 'done' AND c.score IS NOT NULL",
+                                 f"c.score DESC, c.eval_index LIMIT {int(k)}")
+        for r in rows:
+            del r["_in_space"]
+        return [r for r in rows if math.isfinite(r["score"])]
+
+    def best(self) -> Optional[Dict[str, Any]]:
+        best = self.top(1)
+        return best[0] if best else None
+
+    def events(self, limit: int = 100) -> List[Tuple]:
+        return self.store.query(
+            "SELECT e.time, e.kind, c.canonical, e.owner, e.detail FROM events e "
+            "LEFT JOIN classes c ON c.id = e.class_id ORDER BY e.id DESC LIMIT ?", (limit,))

@@ -1,0 +1,248 @@
+"""Filling a study's search space: explicit names, schemas and names files of millions of names.
+
+A schema or a names file is stored compactly (``store.classes``): the study never holds a list of
+its names, in memory or in the file. Classes are found by the engine (``aq.schema_classes`` for a
+schema; chunked fingerprints for a names file), and each class gets the coordinates that the Fisher
+pool is chosen by (``coverage.Projection``).
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .coverage import SAMPLE, Projection, probe_subset
+from .spaces import CHUNK, NamesFileSource, SchemaSource, name_hash
+from .store import StudyError, to_blob
+
+PROJECTION_KEY = "projection_basis"
+
+
+def expression_name(name: str) -> str:
+    """``relu`` -> ``relu(x)``: baselines may be given as bare operator names (as in the paper)."""
+    name = name.strip()
+    return name if "(" in name else f"{name}(x)"
+
+
+def baseline_forms(baselines: Sequence[str]) -> List[str]:
+    return [form for b in baselines for form in (b, expression_name(b))]
+
+
+class _Fingerprints:
+    """The fingerprints of the classes already in a study, for merging a new space into them."""
+
+    def __init__(self, store):
+        rows = store.query("SELECT out_hash, id FROM classes WHERE out_hash IS NOT NULL")
+        keys = np.array([r[0] for r in rows], dtype="S16")
+        order = np.argsort(keys, kind="stable")
+        self.keys, self.ids = keys[order], np.array([r[1] for r in rows], dtype=np.int64)[order]
+
+    def find(self, keys: np.ndarray) -> np.ndarray:
+        """The class id holding each key, 0 where none does."""
+        if self.keys.size == 0:
+            return np.zeros(len(keys), dtype=np.int64)
+        pos = np.minimum(np.searchsorted(self.keys, keys), self.keys.size - 1)
+        return np.where(self.keys[pos] == keys, self.ids[pos], 0)
+
+
+class SpaceMixin:
+    """The parts of ``Study`` that fill and read its search space."""
+
+    # -- projection --------------------------------------------------------------------------------
+
+    def _projection(self, sample_names: Sequence[str] = ()) -> Optional[Projection]:
+        """The study's output projection, fitted on ``sample_names`` when it has none yet."""
+        basis = self.store.get_array(PROJECTION_KEY)
+        if basis is not None:
+            return Projection(basis)
+        if not len(sample_names):
+            return None
+        import aquasurf_fast as aq
+
+        values = aq.evaluate(list(sample_names), probe_subset())
+        projection = Projection.fit(values[np.isfinite(values).all(axis=1)])
+        with self.store.transaction() as c:
+            self.store.put_array(c, PROJECTION_KEY, projection.basis)
+        return projection
+
+    # -- explicit names ----------------------------------------------------------------------------
+
+    def add_functions(self, names: Sequence[str], progress: bool = False) -> Tuple[int, int]:
+        """Add names (and the baselines) to the search space, grouped into equivalence classes.
+
+        Uses the engine: ``aq.equivalence_classes`` and ``aq.output_features``. For millions of
+        names use ``add_schema`` or ``add_names_file``. Returns (new classes, new names).
+        """
+        import aquasurf_fast as aq
+
+        baselines = [expression_name(b) for b in self.settings["baselines"]]
+        names = list(dict.fromkeys(list(names) + baselines))
+        canonical = [str(aq.parse(n)) for n in names]
+        names = list(dict.fromkeys(canonical))
+        classes = aq.equivalence_classes(names)
+        # A class holding a baseline is named by it: "relu(x)" reads better than the engine's
+        # canonical "mul(relu(x),one(x))", and reports compare against the baselines by name.
+        wanted = set(baselines)
+        classes = [sorted(members, key=lambda m: m not in wanted) for members in classes]
+        feats = aq.output_features([members[0] for members in classes])
+        finite = np.isfinite(feats).all(axis=1)
+        sample = [classes[i][0] for i in np.flatnonzero(finite)[:SAMPLE]]
+        return self.add_classes(classes, feats, projection=self._projection(sample))
+
+    def add_classes(self, classes: Sequence[Sequence[str]], out_feats: Optional[np.ndarray] = None,
+                    projection: Optional[Projection] = None) -> Tuple[int, int]:
+        """Add precomputed equivalence classes (canonical member first) and their output features."""
+        result = self.store.add_classes(classes, out_feats,
+                                        baseline_forms(self.settings["baselines"]),
+                                        projection or self.store_projection())
+        self._bump_features()
+        return result
+
+    def store_projection(self) -> Optional[Projection]:
+        basis = self.store.get_array(PROJECTION_KEY)
+        return None if basis is None else Projection(basis)
+
+    # -- spaces ------------------------------------------------------------------------------------
+
+    def add_schema(self, schema: str, unary: Optional[Sequence[str]] = None,
+                   binary: Optional[Sequence[str]] = None, nary: Optional[Sequence[str]] = None,
+                   progress: bool = False) -> Tuple[int, int]:
+        """Add every name of a schema (and the baselines), stored compactly: its classes, found by
+        ``aq.schema_classes`` without building the names. Returns (new classes, new names)."""
+        import aquasurf_fast as aq
+
+        source = SchemaSource(schema, unary, binary, nary)
+        sc = aq.schema_classes(schema, unary=source.space.unary, binary=source.space.binary,
+                               nary=source.space.nary)
+        rng = np.random.RandomState(int(self.settings["random_state"]))
+        finite_reps = sc.representatives[sc.finite]
+        sample = finite_reps[rng.permutation(finite_reps.size)[:SAMPLE]]
+        projection = self._projection(source.names(np.sort(sample)))
+        keys = np.ascontiguousarray(sc.fingerprints, dtype="<u8").tobytes()
+        n_members = np.bincount(sc.class_of, minlength=sc.n_classes)
+        study_ids = self._insert_space_classes(
+            source, keys, sc.finite, n_members, projection, progress,
+            rep_names=lambda lo, hi: source.names(sc.representatives[lo:hi]),
+            rep_index=sc.representatives)
+        with self.store.transaction() as c:
+            self.store.put_class_ids(c, study_ids["space_id"], 0, study_ids["ids"][sc.class_of])
+        added = self.add_functions([])  # the baselines
+        self._bump_features()
+        return study_ids["new"] + added[0], len(source) + added[1]
+
+    def add_names_file(self, path: str, progress: bool = False) -> Tuple[int, int]:
+        """Add the names of a text file (one per line, ``#`` comments) and the baselines, streamed in
+        chunks of ``spaces.CHUNK`` lines: memory holds a few numbers per name and the class table,
+        never the names. Returns (new classes, new names)."""
+        import aquasurf_fast as aq
+        from . import _C
+
+        try:
+            source = NamesFileSource(path)
+        except ValueError as exc:
+            raise StudyError(str(exc)) from None
+        index = _C.ClassIndex()
+        lines_seen: List[np.ndarray] = []
+        hashes_seen: List[np.ndarray] = []
+        classes_seen: List[np.ndarray] = []
+        reps: List[str] = []
+        rep_lines: List[int] = []
+        finite: List[bool] = []
+        keys: List[bytes] = []
+        seen = set()  # 64-bit name hashes: a repeated name is a duplicate line, in no class
+        try:
+            for lines, names in source.chunks():
+                hashes = [name_hash(n) for n in names]
+                fresh = [k for k, h in enumerate(hashes) if not (h in seen or seen.add(h))]
+                names = [names[k] for k in fresh]
+                feats = aq.output_features(names)
+                prints, fin = _C.hash_rows(feats)
+                ids = index.assign(prints)
+                raw = np.ascontiguousarray(prints, dtype="<u8").tobytes()
+                for k in np.flatnonzero(ids >= len(reps)):
+                    reps.append(names[k])
+                    rep_lines.append(int(lines[fresh[k]]))
+                    finite.append(bool(fin[k]))
+                    keys.append(raw[16 * k:16 * k + 16])
+                lines_seen.append(lines[fresh])
+                hashes_seen.append(np.array([hashes[k] for k in fresh], dtype=np.int64))
+                classes_seen.append(ids)
+        except ValueError as exc:
+            raise StudyError(str(exc)) from None
+        lines = np.concatenate(lines_seen) if lines_seen else np.zeros(0, dtype=np.int64)
+        engine_ids = np.concatenate(classes_seen) if classes_seen else np.zeros(0, dtype=np.int64)
+        finite_arr = np.array(finite, dtype=bool)
+        rng = np.random.RandomState(int(self.settings["random_state"]))
+        finite_idx = np.flatnonzero(finite_arr)
+        sample = [reps[i] for i in np.sort(finite_idx[rng.permutation(finite_idx.size)[:SAMPLE]])]
+        study_ids = self._insert_space_classes(
+            source, b"".join(keys), finite_arr, np.bincount(engine_ids, minlength=len(reps)),
+            self._projection(sample), progress, rep_names=lambda lo, hi: reps[lo:hi],
+            rep_index=np.array(rep_lines, dtype=np.int64))
+        per_line = np.zeros(len(source), dtype=np.int32)
+        per_line[lines] = study_ids["ids"][engine_ids]
+        with self.store.transaction() as c:
+            self.store.put_class_ids(c, study_ids["space_id"], 0, per_line)
+            self.store.put_name_hashes(c, study_ids["space_id"],
+                                       np.concatenate(hashes_seen) if hashes_seen else lines, lines)
+        added = self.add_functions([])  # the baselines
+        self._bump_features()
+        return study_ids["new"] + added[0], len(lines) + added[1]
+
+    def _insert_space_classes(self, source, keys: bytes, finite: np.ndarray,
+                              n_members: np.ndarray, projection: Optional[Projection],
+                              progress: bool, rep_names, rep_index: np.ndarray) -> Dict:
+        """Insert a space's classes (merging those already in the study) in chunks; returns the
+        space id, the study class id of each of the space's classes and how many are new.
+        ``keys``: the classes' 16-byte fingerprints, concatenated."""
+        import aquasurf_fast as aq
+
+        n = len(finite)
+        found = _Fingerprints(self.store).find(np.frombuffer(keys, dtype="S16"))
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=n, desc="classes", unit="class")
+        subset = probe_subset()
+        with self.store.transaction() as c:
+            space_id = self.store.add_space(c, source)
+            next_id = int(c.execute("SELECT coalesce(max(id), 0) + 1 FROM classes").fetchone()[0])
+            new = found == 0
+            ids = np.where(new, 0, found)
+            ids[new] = next_id + np.arange(int(new.sum()))
+            for lo in range(0, n, CHUNK):
+                hi = min(n, lo + CHUNK)
+                names = rep_names(lo, hi)
+                fin = finite[lo:hi]
+                coords = np.zeros((hi - lo, 0), dtype=np.float32)
+                if projection is not None:
+                    coords = projection.transform(aq.evaluate(names, subset))
+                c.executemany(
+                    "INSERT INTO classes (id, canonical, n_members, out_hash, out_finite, space_id, "
+                    "rep_index, projection) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(int(ids[lo + k]), names[k], int(n_members[lo + k]),
+                      keys[16 * (lo + k):16 * (lo + k + 1)], int(fin[k]), space_id, int(rep_index[lo + k]),
+                      to_blob(coords[k]) if fin[k] and coords.shape[1] else None)
+                     for k in np.flatnonzero(new[lo:hi])])
+                c.executemany("UPDATE classes SET n_members = n_members + ? WHERE id = ?",
+                              [(int(n_members[lo + k]), int(ids[lo + k]))
+                               for k in np.flatnonzero(~new[lo:hi])])
+                if bar is not None:
+                    bar.update(hi - lo)
+            self.store.log(c, "add_space", detail=source.describe())
+        if bar is not None:
+            bar.close()
+        return {"space_id": space_id, "ids": ids.astype(np.int32), "new": int(new.sum())}
+
+    # -- lookups -----------------------------------------------------------------------------------
+
+    def class_of(self, name: str) -> str:
+        """The canonical name of the class holding ``name`` (any name of the space)."""
+        return self.store.class_of(name)[1]
+
+    def members(self, name: str) -> List[str]:
+        """Every name of the class holding ``name``: explicit names first, then the space's, in
+        the space's order (computed from the stored class ids; a large class takes a moment)."""
+        class_id = self.store.class_of(name)[0]
+        return self.store.members([class_id])[class_id]
