@@ -9,6 +9,7 @@ import time
 from typing import List, Optional, Sequence
 
 from .expr import BENCHMARK_SCHEMA
+from .search import DEFAULT_GROW, DEFAULT_GROW_EVERY
 
 
 class UsageError(Exception):
@@ -51,26 +52,8 @@ def _unary_ops(choice: str):
     return tuple(u.strip() for u in choice.split(",") if u.strip())
 
 
-def _space_names(args) -> List[str]:
-    import aquasurf_fast as aq
-
-    names: List[str] = []
-    unary = _unary_ops(args.unary)
-    schemas = list(args.schema or [])
-    if not schemas and not args.names:
-        schemas = [BENCHMARK_SCHEMA]
-    for schema in schemas:
-        names += aq.enumerate_schema(schema, unary=unary)
-    for path in args.names or []:
-        try:
-            with open(path, encoding="utf-8") as f:
-                names += [ln.split("#", 1)[0].strip() for ln in f]
-        except OSError as exc:
-            raise UsageError(f"cannot read names file {path}: {exc.strerror}") from None
-    return [n for n in names if n]
-
-
 def cmd_init(args) -> int:
+    import aquasurf_fast as aq
     from .search import Study
     from .store import remove_study_files
 
@@ -85,19 +68,33 @@ def cmd_init(args) -> int:
     baselines = None
     if args.baselines is not None:
         baselines = [b.strip() for b in args.baselines.split(",") if b.strip()]
-    names = _space_names(args)
+    unary = _unary_ops(args.unary)
+    schemas = list(args.schema or [])
+    if not schemas and not args.names:
+        schemas = [BENCHMARK_SCHEMA]
+    for schema in schemas:  # a malformed schema fails before any file is written
+        aq.SchemaSpace(schema, unary=unary)
+    t0 = time.perf_counter()
     study = Study(args.study, task=args.task, baselines=baselines, regressor=args.regressor,
                   random_state=args.random_state, lease_s=args.lease, max_retries=args.max_retries,
                   create=True)
     try:
-        n_classes, n_names = study.add_functions(names)
+        for schema in schemas:
+            print(f"adding {len(aq.SchemaSpace(schema, unary=unary)):,} names of {schema} "
+                  f"({len(unary)} unary operators) ...", flush=True)
+            study.add_schema(schema, unary=unary, progress=not args.no_progress)
+        for path in args.names or []:
+            print(f"adding the names of {path} ...", flush=True)
+            study.add_names_file(path, progress=not args.no_progress)
     except BaseException:
         study.close()
         remove_study_files(args.study)
         raise
     c = study.counts()
-    print(f"created {args.study}: {c['names']} names in {c['classes']} classes "
-          f"({c['candidates']} with finite outputs); task {study.settings['task'] or '-'}")
+    n_finite = study.store.query("SELECT count(*) FROM classes WHERE out_finite = 1")[0][0]
+    print(f"created {args.study} in {time.perf_counter() - t0:.1f} s: {c['names']:,} names in "
+          f"{c['classes']:,} classes ({n_finite:,} with finite outputs); task "
+          f"{study.settings['task'] or '-'}")
     print(f"next: aquasurf featurize {args.study}")
     return 0
 
@@ -142,11 +139,13 @@ def _add_executor_options(sp, what: str, workers: bool = True) -> None:
 def cmd_featurize(args) -> int:
     study = _open(args.study)
     t0 = time.perf_counter()
-    done = study.featurize(chunk=args.chunk, device=args.device, progress=not args.no_progress,
+    done = study.featurize(pool=args.pool, chunk=args.chunk, device=args.device,
+                           progress=not args.no_progress,
                            executor=_executor(args, None, in_process=True))
     c = study.counts()
-    print(f"featurized {done['fisher']} classes in {time.perf_counter() - t0:.1f} s; "
-          f"{c['candidates']} of {c['classes']} classes are surrogate candidates")
+    print(f"featurized {done['fisher']:,} classes in {time.perf_counter() - t0:.1f} s; the Fisher "
+          f"pool holds {c['pool']:,} of {c['classes']:,} classes, {c['candidates']:,} of them "
+          "surrogate candidates")
     return 0
 
 
@@ -158,13 +157,16 @@ def cmd_search(args) -> int:
     t0 = time.perf_counter()
     try:
         stats = study.run(budget=args.budget, timeout=args.timeout, progress=not args.no_progress,
-                          executor=_executor(args, args.workers, args.timeout))
+                          executor=_executor(args, args.workers, args.timeout), grow=args.grow,
+                          grow_every=args.grow_every)
     except KeyboardInterrupt:
         print("\ninterrupted: running claims given back; run the same command to resume",
               file=sys.stderr)
         return 130
+    grown = f"; the Fisher pool grew by {stats['grown']}" if stats["grown"] else ""
     print(f"{stats['evaluated']} evaluations in {time.perf_counter() - t0:.1f} s "
-          f"({stats['failed_attempts']} failed attempts); {stats['done']} results in the study")
+          f"({stats['failed_attempts']} failed attempts); {stats['done']} results in the study"
+          + grown)
     _print_top(study, args.top)
     return 0
 
@@ -172,7 +174,7 @@ def cmd_search(args) -> int:
 # -- inspecting ------------------------------------------------------------------------------------
 
 def _reference(study, name: str = "relu"):
-    for r in study.results():
+    for r in study.results(members=False):
         if (name in r["members"] or f"{name}(x)" in r["members"]) and r["status"] == "done":
             return r
     return None
@@ -197,6 +199,33 @@ def _print_top(study, k: int) -> None:
               f"{_fmt(m.get('test_acc')):>8}  {_fmt(ref['runtime'], 1):>6}s")
 
 
+def _pool_lines(study) -> List[str]:
+    """The status lines about the Fisher pool, its growth and the embeddings."""
+    import json
+
+    (n, ok, bad, todo), = study.store.query(
+        "SELECT count(*), total(fisher_ok = 1), total(fisher_ok = 0), "
+        "total(fisher_ok IS NULL AND out_finite = 1) FROM classes WHERE pool IS NOT NULL")
+    if not n:
+        return [f"pool      none yet: run `aquasurf featurize {study.path}`"]
+    lines = [f"pool      {n:,} classes with Fisher features: {int(ok):,} valid, {int(bad):,} "
+             f"invalid, {int(todo):,} to compute"
+             + (f" (run `aquasurf featurize {study.path}`)" if todo else "")]
+    grown = [json.loads(d) for (d,) in study.store.query(
+        "SELECT detail FROM events WHERE kind = 'pool' ORDER BY id")]
+    grown = [g for g in grown if g.get("how") == "grow"]
+    if grown:
+        lines.append(f"growth    {len(grown)} rounds added {sum(g['added'] for g in grown):,} "
+                     f"classes near the best results (last near {', '.join(grown[-1]['near'])})")
+    embeds = [json.loads(d) for (d,) in study.store.query(
+        "SELECT detail FROM events WHERE kind = 'embed' ORDER BY id")]
+    if embeds:
+        lines.append(f"embedding computed {len(embeds)} times, {sum(e['seconds'] for e in embeds):.1f} s "
+                     f"in all (last: {embeds[-1]['candidates']:,} candidates in "
+                     f"{embeds[-1]['seconds']:.1f} s)")
+    return lines
+
+
 def cmd_status(args) -> int:
     study = _open(args.study)
     c = study.counts()
@@ -204,13 +233,12 @@ def cmd_status(args) -> int:
     print(f"study     {args.study}")
     print(f"task      {meta.get('task') or '-'}   regressor {meta['regressor']}   "
           f"lease {meta['lease_s']:g} s   retries {meta['max_retries']}")
-    print(f"space     {c['names']} names, {c['classes']} classes, {c['candidates']} candidates")
-    (ok, bad, todo), = study.store.query(
-        "SELECT total(fisher_ok = 1), total(fisher_ok = 0 OR (fisher_ok IS NULL AND out_finite = 0)), "
-        "total(fisher_ok IS NULL AND out_finite = 1) FROM classes")
-    print(f"features  Fisher: {int(ok)} valid, {int(bad)} invalid, {int(todo)} to compute"
-          + (f" (run `aquasurf featurize {args.study}`)" if todo else ""))
-    print(f"status    {c['done']} done, {c['running']} running, {c['pending']} pending, "
+    print(f"space     {c['names']:,} names, {c['classes']:,} classes, {c['candidates']:,} candidates")
+    for _, source in study.store.spaces():
+        print(f"          {source.describe()}")
+    for line in _pool_lines(study):
+        print(line)
+    print(f"status    {c['done']} done, {c['running']} running, {c['pending']:,} pending, "
           f"{c['failed']} failed")
     best = study.best()
     ref = _reference(study)
@@ -220,12 +248,13 @@ def cmd_status(args) -> int:
     if ref:
         print(f"relu      val_acc {_fmt(ref['score'])}  test_acc {_fmt(ref['metrics'].get('test_acc'))}")
     now = time.time()
-    running = [r for r in study.results() if r["status"] == "running"]
+    results = study.results(members=False)
+    running = [r for r in results if r["status"] == "running"]
     if running:
         print("running")
         for r in running:
             print(f"  {r['name']}  by {r['claim_owner']}  for {_age(now - (r['claimed_at'] or now))}")
-    failed = [r for r in study.results() if r["error"]]
+    failed = [r for r in results if r["error"]]
     if failed:
         print("errors")
         for r in failed[-5:]:
@@ -243,27 +272,44 @@ def cmd_export(args) -> int:
     study = _open(args.study)
     if not args.csv and not args.json:
         raise UsageError("nothing to export: give --csv FILE and/or --json FILE")
-    rows = study.results(include_pending=args.all)
+    n_rows = 0
     if args.csv:
         import csv
 
-        keys = sorted({k for r in rows for k in r["metrics"]})
+        # Streamed in class order: --all on a space of millions of classes stays in bounded memory.
+        rows = (study.iter_results(include_pending=True) if args.all
+                else iter(study.results()))
+        done = study.results(members=False)
+        keys = sorted({k for r in done for k in r["metrics"]})
         with open(args.csv, "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
             w.writerow(["name", "status", "score", *keys, "runtime", "attempts", "eval_index",
-                        "baseline", "members", "error"])
+                        "baseline", "n_members", "members", "error"])
             for r in rows:
                 w.writerow([r["name"], r["status"], "" if not math.isfinite(r["score"]) else r["score"],
                             *[r["metrics"].get(k, "") for k in keys], r["runtime"] or "",
-                            r["attempts"], r["eval_index"] or "", int(r["baseline"]),
+                            r["attempts"], r["eval_index"] or "", int(r["baseline"]), r["n_members"],
                             " ".join(r["members"]),
                             (r["error"] or "").strip().splitlines()[-1] if r["error"] else ""])
+                n_rows += 1
     if args.json:
         from .bench_build import write_benchmark
 
-        write_benchmark(study, args.json)
-    print(f"exported {len(rows)} classes" + (f" to {args.csv}" if args.csv else "")
+        n_rows = max(n_rows, write_benchmark(study, args.json))
+    print(f"exported {n_rows:,} classes" + (f" to {args.csv}" if args.csv else "")
           + (f" and {args.json}" if args.csv and args.json else f" to {args.json}" if args.json else ""))
+    return 0
+
+
+def cmd_members(args) -> int:
+    study = _open(args.study)
+    names = study.members(args.name)
+    if not args.count:
+        for name in names[:args.limit] if args.limit else names:
+            print(name)
+    if args.count or (args.limit and len(names) > args.limit):
+        print(f"# {len(names):,} names in the class of {args.name} ({study.class_of(args.name)})",
+              file=sys.stderr if not args.count else sys.stdout)
     return 0
 
 
@@ -309,13 +355,15 @@ def cmd_quickstart(args) -> int:
     if not os.path.exists(args.study):
         init = argparse.Namespace(study=args.study, task=args.task, schema=None, names=None,
                                   unary="benchmark", baselines=None, regressor="knn",
-                                  random_state=None, lease=None, max_retries=None, force=False)
+                                  random_state=None, lease=None, max_retries=None, force=False,
+                                  no_progress=args.no_progress)
         cmd_init(init)
     study = _open(args.study)
     study.featurize(progress=not args.no_progress)
     ns = argparse.Namespace(study=args.study, budget=args.budget, workers=args.workers,
                             timeout=None, no_progress=args.no_progress, top=args.top,
-                            executor="local", address=None, gpus=None)
+                            executor="local", address=None, gpus=None, grow=DEFAULT_GROW,
+                            grow_every=DEFAULT_GROW_EVERY)
     return cmd_search(ns)
 
 
@@ -412,8 +460,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--lease", type=float, help="claim lease in seconds (default 600)")
     sp.add_argument("--max-retries", type=int, help="retries of a failing evaluation (default 2)")
     sp.add_argument("--force", action="store_true", help="replace an existing file")
+    sp.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     sp = add("featurize", "compute output and Fisher features (resumable)", cmd_featurize)
+    sp.add_argument("--pool", type=int,
+                    help="classes besides the baselines that get Fisher features, chosen to cover "
+                         "the output-feature space (default: all when at most 10,000 have finite "
+                         "outputs, else 5,000); a larger pool later adds to it")
     sp.add_argument("--chunk", type=int, default=128, help="classes per committed chunk")
     sp.add_argument("--device", help="torch device for the Fisher features (default: automatic)")
     sp.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -423,6 +476,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--budget", type=int, default=50,
                     help="total results to reach, baselines included (default 50)")
     sp.add_argument("--timeout", type=float, help="kill an evaluation after this many seconds")
+    sp.add_argument("--grow", type=int, default=DEFAULT_GROW,
+                    help="classes added to the Fisher pool near the best results after each round "
+                         f"of results (default {DEFAULT_GROW}; 0 turns growth off)")
+    sp.add_argument("--grow-every", type=int, default=DEFAULT_GROW_EVERY,
+                    help=f"results per round (default {DEFAULT_GROW_EVERY})")
     sp.add_argument("--top", type=int, default=5, help="best functions to print at the end")
     sp.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_executor_options(sp, "training")
@@ -439,7 +497,13 @@ def build_parser() -> argparse.ArgumentParser:
                        "ones with null metrics)", cmd_export)
     sp.add_argument("--csv", help="CSV file to write")
     sp.add_argument("--json", help="JSON file to write")
-    sp.add_argument("--all", action="store_true", help="include unevaluated classes in the CSV")
+    sp.add_argument("--all", action="store_true",
+                    help="every class in the CSV, unevaluated ones too (streamed)")
+
+    sp = add("members", "every name of the class holding NAME", cmd_members)
+    sp.add_argument("name", help="any name of the study's space")
+    sp.add_argument("--limit", type=int, default=0, help="print at most this many names")
+    sp.add_argument("--count", action="store_true", help="print only how many names the class has")
 
     sp = sub.add_parser("space", help="featurize a search space and summarize its equivalence classes",
                         description="Featurize every name of a schema on the probe inputs and count its "

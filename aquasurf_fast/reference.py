@@ -214,3 +214,22 @@ def evaluate_grad_torch(fn, x, dtype=None):
         return y.detach(), torch.zeros_like(xt)
     (g,) = torch.autograd.grad(y.sum(), xt, allow_unused=True)
     return y.detach(), torch.zeros_like(xt) if g is None else g
+
+
+def farthest_points_numpy(points: np.ndarray, seeds, first: int, n_select: int) -> list:
+    """Reference of ``_C.farthest_points`` (points given [n, d] here): greedy farthest-point
+    selection in float64, ties to the lowest index, stopping when every point is chosen."""
+    p = np.asarray(points, dtype=np.float64)
+    min_d2 = np.full(len(p), np.inf)
+    out = []
+    centres = list(seeds)
+    if not centres and len(p) and n_select > 0:
+        centres = [first]
+        out.append(first)
+    for c in centres:
+        min_d2 = np.minimum(min_d2, ((p - p[c]) ** 2).sum(axis=1))
+    while len(out) < n_select and len(p) and min_d2.max() > 0:
+        i = int(np.argmax(min_d2))
+        out.append(i)
+        min_d2 = np.minimum(min_d2, ((p - p[i]) ** 2).sum(axis=1))
+    return out

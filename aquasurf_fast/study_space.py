@@ -216,8 +216,10 @@ class SpaceMixin:
                 names = rep_names(lo, hi)
                 fin = finite[lo:hi]
                 coords = np.zeros((hi - lo, 0), dtype=np.float32)
-                if projection is not None:
-                    coords = projection.transform(aq.evaluate(names, subset))
+                if projection is not None and fin.any():
+                    coords = np.zeros((hi - lo, projection.basis.shape[0] - 1), dtype=np.float32)
+                    rows = np.flatnonzero(fin)
+                    coords[rows] = projection.transform(aq.evaluate([names[k] for k in rows], subset))
                 c.executemany(
                     "INSERT INTO classes (id, canonical, n_members, out_hash, out_finite, space_id, "
                     "rep_index, projection) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

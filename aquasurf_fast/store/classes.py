@@ -127,8 +127,11 @@ class ClassTables:
         return out
 
     def n_space_names(self) -> int:
-        """Names held by the spaces (explicit names are counted in ``functions``)."""
-        return int(self.query("SELECT coalesce(sum(n_names), 0) FROM spaces")[0][0])
+        """Distinct names held by the spaces (explicit names are counted in ``functions``): a
+        schema's every name; a names file's names without its blank, comment and repeated lines."""
+        return int(self.query(
+            "SELECT coalesce(sum(CASE kind WHEN 'schema' THEN n_names ELSE (SELECT count(*) FROM "
+            "space_names n WHERE n.space_id = spaces.id) END), 0) FROM spaces")[0][0])
 
     def put_class_ids(self, c: sqlite3.Connection, space_id: int, start: int, ids: np.ndarray) -> None:
         """Store the class ids of names ``start``..: ``start`` is a multiple of CHUNK."""

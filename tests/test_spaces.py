@@ -1,0 +1,323 @@
+"""Schema-backed and names-file study spaces: compact storage, lookups, the Fisher pool and its
+growth, against the engine's name path (aq.equivalence_classes) on the same names."""
+import multiprocessing as mp
+import os
+import sqlite3
+
+import numpy as np
+import pytest
+
+import aquasurf_fast as aq
+from aquasurf_fast import _C, spaces, study_space
+from aquasurf_fast.cli import main
+from aquasurf_fast.reference import farthest_points_numpy
+from aquasurf_fast.search import DEFAULT_BASELINES
+from bench_helpers import FAKE_TASK
+from search_helpers import fake_score
+
+# 7 x 16 x 16^2 = 28,672 names: tens of thousands, a few seconds end to end.
+UNARY = ("zero", "one", "identity", "negative", "abs", "square", "exp", "tanh", "sigmoid", "relu",
+         "elu", "softplus", "softsign", "arctan", "swish", "hard_sigmoid")
+SCHEMA = "binary(unary(x),unary(unary(x)))"
+
+
+@pytest.fixture(scope="module")
+def names():
+    return aq.enumerate_schema(SCHEMA, unary=UNARY)
+
+
+@pytest.fixture(scope="module")
+def engine_classes(names):
+    return aq.equivalence_classes(names)
+
+
+@pytest.fixture
+def task(tmp_path):
+    path = tmp_path / "task.py"
+    path.write_text(FAKE_TASK)
+    return str(path)
+
+
+def schema_study(path, task=None, **kwargs):
+    study = aq.Study(str(path), task=task, **kwargs)
+    study.add_schema(SCHEMA, unary=UNARY)
+    return study
+
+
+# -- the kernel and its pieces ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("n, d, k, n_seeds", [(1, 3, 5, 0), (500, 8, 40, 0), (3000, 2, 100, 3),
+                                               (4097, 8, 60, 0), (9000, 5, 25, 7)])
+def test_farthest_points_match_the_reference(n, d, k, n_seeds):
+    rng = np.random.default_rng(n)
+    points = rng.normal(size=(n, d)).astype(np.float32)
+    seeds = rng.choice(n, n_seeds, replace=False) if n_seeds else np.zeros(0, dtype=np.int64)
+    first = int(rng.integers(n))
+    got = _C.farthest_points(np.ascontiguousarray(points.T), seeds.astype(np.int64), first, k)
+    assert got.tolist() == farthest_points_numpy(points, seeds.tolist(), first, k)
+
+
+def test_farthest_points_ties_duplicates_and_exhaustion():
+    # Integer coordinates: exact distances, so ties are real ties and go to the lowest index.
+    points = np.array([[0, 0], [2, 0], [0, 2], [2, 2], [2, 2], [1, 1]], dtype=np.float32)
+    got = _C.farthest_points(np.ascontiguousarray(points.T), np.zeros(0, dtype=np.int64), 0, 10)
+    assert got.tolist() == farthest_points_numpy(points, [], 0, 10) == [0, 3, 1, 2, 5]
+    # the duplicate of point 3 is never chosen: it is at distance 0 from a chosen point
+    seeded = _C.farthest_points(np.ascontiguousarray(points.T), np.array([3, 4]), 0, 2)
+    assert seeded.tolist() == [0, 1]
+    assert _C.farthest_points(np.zeros((4, 0), np.float32), np.zeros(0, np.int64), 0, 3).size == 0
+    with pytest.raises(ValueError, match="outside"):
+        _C.farthest_points(np.ascontiguousarray(points.T), np.array([9]), 0, 2)
+    with pytest.raises(ValueError, match="2-D"):
+        _C.farthest_points(np.zeros(4, np.float32), np.zeros(0, np.int64), 0, 2)
+
+
+def test_farthest_points_ignore_non_contiguous_input_layout():
+    rng = np.random.default_rng(1)
+    points = rng.normal(size=(8, 2000)).astype(np.float32)
+    strided = np.asfortranarray(points)
+    a = _C.farthest_points(points, np.zeros(0, np.int64), 5, 30)
+    b = _C.farthest_points(strided, np.zeros(0, np.int64), 5, 30)
+    assert a.tolist() == b.tolist()
+
+
+def test_schema_index_inverts_the_enumeration(names):
+    space = aq.SchemaSpace(SCHEMA, unary=UNARY)
+    for i in np.random.default_rng(0).choice(len(space), 300, replace=False):
+        assert space.index(names[i]) == i
+    assert space.index(" add( zero(x), one( zero(x)))") == names.index("add(zero(x),one(zero(x)))")
+    with pytest.raises(ValueError, match="'gelu' where the schema has one of the 16 unary"):
+        space.index("add(gelu(x),one(zero(x)))")
+    with pytest.raises(ValueError, match="operators"):
+        space.index("add(x,x)")
+    with pytest.raises(aq.ParseError):
+        space.index("add(x,")
+
+
+# -- the space in a study --------------------------------------------------------------------------
+
+def test_schema_study_holds_the_classes_of_the_name_path(tmp_path, names, engine_classes):
+    study = schema_study(tmp_path / "s.db")
+    counts = study.counts()
+    assert counts["names"] == len(names) + 8  # and the baselines
+    baseline_classes = {study.class_of(f"{b}(x)") for b in DEFAULT_BASELINES}
+    assert counts["classes"] == len(engine_classes) + sum(
+        1 for b in DEFAULT_BASELINES
+        if study.members(f"{b}(x)") == [f"{b}(x)"])
+    # No list of names in the file: the space is one row and its class ids.
+    assert study.store.query("SELECT count(*) FROM functions")[0][0] == 8
+    assert study.store.query("SELECT count(*) FROM classes WHERE out_feat IS NOT NULL")[0][0] <= 8
+    rng = np.random.default_rng(0)
+    for k in rng.choice(len(engine_classes), 60, replace=False):
+        group = engine_classes[k]
+        cls = study.class_of(group[-1])
+        assert all(study.class_of(n) == cls for n in group)
+        members = study.members(group[0])
+        assert [m for m in members if m in set(group)] == group  # every member, in space order
+        assert set(members) - set(group) <= {f"{b}(x)" for b in DEFAULT_BASELINES}
+    assert study.class_of("tanh(x)") == "tanh(x)" and "tanh(x)" in baseline_classes
+
+
+def test_lookups_of_names_outside_the_space_and_bad_names(tmp_path, capsys):
+    study = schema_study(tmp_path / "s.db")
+    with pytest.raises(aq.StudyError, match="not in this study's search space"):
+        study.class_of("add(gelu(x),one(x))")
+    with pytest.raises(aq.ParseError, match="position"):
+        study.class_of("add(x,")
+    code = main(["members", str(tmp_path / "s.db"), "add(foo(x),x)"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "unknown operator 'foo'" in err
+
+
+def test_init_refuses_a_bad_schema_in_one_line_and_writes_nothing(tmp_path, capsys):
+    path = tmp_path / "s.db"
+    code = main(["init", str(path), "--schema", "binary(unary(x)", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "position" in err and not path.exists()
+    code = main(["init", str(path), "--schema", "binary(unary(x),x)", "--unary", "relu,nope"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "nope" in err and not path.exists()
+
+
+def test_names_file_streams_in_chunks_and_matches_the_name_path(tmp_path, monkeypatch, names,
+                                                                 engine_classes):
+    monkeypatch.setattr(spaces, "CHUNK", 1000)  # many chunks: class ids cross chunk boundaries
+    monkeypatch.setattr(study_space, "CHUNK", 1000)
+    rng = np.random.default_rng(2)
+    picked = [names[i] for i in rng.choice(len(names), 6000, replace=False)]
+    lines = ["# a comment", ""] + [p if k % 3 else f"  {p}  # note" for k, p in enumerate(picked)]
+    lines += [picked[0], picked[1].replace(",", ", ")]  # duplicates, one spelt differently
+    path = tmp_path / "names.txt"
+    path.write_text("\n".join(lines) + "\n")
+    study = aq.Study(str(tmp_path / "s.db"))
+    study.add_names_file(str(path))
+    classes = aq.equivalence_classes(picked)
+    assert study.counts()["names"] == len(picked) + 8
+    for group in classes[:200]:
+        assert {study.class_of(n) for n in group} == {study.class_of(group[0])}
+        assert [m for m in study.members(group[0]) if m in set(group)] == group
+    assert len({study.class_of(g[0]) for g in classes}) == len(classes)
+    with pytest.raises(aq.StudyError, match="not in this study's search space"):
+        study.class_of(next(n for n in names if n not in set(picked)))
+    path.write_text("\n".join(lines[:-5]) + "\n")  # the file changes after init
+    with pytest.raises(aq.StudyError, match="changed since"):
+        study.members(picked[3])
+
+
+def test_names_file_with_a_bad_line_names_the_line(tmp_path):
+    path = tmp_path / "names.txt"
+    path.write_text("relu(x)\ntanh(x)\nadd(x,\n")
+    with pytest.raises(aq.StudyError, match="line 3"):
+        aq.Study(str(tmp_path / "s.db")).add_names_file(str(path))
+
+
+# -- the pool and the search -----------------------------------------------------------------------
+
+def test_pool_covers_the_space_and_grows_when_asked_again(tmp_path):
+    study = schema_study(tmp_path / "s.db")
+    joined = study.choose_pool(200)
+    assert joined == study.counts()["pool"] and 200 <= joined <= 208
+    ids, coords, in_pool = study.store.projections()
+
+    def radius(pool):  # the farthest any class is from its nearest pool member
+        return max(np.sqrt(((coords[i:i + 2000, None, :] - pool[None]) ** 2).sum(-1).min(axis=1)).max()
+                   for i in range(0, len(coords), 2000))
+
+    # Coverage: the pool leaves no class as far out as random pools of the same size do.
+    rng = np.random.default_rng(0)
+    random_radius = min(radius(coords[rng.choice(len(coords), in_pool.sum(), replace=False)])
+                        for _ in range(5))
+    assert radius(coords[in_pool]) < random_radius
+    assert study.choose_pool(150) == 0  # already larger
+    assert study.choose_pool(300) == 100
+    kinds = [e[1] for e in study.events(10)]
+    assert kinds.count("pool") == 2
+
+
+def test_end_to_end_init_pool_search_with_growth_and_resume(tmp_path, task):
+    study = schema_study(tmp_path / "s.db", task=task)
+    study.featurize(pool=150, progress=False)
+    counts = study.counts()
+    assert counts["pool"] == counts["candidates"] >= 150
+    stats = study.run(budget=20, workers=0, progress=False, grow=12, grow_every=5)
+    assert stats["done"] == 20 and stats["grown"] >= 12
+    pool = [e for e in study.events(200) if e[1] == "pool"]
+    grew = [e for e in pool if '"how": "grow"' in e[4]]
+    assert grew and study.counts()["pool"] == counts["pool"] + stats["grown"]
+    assert study.counts()["candidates"] == study.counts()["pool"]  # the grown classes featurized
+    embeds = [e for e in study.events(500) if e[1] == "embed"]
+    assert 1 <= len(embeds) <= 1 + len(grew)  # recomputed only when the pool changed
+    # Resume in a new process's view: the results stay, the budget goes on.
+    again = aq.Study(str(tmp_path / "s.db"))
+    more = again.run(budget=25, workers=0, progress=False, grow=0)
+    assert more["done"] == 25 and more["evaluated"] == 5
+
+
+def test_grown_classes_are_the_nearest_to_the_best(tmp_path):
+    study = schema_study(tmp_path / "s.db")
+    study.choose_pool(100)
+    best = study.suggest(1)[0]
+    study.tell(best, 0.99)
+    added = study.grow(5, featurize=False)
+    assert len(added) == 5
+    feats = aq.output_features([str(best)] + added)
+    others = [n for n, in study.store.query("SELECT canonical FROM classes WHERE pool IS NULL AND "
+                                            "out_finite = 1 LIMIT 3000")]
+    far = aq.output_features(others)
+    d_added = np.sqrt(((feats[1:].astype(np.float64) - feats[0]) ** 2).sum(axis=1)).max()
+    d_rest = np.sqrt(((far.astype(np.float64) - feats[0]) ** 2).sum(axis=1))
+    assert (d_rest >= d_added).mean() > 0.99  # nearer than nearly every class left out
+
+
+def _worker(path, n_evals, out_queue):
+    study = aq.Study(path, owner=f"worker-{os.getpid()}")
+    told = []
+    while len(told) < n_evals:
+        claims = study.suggest(1)
+        if not claims:
+            break
+        for claim in claims:
+            assert study.tell(claim, fake_score(claim))
+            told.append(str(claim))
+    out_queue.put(told)
+
+
+@pytest.mark.slow
+def test_four_processes_on_a_schema_study_never_evaluate_a_class_twice(tmp_path):
+    path = str(tmp_path / "s.db")
+    study = schema_study(path)
+    study.choose_pool(60)
+    study.surrogate()
+    n = study.counts()["candidates"]
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_worker, args=(path, n, queue)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    told = [name for _ in procs for name in queue.get(timeout=300)]
+    for p in procs:
+        p.join(30)
+        assert p.exitcode == 0
+    assert len(told) == len(set(told)) == n
+    assert study.counts()["done"] == n
+
+
+def test_cli_on_a_schema_study(tmp_path, task, capsys):
+    path = str(tmp_path / "s.db")
+    assert main(["init", path, "--task", task, "--schema", SCHEMA, "--unary", ",".join(UNARY),
+                 "--no-progress"]) == 0
+    assert main(["featurize", path, "--pool", "100", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "the Fisher pool holds" in out
+    assert main(["search", path, "--budget", "12", "--workers", "0", "--grow", "6",
+                 "--grow-every", "4", "--no-progress"]) == 0
+    assert main(["status", path]) == 0
+    out = capsys.readouterr().out
+    assert "schema binary(unary(x),unary(unary(x))) (28,672 names" in out
+    assert "growth" in out and "embedding computed" in out
+    assert main(["members", path, "relu(x)", "--count"]) == 0
+    assert "names in the class of relu(x)" in capsys.readouterr().out
+    assert main(["export", path, "--csv", str(tmp_path / "all.csv"), "--all"]) == 0
+    n_classes = aq.Study(path).counts()["classes"]
+    assert f"exported {n_classes:,} classes" in capsys.readouterr().out
+    with open(tmp_path / "all.csv") as f:
+        assert sum(1 for _ in f) == n_classes + 1
+
+
+def test_a_version_1_study_is_upgraded_with_its_data(tmp_path):
+    path = tmp_path / "v1.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(V1_SCHEMA)
+    feat = aq.output_features(["tanh(x)"])[0]
+    conn.execute("INSERT INTO classes (canonical, n_members, out_hash, out_feat, out_finite, status, "
+                 "score, metrics, eval_index) VALUES ('tanh(x)', 1, 'abc', ?, 1, 'done', 0.7, '{}', 1)",
+                 (feat.tobytes(),))
+    conn.execute("INSERT INTO functions VALUES ('tanh(x)', 1)")
+    conn.execute("PRAGMA application_id = 1095848774")
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    study = aq.Study(str(path))
+    assert study.best()["name"] == "tanh(x)" and study.best()["score"] == 0.7
+    assert study.store.query("PRAGMA user_version")[0][0] == 2
+    study.add_functions(["mul(tanh(x),one(x))"])  # merges by the recomputed fingerprint
+    assert study.class_of("mul(tanh(x),one(x))") == "tanh(x)"
+
+
+V1_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO meta VALUES ('baselines', '["tanh"]'), ('regressor', '"knn"'), ('random_state', '42'),
+  ('lease_s', '600.0'), ('max_retries', '2'), ('features_version', '0'), ('order', '"surrogate"'),
+  ('task', 'null');
+CREATE TABLE classes (id INTEGER PRIMARY KEY, canonical TEXT NOT NULL UNIQUE,
+  n_members INTEGER NOT NULL DEFAULT 1, baseline INTEGER NOT NULL DEFAULT 0, out_hash TEXT,
+  out_feat BLOB, out_finite INTEGER, fisher_feat BLOB, fisher_ok INTEGER, fisher_reason TEXT,
+  status TEXT NOT NULL DEFAULT 'pending', score REAL, metrics TEXT, runtime REAL,
+  attempts INTEGER NOT NULL DEFAULT 0, error TEXT, claim_token TEXT, claim_owner TEXT,
+  claimed_at REAL, lease_until REAL, finished_at REAL, eval_index INTEGER UNIQUE);
+CREATE TABLE functions (name TEXT PRIMARY KEY, class_id INTEGER NOT NULL REFERENCES classes (id));
+CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, kind TEXT NOT NULL,
+  class_id INTEGER, owner TEXT, detail TEXT);
+CREATE TABLE embeddings (key TEXT PRIMARY KEY, n INTEGER NOT NULL, coords BLOB NOT NULL,
+  created REAL NOT NULL);
+"""
