@@ -144,7 +144,28 @@ def describe(bench: Benchmark, baselines: Sequence[str] = ("relu", "swish", "elu
         if i is not None and i in rank:
             lines.append(f"{bench.names[i]}: validation {val[i]:.4f}, test {test[i]:.4f}, rank "
                          f"{rank[i]} of {trained.size} (top {rank[i] / trained.size:.1%})")
+    if bench.runs is not None:
+        lines.extend(seed_spread(bench))
     return "\n".join(lines)
+
+
+def seed_spread(bench: Benchmark) -> List[str]:
+    """How much one class's validation accuracy moves between seeds, and whether the top 1% by a
+    single seed (seed 0) is still the top 1% by the median over seeds."""
+    runs = bench.runs["val_acc"]
+    all_runs = np.isfinite(runs).all(axis=1)
+    std = np.std(runs[all_runs], axis=1, ddof=1)
+    trained = np.flatnonzero(bench.trained & np.isfinite(runs[:, 0]))
+    k = max(1, int(np.ceil(0.01 * trained.size)))
+    by_seed0 = set(trained[np.argsort(-runs[trained, 0], kind="stable")[:k]].tolist())
+    by_median = set(trained[np.argsort(-bench.metrics["val_acc"][trained], kind="stable")[:k]].tolist())
+    diverged = int((np.isfinite(runs).any(axis=1) & ~all_runs).sum())
+    return [f"seeds: {bench.n_seeds} runs per class; standard deviation of a class's validation "
+            f"accuracy across seeds: median {np.median(std):.4f}, p90 "
+            f"{np.percentile(std, 90):.4f} (over {all_runs.sum()} classes whose runs all finished"
+            f"{f'; {diverged} classes have a diverged run' if diverged else ''})",
+            f"top 1% by seed 0 alone ({k} classes): {len(by_seed0 & by_median)} stay in the top 1% "
+            "by the median over seeds"]
 
 
 def _read_json(path: str) -> Any:

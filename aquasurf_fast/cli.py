@@ -411,12 +411,15 @@ def cmd_bench_replay(args) -> int:
     bench = load_benchmark(args.file)
     print(describe(bench), flush=True)
     result = replay(bench, strategies, trials=args.trials, budget=args.budget, seed=args.seed,
-                    n_embeddings=args.embeddings, progress=not args.no_progress)
+                    n_embeddings=args.embeddings, progress=not args.no_progress,
+                    pool_size=args.pool)
     pool = result.pool
+    seeds = f"median over {bench.n_seeds} seeds" if bench.n_seeds > 1 else "one seed"
     print(f"{len(pool)} candidates; top-1% = {max(1, math.ceil(0.01 * len(pool)))} classes "
           f"(validation accuracy >= {pool.top_threshold('top-1%'):.4f}); {args.trials} trials of "
           f"{result.budget} evaluations; medians over trials, share of trials that got there in "
-          "parentheses")
+          f"parentheses; regret in test accuracy ({seeds}) with its interquartile range; pool "
+          f"strategies start from {args.pool} featurized classes and the baselines")
     print(result.table())
     for path in result.plot(args.out):
         print(f"wrote {path}")
@@ -566,6 +569,9 @@ def _add_bench_parsers(sub) -> None:
                     help=f"comma-separated, from {', '.join(STRATEGIES)} (default: all)")
     sp.add_argument("--trials", type=int, default=50, help="searches per strategy (default 50)")
     sp.add_argument("--budget", type=int, default=100, help="evaluations per search (default 100)")
+    sp.add_argument("--pool", type=int, default=100,
+                    help="featurized classes the pool strategies start from, besides the baselines "
+                         "(default 100)")
     sp.add_argument("--seed", type=int, default=0, help="seed of the trials (default 0)")
     sp.add_argument("--embeddings", type=int, default=5,
                     help="UMAP seeds the trials cycle through (default 5; each is cached)")

@@ -14,6 +14,15 @@ Strategies (``STRATEGIES``):
 - ``gp-ucb``: Bayesian optimisation on the same 2-D union embedding: a Gaussian process (Matern 5/2
   plus noise, hyperparameters refitted every 10 evaluations) picks the highest upper confidence
   bound (mean + 2 standard deviations), after the same baselines.
+- ``pool-random``, ``pool-coverage`` and their ``+grow`` forms: ``aquasurf`` when only a pool of
+  classes has Fisher features, as in a large space (``Study.choose_pool``): the baselines plus
+  ``pool_size`` classes drawn at random (the original code's way) or chosen to cover the output
+  features; with ``+grow``, every ``GROW_EVERY`` evaluations the ``GROW`` classes nearest the best
+  so far join the pool and the embedding is recomputed. Each counts its Fisher featurizations.
+
+Two metrics: evaluations until a top-k class (by validation accuracy) was evaluated, and the
+regret of the class a search would pick (its best by validation accuracy) in the median test
+accuracy over the benchmark's seeds: noise that made one run lucky cannot win it.
 """
 from __future__ import annotations
 
@@ -29,10 +38,14 @@ import numpy as np
 from .benchmark import Benchmark, BenchmarkError
 from .search import DEFAULT_BASELINES, expression_name
 
-STRATEGIES = ("aquasurf", "random", "outputs", "fisher", "gp-ucb")
+POOL_STRATEGIES = ("pool-random", "pool-random+grow", "pool-coverage", "pool-coverage+grow")
+STRATEGIES = ("aquasurf", "random", "outputs", "fisher", "gp-ucb") + POOL_STRATEGIES
 # Which features each strategy's embedding is made of (None: no embedding).
 _EMBEDDING_OF = {"aquasurf": "union", "outputs": "outputs", "fisher": "fisher", "gp-ucb": "union",
                  "random": None}
+GROW = 20         # classes a growing pool adds per round
+GROW_EVERY = 10   # evaluations per round
+REGRET_AT = (25, 50, 100)
 UCB_KAPPA = 2.0
 GP_REFIT_EVERY = 10  # evaluations between fits of the Gaussian process's hyperparameters
 TOP_LEVELS = ("top-1", "top-5", "top-1%")
@@ -46,6 +59,7 @@ class Pool:
     names: List[str]
     val: np.ndarray           # float64 validation accuracy: what the strategies see
     test: np.ndarray          # float64 test accuracy: what is reported
+    test_median: np.ndarray   # float64 median test accuracy over the benchmark's seeds
     baselines: List[int]      # candidate positions of the baselines present, in order
     out_feats: np.ndarray
     fisher: Optional[np.ndarray]
@@ -81,8 +95,11 @@ def make_pool(bench: Benchmark, baselines: Sequence[str] = DEFAULT_BASELINES) ->
         row = bench.class_of(expression_name(b))
         if row is not None and row in position and position[row] not in base:
             base.append(position[row])
+    median = bench.median_test_acc()[rows]
     return Pool(rows=rows, names=names, val=bench.metrics["val_acc"][rows],
-                test=bench.metrics["test_acc"][rows], baselines=base, out_feats=out,
+                test=bench.metrics["test_acc"][rows],
+                test_median=np.where(np.isfinite(median), median, -np.inf), baselines=base,
+                out_feats=out,
                 fisher=None if bench.fisher is None else bench.fisher[rows])
 
 
@@ -188,16 +205,117 @@ def run_trial(strategy: str, pool: Pool, embeddings: Embeddings, budget: int, tr
     return np.array(chosen)
 
 
+def _coordinates(pool: Pool) -> np.ndarray:
+    """The pool's classes in the projection a study chooses its Fisher pool by (cached)."""
+    from .coverage import PROBE_STRIDE, Projection
+
+    cached = _COORDS.get(id(pool))
+    if cached is None or cached[0] is not pool:
+        projection = Projection.fit(pool.out_feats[:, ::PROBE_STRIDE])
+        cached = _COORDS[id(pool)] = (pool, projection.of_features(pool.out_feats))
+    return cached[1]
+
+
+_COORDS: Dict[int, tuple] = {}
+
+
+def _initial_pool(strategy: str, pool: Pool, pool_size: int, trial: int, seed: int) -> List[int]:
+    """The baselines plus ``pool_size`` classes, at random or by coverage; the same for a strategy
+    and its ``+grow`` form in one trial."""
+    from .coverage import choose_pool
+
+    base = list(pool.baselines)
+    rng = np.random.default_rng([seed, trial, 7])
+    if strategy.startswith("pool-random"):
+        rest = np.setdiff1d(np.arange(len(pool)), base)
+        picks = rng.choice(rest, min(pool_size, rest.size), replace=False)
+    else:
+        picks = choose_pool(_coordinates(pool), pool_size, base, int(rng.integers(2**31)))
+    return base + [int(p) for p in picks]
+
+
+def _grow(pool: Pool, members: List[int], evaluated: List[int], k: int) -> List[int]:
+    """The ``k`` classes outside ``members`` nearest (in output features) the best evaluated ones,
+    taking turns among the best three, as ``Study.grow`` does."""
+    from .coverage import nearest_rows
+    from .study_features import GROW_FROM
+
+    outside = np.ones(len(pool), dtype=bool)
+    outside[members] = False
+    best = sorted(evaluated, key=lambda i: -pool.val[i])[:GROW_FROM]
+    turns = [list(nearest_rows(pool.out_feats[b], pool.out_feats, k, ~outside)) for b in best]
+    added: List[int] = []
+    while len(added) < k and any(turns):
+        for turn in turns:
+            while turn and turn[0] in added:
+                turn.pop(0)
+            if turn and len(added) < k:
+                added.append(int(turn.pop(0)))
+    return added
+
+
+def run_pool_trial(strategy: str, pool: Pool, budget: int, trial: int, seed: int = 0,
+                   pool_size: int = 100, embeddings: Optional[Dict] = None):
+    """(evaluation order, Fisher featurizations done before each evaluation) of one search that
+    sees only a pool of featurized classes."""
+    from .surrogate import compute_embedding, make_regressor
+
+    if pool.fisher is None:
+        raise BenchmarkError("this benchmark has no Fisher features: the pool strategies need them")
+    members = _initial_pool(strategy, pool, pool_size, trial, seed)
+    budget = min(budget, len(pool))
+    if not strategy.endswith("+grow") and len(members) < budget:
+        raise ValueError(f"a pool of {len(members)} classes cannot last {budget} evaluations: "
+                         "use a larger pool or a smaller budget")
+    # The tie-break order, like the first pool, is shared with the strategy's +grow twin: up to
+    # the first growth both make the same choices.
+    tiebreak = np.random.default_rng([seed, trial, 8]).permutation(len(pool))
+    embeddings = {} if embeddings is None else embeddings
+    chosen = list(pool.baselines[:budget])
+    featurized = [len(members)] * len(chosen)
+    emb = None
+    grows, grown_at = strategy.endswith("+grow"), 0
+    while len(chosen) < budget:
+        # As Study.run: a round of growth every GROW_EVERY results, and whenever the pool is used up.
+        if grows and (len(chosen) - grown_at >= GROW_EVERY or set(members) <= set(chosen)):
+            members = members + _grow(pool, members, chosen, GROW)
+            grown_at, emb = len(chosen), None
+        if emb is None:
+            key = (tuple(sorted(members)), seed * 1000 + trial)
+            if key not in embeddings:
+                embeddings[key] = compute_embedding(pool.out_feats[members], pool.fisher[members],
+                                                    key[1])
+            emb, local = embeddings[key], np.array(key[0])
+        seen = np.isin(local, chosen)
+        if seen.all():
+            break  # the pool is used up (a fixed pool smaller than the budget)
+        idx = np.flatnonzero(np.isin(local, chosen))
+        y = pool.val[local[idx]]
+        if idx.size < 2 or np.ptp(y) == 0.0:
+            scores = np.zeros(local.size)
+        else:
+            model = make_regressor("knn", seed, idx.size)
+            model.fit(emb[idx].astype(np.float64), y)
+            scores = model.predict(emb.astype(np.float64))
+        scores = np.where(seen, -np.inf, scores)
+        pick = int(local[np.lexsort((tiebreak[local], -scores))[0]])
+        chosen.append(pick)
+        featurized.append(len(members))
+    return np.array(chosen), np.array(featurized)
+
+
 @dataclass
 class Replay:
     """The outcome of ``replay``: the evaluation order of every trial of every strategy."""
 
     pool: Pool
     budget: int
-    orders: Dict[str, np.ndarray]  # strategy -> [trials, budget] candidate positions
+    orders: Dict[str, np.ndarray]      # strategy -> [trials, budget] candidate positions
+    featurized: Dict[str, np.ndarray]  # strategy -> [trials, budget] Fisher featurizations so far
 
     def best_so_far(self, strategy: str, metric: str = "test") -> np.ndarray:
-        """[trials, budget]: the metric of the class with the best validation accuracy so far."""
+        """[trials, budget]: the metric ("val", "test" or "test_median") of the class with the best
+        validation accuracy so far."""
         order = self.orders[strategy]
         val = self.pool.val[order]
         best = np.maximum.accumulate(val, axis=1)
@@ -206,7 +324,19 @@ class Replay:
                                 axis=1)
         pos = np.maximum.accumulate(np.where(is_new, np.arange(val.shape[1]), 0), axis=1)
         incumbent = np.take_along_axis(order, pos, axis=1)
-        return (self.pool.val if metric == "val" else self.pool.test)[incumbent]
+        return getattr(self.pool, metric)[incumbent]
+
+    def regret(self, strategy: str) -> np.ndarray:
+        """[trials, budget]: how far the median test accuracy of the class a search would pick falls
+        short of the best median test accuracy of the benchmark (0: it holds the best class)."""
+        return self.pool.test_median.max() - self.best_so_far(strategy, "test_median")
+
+    def featurizations_to(self, strategy: str, level: str) -> np.ndarray:
+        """Per trial, Fisher featurizations done when a ``level`` class was first evaluated."""
+        e = self.evaluations_to(strategy, level)
+        done = self.featurized[strategy]
+        at = np.where(np.isfinite(e), e, self.budget).astype(int) - 1
+        return np.where(np.isfinite(e), done[np.arange(done.shape[0]), at], np.inf)
 
     def evaluations_to(self, strategy: str, level: str) -> np.ndarray:
         """Per trial, evaluations until a ``level`` class was evaluated (inf: not within budget)."""
@@ -222,22 +352,34 @@ class Replay:
                 e = self.evaluations_to(s, level)
                 row[level] = float(np.median(e))
                 row[level + " reached"] = float(np.isfinite(e).mean())
-            final = self.best_so_far(s)[:, -1]
-            row["test acc"] = float(np.median(final))
+            row["fisher to top-1%"] = float(np.median(self.featurizations_to(s, "top-1%")))
+            regret = self.regret(s)
+            for at in REGRET_AT:
+                if at <= self.budget:
+                    q = np.percentile(regret[:, at - 1], [25, 50, 75])
+                    row[f"regret@{at}"] = tuple(float(v) for v in q)
+            row["test acc"] = float(np.median(self.best_so_far(s)[:, -1]))
             row["val acc"] = float(np.median(self.best_so_far(s, "val")[:, -1]))
             rows.append(row)
         return rows
 
     def table(self) -> str:
-        """The summary as a Markdown table."""
+        """The summary as a Markdown table: medians over trials (the share of trials that got
+        there, and the interquartile range of the regret, in parentheses)."""
         def evals(x: float) -> str:
             return f">{self.budget}" if not math.isfinite(x) else f"{x:g}"
 
-        lines = ["| strategy | evals to top-1 | evals to top-5 | evals to top-1% | "
-                 f"best val acc at {self.budget} | its test acc |",
-                 "|---|---|---|---|---|---|"]
+        ats = [at for at in REGRET_AT if at <= self.budget]
+        lines = ["| strategy | evals to top-1 | evals to top-5 | evals to top-1% | Fisher features "
+                 "at top-1% | " + " | ".join(f"regret at {at}" for at in ats)
+                 + f" | best val acc at {self.budget} | its test acc |",
+                 "|---|---|---|---|---|" + "---|" * len(ats) + "---|---|"]
         for r in self.summary():
             cells = [f"{evals(r[lv])} ({r[lv + ' reached']:.0%})" for lv in TOP_LEVELS]
+            fisher = r["fisher to top-1%"]
+            cells.append(f"{fisher:g}" if math.isfinite(fisher) else "-")
+            cells += [f"{r[f'regret@{at}'][1]:.4f} ({r[f'regret@{at}'][0]:.4f}-"
+                      f"{r[f'regret@{at}'][2]:.4f})" for at in ats]
             lines.append(f"| {r['strategy']} | {' | '.join(cells)} | {r['val acc']:.4f} | "
                          f"{r['test acc']:.4f} |")
         return "\n".join(lines)
@@ -278,8 +420,9 @@ class Replay:
 def replay(bench: Benchmark, strategies: Sequence[str] = STRATEGIES, trials: int = 50,
            budget: int = 100, seed: int = 0, n_embeddings: int = 5,
            baselines: Sequence[str] = DEFAULT_BASELINES, cache: bool = True,
-           progress: bool = True) -> Replay:
-    """Replay ``trials`` searches of each strategy on ``bench``, ``budget`` evaluations each."""
+           progress: bool = True, pool_size: int = 100) -> Replay:
+    """Replay ``trials`` searches of each strategy on ``bench``, ``budget`` evaluations each; the
+    pool strategies start from ``pool_size`` featurized classes besides the baselines."""
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown:
         raise ValueError(f"unknown strategy {', '.join(unknown)}: use {', '.join(STRATEGIES)}")
@@ -292,20 +435,32 @@ def replay(bench: Benchmark, strategies: Sequence[str] = STRATEGIES, trials: int
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(strategies) * trials, desc="replay", unit="trial")
-    orders = {}
+    orders, featurized = {}, {}
+    pool_embeddings: Dict = {}  # shared by a pool strategy and its +grow form
+    n_budget = min(budget, len(pool))
     try:
         for s in strategies:
-            rows = []
+            rows, counts = [], []
             for t in range(trials):
-                rows.append(run_trial(s, pool, embeddings, budget, t, seed, n_embeddings))
+                if s in POOL_STRATEGIES:
+                    order, done = run_pool_trial(s, pool, budget, t, seed, pool_size,
+                                                 pool_embeddings)
+                else:
+                    order = run_trial(s, pool, embeddings, budget, t, seed, n_embeddings)
+                    # The full strategies featurize every candidate first; the others none.
+                    uses_fisher = _EMBEDDING_OF[s] in ("union", "fisher")
+                    done = np.full(order.size, len(pool) if uses_fisher else 0)
+                rows.append(order)
+                counts.append(done)
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix_str(s)
-            orders[s] = np.stack(rows)
+            orders[s], featurized[s] = np.stack(rows), np.stack(counts)
     finally:
         if bar is not None:
             bar.close()
-    return Replay(pool=pool, budget=min(budget, len(pool)), orders=orders)
+    return Replay(pool=pool, budget=n_budget, orders=orders, featurized=featurized)
 
 
-__all__ = ["STRATEGIES", "Embeddings", "Pool", "Replay", "make_pool", "replay", "run_trial"]
+__all__ = ["POOL_STRATEGIES", "STRATEGIES", "Embeddings", "Pool", "Replay", "make_pool", "replay",
+           "run_pool_trial", "run_trial"]
