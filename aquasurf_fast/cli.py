@@ -52,7 +52,7 @@ def _unary_ops(choice: str):
     return tuple(u.strip() for u in choice.split(",") if u.strip())
 
 
-def cmd_init(args) -> int:
+def cmd_init(args, next_step: bool = True) -> int:
     import aquasurf_fast as aq
     from .search import Study
     from .store import remove_study_files
@@ -95,7 +95,8 @@ def cmd_init(args) -> int:
     print(f"created {args.study} in {time.perf_counter() - t0:.1f} s: {c['names']:,} names in "
           f"{c['classes']:,} classes ({n_finite:,} with finite outputs); task "
           f"{study.settings['task'] or '-'}")
-    print(f"next: aquasurf featurize {args.study}")
+    if next_step:
+        print(f"next: aquasurf featurize {args.study}")
     return 0
 
 
@@ -357,7 +358,7 @@ def cmd_quickstart(args) -> int:
                                   unary="benchmark", baselines=None, regressor="knn",
                                   random_state=None, lease=None, max_retries=None, force=False,
                                   no_progress=args.no_progress)
-        cmd_init(init)
+        cmd_init(init, next_step=False)
     study = _open(args.study)
     study.featurize(progress=not args.no_progress)
     ns = argparse.Namespace(study=args.study, budget=args.budget, workers=args.workers,

@@ -33,7 +33,7 @@ def _color_limits(values: np.ndarray):
 def plot_study(study, out_dir: str) -> List[str]:
     """Write embedding_observed.png, embedding_predicted.png and best_so_far.png; return paths."""
     plt = pyplot()
-    results = [r for r in study.results() if r["status"] == "done"]
+    results = [r for r in study.results(members=False) if r["status"] == "done"]
     paths = []
 
     surrogate = study.surrogate()
@@ -87,7 +87,7 @@ def plot_study(study, out_dir: str) -> List[str]:
         sc = ax.scatter(emb[order, 0], emb[order, 1], c=pred[order], cmap="viridis", vmin=lo,
                         vmax=hi, s=size, lw=0)
         fig.colorbar(sc, ax=ax, label="predicted validation accuracy", extend="min")
-        evaluated = {r["class_id"] for r in study.results()}
+        evaluated = {r["class_id"] for r in study.results(members=False)}
         nxt = [i for i in np.argsort(-pred, kind="stable") if ids[i] not in evaluated][:5]
         if nxt:
             ax.scatter(emb[nxt, 0], emb[nxt, 1], marker="x", s=50, c="red", lw=1.5, zorder=4,

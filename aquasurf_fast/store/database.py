@@ -18,6 +18,7 @@ import numpy as np
 from .schema import APPLICATION_ID, CREATE, SCHEMA_VERSION, TABLES, UPGRADE_1_TO_2
 
 BUSY_TIMEOUT_MS = 60_000
+CACHE_KB = 256 * 1024
 
 
 class StudyError(ValueError):
@@ -83,6 +84,9 @@ class Database:
             # next to a training run).
             self.conn.execute("PRAGMA synchronous = FULL")
             self.conn.execute("PRAGMA foreign_keys = ON")
+            # A large space's class table and its fingerprint index outgrow SQLite's default 2 MB
+            # page cache; inserting millions of classes then rereads the index from disk.
+            self.conn.execute(f"PRAGMA cache_size = -{CACHE_KB}")
 
     # -- opening -----------------------------------------------------------------------------------
 
