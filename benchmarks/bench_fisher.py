@@ -1,11 +1,15 @@
 """Fisher-spectrum features per candidate: aquasurf_fast vs the plain-torch pipeline vs curvlinops.
 
 For each case (All-CNN-C with CIFAR-100 shapes at batch 32 and 128, a 784-512-512-10 MLP at batch
-128) it first checks our eigenvalues against the plain pipeline's, then warms up, then reports the
-median of repeats with a breakdown, the plain pipeline (forward hooks, unfold + matmul, float64
-eigvalsh, numpy histogram of the materialized pairs), curvlinops' KFAC factors (with the same
-eigvalsh and histogram after them), and the floor: the multiply-adds of the forward/backward
-convolutions and of our covariance products over this machine's measured float32 matmul rate.
+128, a small ViT on 3x32x32 images at batch 32 and 128) it first checks our eigenvalues against the
+plain pipeline's, then warms up, then reports the median of repeats with a breakdown, the plain
+pipeline (forward hooks, unfold + matmul, float64 eigvalsh, numpy histogram of the materialized
+pairs), curvlinops' KFAC factors (with the same eigvalsh and histogram after them), and the floor:
+the multiply-adds of the forward/backward convolutions and Linear layers and of our covariance
+products over this machine's measured float32 matmul rate. Module hooks never see the projections of
+nn.MultiheadAttention, so for the ViT the plain pipeline (and the floor) run on its explicit-Linear
+twin (fisher_reference.with_linear_attention: the same weights, the same function), and curvlinops
+is not run.
 Optionally (--candidates N) the throughput of fisher_features_for over N candidate functions.
 
     python benchmarks/bench_fisher.py [--repeats 3] [--device cpu] [--candidates 50]
@@ -26,8 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import aquasurf_fast as aq  # noqa: E402
 from aquasurf_fast import fisher as fz  # noqa: E402
+from aquasurf_fast.fisher_reference import with_linear_attention  # noqa: E402
 from _timing import sync  # noqa: E402
-from fisher_models import all_cnn_c, mlp  # noqa: E402
+from fisher_models import ViT, all_cnn_c, mlp  # noqa: E402
 
 
 # ------------------------------------------------------------------------------------------------
@@ -174,13 +179,16 @@ def median_of(timings, key=None):
     return statistics.median(t[key] for t in timings)
 
 
-def run_case(name, build, x, y, repeats, device, rate, with_curvlinops=True):
+def run_case(name, build, x, y, repeats, device, rate, with_curvlinops=True, twin=None):
+    """``twin(model)``, when given, is the model the plain pipeline, curvlinops and the floor see."""
     torch.manual_seed(42)
     model = build(nn.ReLU()).to(device)
+    theirs = twin(model) if twin is not None else model
     x, y = x.to(device), y.to(device)
     # correctness first
     f_ours, spec = ours(model, x, y, [])
-    f_plain, eigs = plain_pipeline(model, x, y, [])
+    f_plain, eigs = plain_pipeline(theirs, x, y, [])
+    assert len(spec.layers) == len(eigs), f"{name}: {len(spec.layers)} layers against the plain pipeline's {len(eigs)}"
     worst = 0.0
     for layer, (ea, eg) in zip(spec.layers, eigs):
         for got, want in ((layer.eig_A.ravel(), ea), (layer.eig_G.ravel(), eg)):
@@ -197,10 +205,10 @@ def run_case(name, build, x, y, repeats, device, rate, with_curvlinops=True):
     t_ours, t_plain, t_curv = [], [], []
     for _ in range(repeats):
         ours(model, x, y, t_ours)
-        plain_pipeline(model, x, y, t_plain)
+        plain_pipeline(theirs, x, y, t_plain)
         if with_curvlinops:
-            curvlinops_pipeline(model, x, y, t_curv)
-    floor = floor_flops(model, x) / rate
+            curvlinops_pipeline(theirs, x, y, t_curv)
+    floor = floor_flops(theirs, x) / rate
     row = {
         "case": name,
         "ours": median_of(t_ours),
@@ -243,6 +251,7 @@ def main():
     ap.add_argument("--throughput-batch", type=int, default=32)
     ap.add_argument("--no-curvlinops", action="store_true")
     ap.add_argument("--throughput-only", action="store_true", help="skip the per-candidate table")
+    ap.add_argument("--cases", nargs="+", help="only the cases whose name contains one of these words (e.g. vit)")
     args = ap.parse_args()
     if args.throughput_only:
         throughput(args.candidates or 50, args.device, args.throughput_batch)
@@ -251,12 +260,20 @@ def main():
     print(f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"float32 matmul rate {rate / 1e9:.0f} GFLOP/s")
     torch.manual_seed(0)
+    # (name, builder, inputs, targets, the model of the baselines)
     cases = [
-        ("All-CNN-C b32", all_cnn_c, torch.randn(32, 3, 32, 32), torch.randint(0, 100, (32,))),
-        ("All-CNN-C b128", all_cnn_c, torch.randn(128, 3, 32, 32), torch.randint(0, 100, (128,))),
-        ("MLP 784-512-512-10 b128", mlp, torch.randn(128, 1, 28, 28), torch.randint(0, 10, (128,))),
+        ("All-CNN-C b32", all_cnn_c, torch.randn(32, 3, 32, 32), torch.randint(0, 100, (32,)), None),
+        ("All-CNN-C b128", all_cnn_c, torch.randn(128, 3, 32, 32), torch.randint(0, 100, (128,)), None),
+        ("MLP 784-512-512-10 b128", mlp, torch.randn(128, 1, 28, 28), torch.randint(0, 10, (128,)), None),
+        ("ViT 4x128 b32", ViT, torch.randn(32, 3, 32, 32), torch.randint(0, 100, (32,)), with_linear_attention),
+        ("ViT 4x128 b128", ViT, torch.randn(128, 3, 32, 32), torch.randint(0, 100, (128,)), with_linear_attention),
     ]
-    rows = [run_case(n, b, x, y, args.repeats, args.device, rate, not args.no_curvlinops) for n, b, x, y in cases]
+    if args.cases:
+        cases = [c for c in cases if any(word.lower() in c[0].lower() for word in args.cases)]
+    # The ViT rows leave curvlinops out: how it treats parameters outside Linear and Conv2d layers
+    # (LayerNorm, the class token) is unverified, and the ViT's baseline is the plain pipeline.
+    rows = [run_case(n, b, x, y, args.repeats, args.device, rate, not args.no_curvlinops and twin is None, twin)
+            for n, b, x, y, twin in cases]
     cols = ["case", "ours", "fwd/bwd", "cov", "eigen", "hist", "plain", "curvlinops", "floor"]
     print()
     print("| " + " | ".join(cols) + " | plain/ours | curvlinops/ours | ours/floor |")

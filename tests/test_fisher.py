@@ -34,6 +34,14 @@ LAYER_CONFIGS = {
     "conv1d_pad": (lambda: nn.Conv1d(3, 5, 5, 1, 2), (3, 11)),
     "conv1d_same_dilated": (lambda: nn.Conv1d(3, 5, 4, 1, "same", dilation=2), (3, 11)),
     "conv1d_stride3_groups": (lambda: nn.Conv1d(4, 6, 3, 3, 1, groups=2), (4, 13)),
+    "conv3d_pad": (lambda: nn.Conv3d(3, 4, 3, 1, 1), (3, 5, 6, 7)),
+    "conv3d_strides_dilation_no_bias": (lambda: nn.Conv3d(2, 4, (3, 2, 3), (2, 1, 2), (1, 0, 2), dilation=(1, 2, 1),
+                                                          bias=False), (2, 7, 6, 8)),
+    "conv3d_same_dilated_groups": (lambda: nn.Conv3d(4, 6, (3, 2, 3), 1, "same", dilation=(2, 1, 1), groups=2),
+                                   (4, 6, 5, 6)),
+    "conv3d_depthwise_replicate": (lambda: nn.Conv3d(3, 3, 3, 1, 1, groups=3, padding_mode="replicate"), (3, 5, 5, 5)),
+    "conv3d_circular_stride": (lambda: nn.Conv3d(2, 3, 2, (1, 2, 1), 1, padding_mode="circular"), (2, 4, 5, 4)),
+    "conv3d_1x1x1": (lambda: nn.Conv3d(3, 5, 1), (3, 4, 4, 3)),
     "linear": (lambda: nn.Linear(7, 5), (7,)),
     "linear_no_bias": (lambda: nn.Linear(7, 5, bias=False), (7,)),
     "linear_tokens": (lambda: nn.Linear(6, 4), (5, 6)),
@@ -72,12 +80,50 @@ def test_input_factor_matches_definition(config, method, device):
     np.testing.assert_allclose(got_ev[big], want_ev[big], rtol=1e-4)
 
 
+CONV_CONFIGS = [name for name, (make, _) in LAYER_CONFIGS.items() if not isinstance(make(), nn.Linear)]
+
+
+@pytest.mark.parametrize("config", CONV_CONFIGS)
+def test_reference_patches_reproduce_the_convolution(config):
+    make, shape = LAYER_CONFIGS[config]
+    torch.manual_seed(9)
+    module = make().double()
+    x = torch.randn(3, *shape, dtype=torch.float64)
+    patches = ref.conv_patches_reference(module, x)  # [B, L, C * taps]
+    groups = module.groups
+    w = module.weight.reshape(groups, module.out_channels // groups, -1)  # [groups, out / groups, C / groups * taps]
+    rows = patches.reshape(*patches.shape[:2], groups, -1)
+    out = torch.einsum("blgi,goi->blgo", rows, w).reshape(*patches.shape[:2], -1)
+    if module.bias is not None:
+        out = out + module.bias
+    want = module(x).detach()
+    torch.testing.assert_close(out.transpose(1, 2).reshape(want.shape), want, rtol=1e-12, atol=1e-12)
+
+
+def test_cell_method_refuses_3d_convolutions():
+    module = nn.Conv3d(2, 3, 3, 1, 1)
+    with pytest.raises(ValueError, match="cell method needs a 1-D or 2-D stride-1 convolution"):
+        fz._input_factor(module, torch.randn(2, 2, 4, 4, 4), 2, "cells")
+
+
+SPECTRUM_MODELS = {
+    "conv2d": (lambda: nn.Sequential(nn.Conv2d(3, 8, 3, 1, 1), nn.Tanh(), nn.Conv2d(8, 8, 3, 2, 1, groups=2), nn.Tanh(),
+                                     nn.Conv2d(8, 6, 3, 1, 0), nn.Tanh(), nn.Flatten(), nn.Linear(6 * 3 * 3, 10)),
+               (3, 10, 10)),
+    "conv3d": (lambda: nn.Sequential(nn.Conv3d(2, 6, 3, 1, 1), nn.Tanh(), nn.Conv3d(6, 6, 3, 2, 1, groups=3), nn.Tanh(),
+                                     nn.Conv3d(6, 4, (1, 3, 3), 1, 0), nn.Tanh(), nn.Flatten(),
+                                     nn.Linear(4 * 3 * 1 * 1, 10)),
+               (2, 6, 5, 5)),
+}
+
+
 @pytest.mark.parametrize("device", DEVICES)
-def test_spectrum_matches_float64_definition(device):
+@pytest.mark.parametrize("case", list(SPECTRUM_MODELS))
+def test_spectrum_matches_float64_definition(case, device):
+    make, shape = SPECTRUM_MODELS[case]
     torch.manual_seed(1)
-    model = nn.Sequential(nn.Conv2d(3, 8, 3, 1, 1), nn.Tanh(), nn.Conv2d(8, 8, 3, 2, 1, groups=2), nn.Tanh(),
-                          nn.Conv2d(8, 6, 3, 1, 0), nn.Tanh(), nn.Flatten(), nn.Linear(6 * 3 * 3, 10)).to(device)
-    x = torch.randn(12, 3, 10, 10, device=device)
+    model = make().to(device)
+    x = torch.randn(12, *shape, device=device)
     y = torch.randint(0, 10, (12,), device=device)
     spec = aq.fisher_spectrum(model, x, y)
     # float64 sums of the same float32 activations and gradients (the forward pass itself is float32)
@@ -89,6 +135,24 @@ def test_spectrum_matches_float64_definition(device):
             assert got.shape == want.shape and got.dtype == np.float64
             big = want > 1e-6 * want.max()
             np.testing.assert_allclose(got[big], want[big], rtol=1e-4)
+
+
+def test_zero_gradient_rows_are_left_out_without_changing_g():
+    # The classifier reads token 0 only: the middle layer's output gradient is zero on the other
+    # tokens, so G is built from the 4 live rows (Gram path) but still divided by B * T = 20.
+    torch.manual_seed(10)
+
+    class FirstToken(nn.Module):
+        def forward(self, x):
+            return x[:, 0]
+
+    model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 8), FirstToken(), nn.Linear(8, 3))
+    x, y = torch.randn(4, 5, 6), torch.randint(0, 3, (4,))
+    spec = aq.fisher_spectrum(model, x, y)
+    want = ref.eigvals_reference(ref.layer_factors_reference(model, x, y)[1][2])
+    big = want > 1e-6 * want.max()
+    np.testing.assert_allclose(spec.layers[1].eig_G[big], want[big], rtol=1e-4)
+    assert spec.layers[1].eig_G.shape == (1, 8) and (spec.layers[1].eig_G[0, :4] == 0).all()
 
 
 def test_gram_path_has_the_nonzero_eigenvalues_of_the_factor():
