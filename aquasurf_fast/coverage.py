@@ -10,7 +10,7 @@ so the pool spreads over every region of the space, however few classes a region
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 
@@ -88,5 +88,19 @@ def nearest_rows(target: np.ndarray, points: np.ndarray, k: int,
     return rows[np.lexsort((rows, d2[rows]))]
 
 
+def take_turns(rankings: Sequence[Sequence[int]], k: int) -> List[int]:
+    """Up to ``k`` distinct items, taking the next unchosen one from each ranking in turn: the
+    classes that a growing pool adds near each of several best results."""
+    rankings = [list(r) for r in rankings]
+    chosen: List[int] = []
+    while len(chosen) < k and any(rankings):
+        for ranking in rankings:
+            while ranking and ranking[0] in chosen:
+                ranking.pop(0)
+            if ranking and len(chosen) < k:
+                chosen.append(int(ranking.pop(0)))
+    return chosen
+
+
 __all__ = ["DIMS", "PROBE_STRIDE", "Projection", "choose_pool", "nearest_rows", "probe_subset",
-           "squash"]
+           "squash", "take_turns"]

@@ -237,21 +237,13 @@ def _initial_pool(strategy: str, pool: Pool, pool_size: int, trial: int, seed: i
 def _grow(pool: Pool, members: List[int], evaluated: List[int], k: int) -> List[int]:
     """The ``k`` classes outside ``members`` nearest (in output features) the best evaluated ones,
     taking turns among the best three, as ``Study.grow`` does."""
-    from .coverage import nearest_rows
+    from .coverage import nearest_rows, take_turns
     from .study_features import GROW_FROM
 
-    outside = np.ones(len(pool), dtype=bool)
-    outside[members] = False
+    inside = np.zeros(len(pool), dtype=bool)
+    inside[members] = True
     best = sorted(evaluated, key=lambda i: -pool.val[i])[:GROW_FROM]
-    turns = [list(nearest_rows(pool.out_feats[b], pool.out_feats, k, ~outside)) for b in best]
-    added: List[int] = []
-    while len(added) < k and any(turns):
-        for turn in turns:
-            while turn and turn[0] in added:
-                turn.pop(0)
-            if turn and len(added) < k:
-                added.append(int(turn.pop(0)))
-    return added
+    return take_turns([nearest_rows(pool.out_feats[b], pool.out_feats, k, inside) for b in best], k)
 
 
 def run_pool_trial(strategy: str, pool: Pool, budget: int, trial: int, seed: int = 0,

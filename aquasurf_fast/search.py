@@ -6,7 +6,6 @@ the class back in the pool. Results belong to the whole equivalence class.
 """
 from __future__ import annotations
 
-import math
 import os
 import socket
 import time

@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
-from .coverage import Projection, choose_pool, nearest_rows
+from .coverage import Projection, choose_pool, nearest_rows, take_turns
 from .store import EmbeddingCache, StudyError, from_blob
 
 # Without --pool: every class with finite outputs up to this many, else DEFAULT_POOL of them.
@@ -145,13 +145,7 @@ class FeatureMixin:
             feats = aq.output_features([names[class_id]] + [cand[int(i)] for i in shortlist])
             d2 = ((feats[1:].astype(np.float64) - feats[0]) ** 2).sum(axis=1)
             turns.append([int(i) for i in shortlist[np.lexsort((shortlist, d2))]])
-        chosen: List[int] = []
-        while len(chosen) < k and any(turns):
-            for turn in turns:
-                while turn and turn[0] in chosen:
-                    turn.pop(0)
-                if turn and len(chosen) < k:
-                    chosen.append(turn.pop(0))
+        chosen = take_turns(turns, k)
         if not chosen:
             return []
         round_ = int(self.store.query("SELECT coalesce(max(pool) + 1, 0) FROM classes")[0][0])

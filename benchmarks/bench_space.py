@@ -16,7 +16,6 @@ import argparse
 import contextlib
 import io
 import os
-import resource
 import statistics
 import subprocess
 import sys

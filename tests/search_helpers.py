@@ -1,4 +1,6 @@
 """Synthetic search spaces and fake evaluations shared by the search tests (no engine needed)."""
+import os
+
 import numpy as np
 import aquasurf_fast as aq
 
@@ -32,3 +34,17 @@ def fake_score(name: str) -> float:
 
 def fake_evaluate(name: str) -> float:
     return fake_score(name)
+
+
+def suggest_and_tell_worker(path, n_evals, out_queue):
+    """Suggest and tell until the pool is empty, as a separate process would; puts what it told."""
+    study = aq.Study(path, owner=f"worker-{os.getpid()}")
+    told = []
+    while len(told) < n_evals:
+        claims = study.suggest(1)
+        if not claims:
+            break
+        for claim in claims:
+            assert study.tell(claim, fake_score(claim), loss=1.0)
+            told.append(str(claim))
+    out_queue.put(told)

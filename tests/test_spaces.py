@@ -1,7 +1,6 @@
 """Schema-backed and names-file study spaces: compact storage, lookups, the Fisher pool and its
 growth, against the engine's name path (aq.equivalence_classes) on the same names."""
 import multiprocessing as mp
-import os
 import sqlite3
 
 import numpy as np
@@ -13,7 +12,7 @@ from aquasurf_fast.cli import main
 from aquasurf_fast.reference import farthest_points_numpy
 from aquasurf_fast.search import DEFAULT_BASELINES
 from bench_helpers import FAKE_TASK
-from search_helpers import fake_score
+from search_helpers import suggest_and_tell_worker
 
 # 7 x 16 x 16^2 = 28,672 names: tens of thousands, a few seconds end to end.
 UNARY = ("zero", "one", "identity", "negative", "abs", "square", "exp", "tanh", "sigmoid", "relu",
@@ -229,19 +228,6 @@ def test_grown_classes_are_the_nearest_to_the_best(tmp_path):
     assert (d_rest >= d_added).mean() > 0.99  # nearer than nearly every class left out
 
 
-def _worker(path, n_evals, out_queue):
-    study = aq.Study(path, owner=f"worker-{os.getpid()}")
-    told = []
-    while len(told) < n_evals:
-        claims = study.suggest(1)
-        if not claims:
-            break
-        for claim in claims:
-            assert study.tell(claim, fake_score(claim))
-            told.append(str(claim))
-    out_queue.put(told)
-
-
 @pytest.mark.slow
 def test_four_processes_on_a_schema_study_never_evaluate_a_class_twice(tmp_path):
     path = str(tmp_path / "s.db")
@@ -251,7 +237,7 @@ def test_four_processes_on_a_schema_study_never_evaluate_a_class_twice(tmp_path)
     n = study.counts()["candidates"]
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(path, n, queue)) for _ in range(4)]
+    procs = [ctx.Process(target=suggest_and_tell_worker, args=(path, n, queue)) for _ in range(4)]
     for p in procs:
         p.start()
     told = [name for _ in procs for name in queue.get(timeout=300)]

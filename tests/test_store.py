@@ -9,21 +9,7 @@ import pytest
 import aquasurf_fast as aq
 from aquasurf_fast import store as aq_store
 from aquasurf_fast.store import StudyError
-from search_helpers import fake_score, make_study, synthetic_space
-
-
-def _worker(path, n_evals, out_queue):
-    """Suggest and tell until the pool is empty, as a separate process would."""
-    study = aq.Study(path, owner=f"worker-{os.getpid()}")
-    told = []
-    while len(told) < n_evals:
-        claims = study.suggest(1)
-        if not claims:
-            break
-        for claim in claims:
-            assert study.tell(claim, fake_score(claim), loss=1.0)
-            told.append(str(claim))
-    out_queue.put(told)
+from search_helpers import fake_score, make_study, suggest_and_tell_worker, synthetic_space
 
 
 def test_features_are_float32_blobs(tmp_path):
@@ -52,7 +38,7 @@ def test_four_processes_never_evaluate_a_class_twice_nor_lose_a_result(tmp_path)
     n_classes = study.counts()["classes"]
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(path, n_classes, queue)) for _ in range(4)]
+    procs = [ctx.Process(target=suggest_and_tell_worker, args=(path, n_classes, queue)) for _ in range(4)]
     for p in procs:
         p.start()
     told = [name for _ in procs for name in queue.get(timeout=120)]
