@@ -103,6 +103,7 @@ setup(
     extras_require={
         "search": ["umap-learn>=0.5.4", "scikit-learn>=1.1", "matplotlib>=3.5", "mnist1d>=0.0.2"],
         "ray": ["ray>=2.9"],
+        "optuna": ["optuna>=4"],
         "cuda": ["cupy-cuda12x"],
         # The curvlinops agreement test (tests/test_fisher.py) is skipped without it. It is not
         # listed: its dependency chain (backpack-for-pytorch -> torchvision) pins a newer torch

@@ -42,7 +42,7 @@ from .optuna_cache import EmbeddingFiles, fisher_features_cached
 from .optuna_space import ActivationSpace, as_space
 from .optuna_trials import read_history
 from .search import DEFAULT_BASELINES, expression_name
-from .surrogate import Surrogate, make_regressor
+from .surrogate import Surrogate, make_regressor, rank_by_prediction
 
 
 class AquaSurfSampler(optuna.samplers.BaseSampler):
@@ -175,12 +175,7 @@ class AquaSurfSampler(optuna.samplers.BaseSampler):
         idx = [position[c] for c in sorted(scores) if c in position]
         surrogate = Surrogate(self.regressor, self.seed, cache=self._embeddings)
         surrogate.fit(*self._features, idx, [scores[int(cand[i])] for i in idx])
-        pred = surrogate.predict()
-        # Ties (and the start, with nothing to learn from) follow a fixed random order, not the
-        # class order, so that the first draws are spread over the space.
-        tiebreak = np.random.RandomState(self.seed).permutation(cand.size)
-        key = np.where(np.isfinite(pred), pred, -np.inf)
-        return cand[np.lexsort((tiebreak, -key))].tolist()
+        return rank_by_prediction(cand, surrogate.predict(), self.seed).tolist()
 
     def _classes_of_choices(self, choices: tuple) -> Tuple[Dict[Any, int], Dict[int, Any]]:
         """(choice -> class, class -> the choice that names it), kept for the last choices seen."""

@@ -15,8 +15,8 @@ import numpy as np
 
 from . import _C
 from .expr import ParseError, SchemaSpace, canonical_name
-from .features import equivalence_classes, output_features, schema_classes
-from .search import DEFAULT_BASELINES, expression_name
+from .features import output_features, schema_classes
+from .search import DEFAULT_BASELINES
 
 
 class ActivationSpace:
@@ -82,14 +82,9 @@ class ActivationSpace:
 
         Raises ``ParseError`` (a ``ValueError``) naming the first name that is not an expression.
         """
-        wanted = [expression_name(b) for b in baselines]
-        names = list(dict.fromkeys(canonical_name(n) for n in list(names) + wanted))
-        # A class holding a baseline is named by it, as in a study: "relu(x)" rather than an
-        # equivalent "mul(relu(x),one(x))".
-        wanted = set(wanted)
-        classes = [sorted(members, key=lambda m: m not in wanted)
-                   for members in equivalence_classes(names)]
-        return cls(classes, output_features([members[0] for members in classes]))
+        from .study_space import classes_with_baselines
+
+        return cls(*classes_with_baselines(names, baselines))
 
     @classmethod
     def from_schema(cls, schema, baselines: Sequence[str] = DEFAULT_BASELINES) -> "ActivationSpace":
@@ -196,8 +191,10 @@ def read_study(path: str) -> dict:
 
     study = Study(path, create=False)
     try:
+        # Classes without stored output features are never candidates; in a study of a large
+        # space they are the millions outside the Fisher pool, and are left out.
         rows = study.store.query("SELECT id, canonical, out_feat, fisher_feat, fisher_ok "
-                                 "FROM classes ORDER BY id")
+                                 "FROM classes WHERE out_feat IS NOT NULL ORDER BY id")
         members = study.store.query("SELECT class_id, name FROM functions ORDER BY rowid")
         embeddings = study.store.query("SELECT key, n, coords FROM embeddings")
     finally:
@@ -205,11 +202,9 @@ def read_study(path: str) -> dict:
     position = {row[0]: i for i, row in enumerate(rows)}
     classes = [[row[1]] for row in rows]
     for class_id, name in members:
-        if name != rows[position[class_id]][1]:
+        if class_id in position and name != rows[position[class_id]][1]:
             classes[position[class_id]].append(name)
-    # A class without output features (never featurized) can never be a candidate: NaN says so.
-    out = np.stack([from_blob(r[2]) if r[2] is not None else np.full(1000, np.nan, np.float32)
-                    for r in rows]) if rows else np.zeros((0, 1000), np.float32)
+    out = np.stack([from_blob(r[2]) for r in rows]) if rows else np.zeros((0, 1000), np.float32)
     ok = np.array([bool(r[4]) and r[3] is not None for r in rows], dtype=bool)
     fisher = None
     if ok.any():

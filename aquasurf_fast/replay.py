@@ -238,7 +238,7 @@ def _grow(pool: Pool, members: List[int], evaluated: List[int], k: int) -> List[
     """The ``k`` classes outside ``members`` nearest (in output features) the best evaluated ones,
     taking turns among the best three, as ``Study.grow`` does."""
     from .coverage import nearest_rows, take_turns
-    from .study_features import GROW_FROM
+    from .study_pool import GROW_FROM
 
     inside = np.zeros(len(pool), dtype=bool)
     inside[members] = True

@@ -28,6 +28,21 @@ def baseline_forms(baselines: Sequence[str]) -> List[str]:
     return [form for b in baselines for form in (b, expression_name(b))]
 
 
+def classes_with_baselines(names: Sequence[str], baselines: Sequence[str]):
+    """(classes, output features of their first members): the equivalence classes of ``names``
+    and the baselines, each class holding a baseline named by it ("relu(x)" reads better than the
+    engine's "mul(relu(x),one(x))", and reports compare against the baselines by name). Raises
+    ``ParseError`` naming the first name that is not an expression."""
+    import aquasurf_fast as aq
+
+    wanted = [expression_name(b) for b in baselines]
+    names = list(dict.fromkeys(str(aq.parse(n)) for n in list(names) + wanted))
+    wanted = set(wanted)
+    classes = [sorted(members, key=lambda m: m not in wanted)
+               for members in aq.equivalence_classes(names)]
+    return classes, aq.output_features([members[0] for members in classes])
+
+
 class _Fingerprints:
     """The fingerprints of the classes already in a study, for merging a new space into them."""
 
@@ -73,18 +88,7 @@ class SpaceMixin:
         Uses the engine: ``aq.equivalence_classes`` and ``aq.output_features``. For millions of
         names use ``add_schema`` or ``add_names_file``. Returns (new classes, new names).
         """
-        import aquasurf_fast as aq
-
-        baselines = [expression_name(b) for b in self.settings["baselines"]]
-        names = list(dict.fromkeys(list(names) + baselines))
-        canonical = [str(aq.parse(n)) for n in names]
-        names = list(dict.fromkeys(canonical))
-        classes = aq.equivalence_classes(names)
-        # A class holding a baseline is named by it: "relu(x)" reads better than the engine's
-        # canonical "mul(relu(x),one(x))", and reports compare against the baselines by name.
-        wanted = set(baselines)
-        classes = [sorted(members, key=lambda m: m not in wanted) for members in classes]
-        feats = aq.output_features([members[0] for members in classes])
+        classes, feats = classes_with_baselines(names, self.settings["baselines"])
         finite = np.isfinite(feats).all(axis=1)
         sample = [classes[i][0] for i in np.flatnonzero(finite)[:SAMPLE]]
         return self.add_classes(classes, feats, projection=self._projection(sample))
@@ -160,6 +164,8 @@ class SpaceMixin:
                 ids = index.assign(prints)
                 raw = np.ascontiguousarray(prints, dtype="<u8").tobytes()
                 for k in np.flatnonzero(ids >= len(reps)):
+                    if ids[k] != len(reps):
+                        continue  # a second name of a class that is new in this chunk
                     reps.append(names[k])
                     rep_lines.append(int(lines[fresh[k]]))
                     finite.append(bool(fin[k]))

@@ -23,7 +23,6 @@ import optuna
 import aquasurf_fast as aq
 from aquasurf_fast.optuna import AquaSurfSampler
 from aquasurf_fast.tasks import mnist1d
-from aquasurf_fast.tasks._train import train_classifier
 
 
 def main(argv=None) -> None:
@@ -44,9 +43,7 @@ def main(argv=None) -> None:
     def objective(trial: optuna.Trial) -> float:
         lr = trial.suggest_float("lr", 1e-4, 3e-2, log=True)
         activation = trial.suggest_categorical("activation", sampler.choices)
-        result = train_classifier(mnist1d.build, aq.Activation(activation), mnist1d.splits(),
-                                  epochs=mnist1d.EPOCHS, batch_size=mnist1d.BATCH_SIZE, lr=lr,
-                                  seed=mnist1d.SEED)
+        result = mnist1d.train_eval(aq.Activation(activation), lr=lr)
         trial.set_user_attr("test_acc", result["test_acc"])
         # A diverged training still has an accuracy (a poor one): it is reported as a value. Raise
         # instead (or return NaN) to have the trial counted as failed; the sampler handles both.

@@ -48,3 +48,20 @@ def suggest_and_tell_worker(path, n_evals, out_queue):
             assert study.tell(claim, fake_score(claim), loss=1.0)
             told.append(str(claim))
     out_queue.put(told)
+
+
+def told_by_workers(path, n_evals, n_workers=4, timeout=300):
+    """Names told by ``n_workers`` spawned processes that suggest and tell on one study file."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=suggest_and_tell_worker, args=(path, n_evals, queue))
+             for _ in range(n_workers)]
+    for p in procs:
+        p.start()
+    told = [name for _ in procs for name in queue.get(timeout=timeout)]
+    for p in procs:
+        p.join(30)
+        assert p.exitcode == 0
+    return told

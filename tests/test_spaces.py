@@ -1,6 +1,5 @@
 """Schema-backed and names-file study spaces: compact storage, lookups, the Fisher pool and its
 growth, against the engine's name path (aq.equivalence_classes) on the same names."""
-import multiprocessing as mp
 import sqlite3
 
 import numpy as np
@@ -12,7 +11,7 @@ from aquasurf_fast.cli import main
 from aquasurf_fast.reference import farthest_points_numpy
 from aquasurf_fast.search import DEFAULT_BASELINES
 from bench_helpers import FAKE_TASK
-from search_helpers import suggest_and_tell_worker
+from search_helpers import told_by_workers
 
 # 7 x 16 x 16^2 = 28,672 names: tens of thousands, a few seconds end to end.
 UNARY = ("zero", "one", "identity", "negative", "abs", "square", "exp", "tanh", "sigmoid", "relu",
@@ -235,15 +234,7 @@ def test_four_processes_on_a_schema_study_never_evaluate_a_class_twice(tmp_path)
     study.choose_pool(60)
     study.surrogate()
     n = study.counts()["candidates"]
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    procs = [ctx.Process(target=suggest_and_tell_worker, args=(path, n, queue)) for _ in range(4)]
-    for p in procs:
-        p.start()
-    told = [name for _ in procs for name in queue.get(timeout=300)]
-    for p in procs:
-        p.join(30)
-        assert p.exitcode == 0
+    told = told_by_workers(path, n)
     assert len(told) == len(set(told)) == n
     assert study.counts()["done"] == n
 

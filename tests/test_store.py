@@ -1,4 +1,3 @@
-import multiprocessing as mp
 import os
 import sqlite3
 import time
@@ -9,7 +8,7 @@ import pytest
 import aquasurf_fast as aq
 from aquasurf_fast import store as aq_store
 from aquasurf_fast.store import StudyError
-from search_helpers import fake_score, make_study, suggest_and_tell_worker, synthetic_space
+from search_helpers import fake_score, make_study, told_by_workers, synthetic_space
 
 
 def test_features_are_float32_blobs(tmp_path):
@@ -36,15 +35,7 @@ def test_four_processes_never_evaluate_a_class_twice_nor_lose_a_result(tmp_path)
     study = make_study(path, n_extra=32)
     study.surrogate()  # fit the embedding once; the workers read it from the file
     n_classes = study.counts()["classes"]
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    procs = [ctx.Process(target=suggest_and_tell_worker, args=(path, n_classes, queue)) for _ in range(4)]
-    for p in procs:
-        p.start()
-    told = [name for _ in procs for name in queue.get(timeout=120)]
-    for p in procs:
-        p.join(30)
-        assert p.exitcode == 0
+    told = told_by_workers(path, n_classes)
     assert len(told) == len(set(told)) == n_classes
     results = {r["name"]: r["score"] for r in study.results()}
     assert len(results) == n_classes

@@ -45,18 +45,24 @@ class ClassTables:
             if projection is not None and len(classes):
                 coords = projection.of_features(np.where(np.isfinite(out_feats), out_feats, 0))
         n_classes = n_names = 0
+        spaces = self.spaces()
         with self.transaction() as c:
             for i, members in enumerate(classes):
+                named_by = [m for m in members if m in baselines]
+                # A name that a schema or names file of the study holds is there already.
                 members = [m for m in members
-                           if not c.execute("SELECT 1 FROM functions WHERE name = ?", (m,)).fetchone()]
-                if not members:
+                           if not c.execute("SELECT 1 FROM functions WHERE name = ?", (m,)).fetchone()
+                           and not any(self.index_in_space(sid, src, m) is not None
+                                       for sid, src in spaces)]
+                if not members and not named_by:
                     continue
                 row = None if out_feats is None else out_feats[i]
                 hit = None
                 if keys[i] is not None:
                     hit = c.execute("SELECT id, baseline FROM classes WHERE out_hash = ?",
                                     (keys[i],)).fetchone()
-                named_by = [m for m in members if m in baselines]
+                if hit is None and not members:
+                    continue  # every name is held already and no class has these outputs
                 if hit is None:
                     finite = None if row is None else int(np.isfinite(row).all())
                     cur = c.execute(

@@ -84,7 +84,9 @@ def fisher_batch():
     return first_training_batch(splits(), FISHER_BATCH)
 
 
-def train_eval(activation: nn.Module, seed: int = SEED, epochs: int = EPOCHS) -> dict:
-    """Train for ``epochs`` epochs with Adam; validation and test accuracy and losses, runtime."""
+def train_eval(activation: nn.Module, seed: int = SEED, epochs: int = EPOCHS,
+               lr: float = LR) -> dict:
+    """Train for ``epochs`` epochs with Adam at learning rate ``lr``; validation and test accuracy
+    and losses, runtime."""
     return train_classifier(build, activation, splits(), epochs=epochs, batch_size=BATCH_SIZE,
-                            lr=LR, seed=seed)
+                            lr=lr, seed=seed)
