@@ -194,12 +194,18 @@ class Study(SpaceMixin, PoolMixin, FeatureMixin, RunMixin, ResultsMixin):
             self.store.expire_leases(c, time.time())
         base_ids = []
         for name in meta["baselines"]:
-            row = self.store.query("SELECT class_id FROM functions WHERE name IN (?, ?)",
-                                   (name, expression_name(name)))
-            if row and row[0][0] not in base_ids:
-                base_ids.append(row[0][0])
-        pending_base = self.store.query(
-            "SELECT id FROM classes WHERE status = 'pending' AND baseline = 1")
+            # As given ("elu" may be a class's own name) or as an expression; explicit, or held
+            # by a names file.
+            for form in dict.fromkeys((name, expression_name(name))):
+                try:
+                    class_id = self.store.class_of(form)[0]
+                except ValueError:
+                    continue
+                if class_id not in base_ids:
+                    base_ids.append(class_id)
+                break
+        pending_base = [cid for cid in base_ids if self.store.query(
+            "SELECT status FROM classes WHERE id = ?", (cid,))[0][0] == "pending"]
         # The surrogate is fitted outside the write lock: the first fit of a large space takes a
         # while (UMAP), and other processes must keep writing meanwhile. The ranking is re-checked
         # against the statuses inside the transaction.

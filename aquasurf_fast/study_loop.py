@@ -71,16 +71,17 @@ class RunMixin:
                 counts = self.counts()
                 want = budget - counts["done"] - counts["running"]
                 free = executor.free_slots()
-                if want > 0 and free > 0:
-                    for claim in self.suggest(min(free, want)):
-                        executor.submit(claim.token, str(claim))
-                        in_flight[claim.token] = claim
+                claims = self.suggest(min(free, want)) if want > 0 and free > 0 else []
+                for claim in claims:
+                    executor.submit(claim.token, str(claim))
+                    in_flight[claim.token] = claim
                 if not in_flight:
                     if counts["done"] >= budget:
                         break
-                    if counts["running"] == 0 and (want <= 0 or counts["pending"] == 0
+                    if counts["running"] == 0 and (want <= 0 or counts["pending"] == 0 or not claims
                                                    or not self._has_pending_candidate()):
-                        break  # the pool is exhausted
+                        # The pool is exhausted: nobody holds a claim and nothing is suggested.
+                        break
                     # Others hold the remaining claims: wait for their results or lease expiry.
                     time.sleep(min(1.0, max(poll_s, lease_s / 20)))
                     continue

@@ -154,10 +154,13 @@ class SpaceMixin:
         finite: List[bool] = []
         keys: List[bytes] = []
         seen = set()  # 64-bit name hashes: a repeated name is a duplicate line, in no class
+        earlier = self.store.spaces()  # a name they hold is counted there, not again here
         try:
             for lines, names in source.chunks():
                 hashes = [name_hash(n) for n in names]
-                fresh = [k for k, h in enumerate(hashes) if not (h in seen or seen.add(h))]
+                fresh = [k for k, h in enumerate(hashes) if not (h in seen or seen.add(h))
+                         and not any(self.store.index_in_space(sid, src, names[k]) is not None
+                                     for sid, src in earlier)]
                 names = [names[k] for k in fresh]
                 feats = aq.output_features(names)
                 prints, fin = _C.hash_rows(feats)
