@@ -1,8 +1,9 @@
 """Which classes of a large space get Fisher features: a pool that covers the output-feature space.
 
 Every class is described by a low-dimensional projection of its output features (``Projection``):
-its values at every 8th probe input, each mapped through sign(v) log(1 + |v|) so that functions
-reaching 1e30 do not drown the rest, projected on the principal axes of a sample of the space.
+its values at every 8th probe input, clipped to +-20 and mapped through sign(v) log(1 + |v|) so
+that functions reaching 1e30 do not drown the rest, projected on the principal axes of a sample of
+the space.
 ``choose_pool`` picks classes by farthest-point selection in that projection (the C++ kernel
 ``_C.farthest_points``): each new class is the one farthest from all classes already in the pool,
 so the pool spreads over every region of the space, however few classes a region holds.
@@ -19,6 +20,7 @@ from . import _C
 PROBE_STRIDE = 8  # the projection reads every 8th of the 1,000 probe inputs
 DIMS = 8          # and keeps 8 principal axes
 SAMPLE = 20_000   # classes whose features fit the axes
+CLIP = 20.0       # output values beyond this count as this (see squash)
 
 
 def probe_subset() -> np.ndarray:
@@ -29,8 +31,11 @@ def probe_subset() -> np.ndarray:
 
 
 def squash(values: np.ndarray) -> np.ndarray:
-    """sign(v) log(1 + |v|), in float64: keeps the shape of a function, tames its magnitude."""
-    v = np.asarray(values, dtype=np.float64)
+    """sign(v) log(1 + |v|) of v clipped to +-CLIP, in float64: keeps the shape of a function and
+    tames its magnitude. Beyond CLIP (on inputs within +-5) a function overflows a network in any
+    case; clipping gathers such functions, so that covering the space does not spend the pool on
+    ever wilder ones (their Fisher features fail)."""
+    v = np.clip(np.asarray(values, dtype=np.float64), -CLIP, CLIP)
     return np.sign(v) * np.log1p(np.abs(v))
 
 

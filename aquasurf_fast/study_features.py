@@ -15,6 +15,9 @@ import numpy as np
 from .store import EmbeddingCache, StudyError, from_blob
 
 
+MAX_TOP_UPS = 8  # rounds of topping the pool up after failed Fisher features
+
+
 class FeatureMixin:
     """The parts of ``Study`` that compute features and fit the surrogate."""
 
@@ -64,40 +67,24 @@ class FeatureMixin:
         # Explicit classes added without features get them first: the pool is chosen among
         # classes whose outputs are known to be finite.
         n_out = self._fill_output_features("space_id IS NULL")
-        self.choose_pool(pool)
-        n_out += self._fill_output_features("pool IS NOT NULL")
+        n_fisher = 0
+        # A pool class whose Fisher features fail (its activations overflow in the model) is no
+        # candidate: the pool is topped up until it holds the classes asked for with valid or
+        # pending features, or the space runs out.
+        for _ in range(MAX_TOP_UPS):
+            joined = self.choose_pool(pool)
+            n_out += self._fill_output_features("pool IS NOT NULL")
+            todo = self.store.query("SELECT id, canonical FROM classes WHERE pool IS NOT NULL AND "
+                                    "fisher_ok IS NULL AND out_finite = 1 ORDER BY pool, id")
+            self._compute_fisher([name for _, name in todo], build, inputs, targets, featurizer,
+                                 chunk, seed, device, progress, executor)
+            n_fisher += len(todo)
+            if not joined:
+                break
         with self.store.transaction() as c:
             n_bad = c.execute(
                 "UPDATE classes SET fisher_ok = 0, fisher_reason = 'non-finite output features' "
                 "WHERE out_finite = 0 AND fisher_ok IS NULL AND space_id IS NULL").rowcount
-        todo = self.store.query("SELECT id, canonical FROM classes WHERE pool IS NOT NULL AND "
-                                "fisher_ok IS NULL AND out_finite = 1 ORDER BY pool, id")
-        if todo:
-            from .featurize import FisherChunkJob, run_chunks
-
-            spec = self.settings.get("task")
-            if (build is None or inputs is None) and not spec:
-                raise StudyError("this study has no task: pass build, inputs and targets, or "
-                                 "create the study with a task")
-            job = FisherChunkJob(spec, build, inputs, targets, featurizer, seed, device)
-            chunks = [[name for _, name in todo[i:i + chunk]] for i in range(0, len(todo), chunk)]
-            bar = None
-            if progress:
-                from tqdm.auto import tqdm
-
-                bar = tqdm(total=len(todo), desc="Fisher features", unit="fn")
-            try:
-                if executor is None:
-                    for names in chunks:
-                        self.set_fisher_features(names, *job(" ".join(names)))
-                        if bar is not None:
-                            bar.update(len(names))
-                else:
-                    run_chunks(executor, job, chunks, self.set_fisher_features,
-                               int(self.settings["max_retries"]), bar)
-            finally:
-                if bar is not None:
-                    bar.close()
         self._bump_features()
         if embed and self.counts()["candidates"]:
             # Fit UMAP now, once, so that the search's first surrogate suggestion does not keep every
@@ -107,7 +94,38 @@ class FeatureMixin:
             if progress:
                 print(f"embedded {self.counts()['candidates']} candidates in "
                       f"{time.perf_counter() - t0:.1f} s", flush=True)
-        return {"output": n_out, "fisher": len(todo), "non_finite": n_bad}
+        return {"output": n_out, "fisher": n_fisher, "non_finite": n_bad}
+
+    def _compute_fisher(self, names, build, inputs, targets, featurizer, chunk, seed, device,
+                        progress, executor) -> None:
+        """Fisher features of ``names`` in committed chunks, in this process or by ``executor``."""
+        if not names:
+            return
+        from .featurize import FisherChunkJob, run_chunks
+
+        spec = self.settings.get("task")
+        if (build is None or inputs is None) and not spec:
+            raise StudyError("this study has no task: pass build, inputs and targets, or "
+                             "create the study with a task")
+        job = FisherChunkJob(spec, build, inputs, targets, featurizer, seed, device)
+        chunks = [names[i:i + chunk] for i in range(0, len(names), chunk)]
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(names), desc="Fisher features", unit="fn")
+        try:
+            if executor is None:
+                for part in chunks:
+                    self.set_fisher_features(part, *job(" ".join(part)))
+                    if bar is not None:
+                        bar.update(len(part))
+            else:
+                run_chunks(executor, job, chunks, self.set_fisher_features,
+                           int(self.settings["max_retries"]), bar)
+        finally:
+            if bar is not None:
+                bar.close()
 
     # -- candidates and the surrogate --------------------------------------------------------------
 

@@ -57,7 +57,8 @@ class PoolMixin:
         """Put the baselines and ``n`` other classes with finite outputs in the Fisher pool, the
         ones already there included: every such class when there are at most ``ALL_UP_TO`` and
         ``n`` is None, else ``n`` (default ``DEFAULT_POOL``) chosen to cover the output-feature
-        space. A larger ``n`` later adds to the pool. Returns how many classes joined."""
+        space. Classes whose Fisher features failed do not count, so calling it again after
+        featurizing tops the pool up; a larger ``n`` adds to it. Returns how many joined."""
         n_finite = int(self.store.query("SELECT count(*) FROM classes WHERE out_finite = 1")[0][0])
         if n is not None and n < 0:
             raise StudyError(f"the pool size must be >= 0, got {n}")
@@ -69,8 +70,10 @@ class PoolMixin:
             if target >= n_finite:
                 joined += c.execute("UPDATE classes SET pool = ? WHERE out_finite = 1 AND pool IS NULL",
                                     (round_,)).rowcount
+        # Classes whose Fisher features failed do not count: they are no candidates.
         have = int(self.store.query("SELECT count(*) FROM classes WHERE pool IS NOT NULL AND "
-                                    "baseline = 0 AND out_finite = 1")[0][0])
+                                    "baseline = 0 AND out_finite = 1 AND "
+                                    "(fisher_ok IS NULL OR fisher_ok = 1)")[0][0])
         if target < n_finite and target > have:
             self._ensure_projections()
             ids, coords, in_pool = self.store.projections()
