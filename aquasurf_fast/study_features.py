@@ -15,7 +15,7 @@ import numpy as np
 from .store import EmbeddingCache, StudyError, from_blob
 
 
-MAX_TOP_UPS = 8  # rounds of topping the pool up after failed Fisher features
+MAX_TOP_UPS = 25  # rounds of topping the pool up after failed Fisher features (later ones are small)
 
 
 class FeatureMixin:
@@ -72,15 +72,15 @@ class FeatureMixin:
         # candidate: the pool is topped up until it holds the classes asked for with valid or
         # pending features, or the space runs out.
         for _ in range(MAX_TOP_UPS):
-            joined = self.choose_pool(pool)
+            self.choose_pool(pool)
             n_out += self._fill_output_features("pool IS NOT NULL")
             todo = self.store.query("SELECT id, canonical FROM classes WHERE pool IS NOT NULL AND "
                                     "fisher_ok IS NULL AND out_finite = 1 ORDER BY pool, id")
+            if not todo:
+                break
             self._compute_fisher([name for _, name in todo], build, inputs, targets, featurizer,
                                  chunk, seed, device, progress, executor)
             n_fisher += len(todo)
-            if not joined:
-                break
         with self.store.transaction() as c:
             n_bad = c.execute(
                 "UPDATE classes SET fisher_ok = 0, fisher_reason = 'non-finite output features' "
