@@ -22,6 +22,10 @@ def _fmt(x: Optional[float], digits: int = 4) -> str:
     return f"{x:.{digits}f}"
 
 
+def _seconds(x: Optional[float]) -> str:
+    return "-" if x is None or not math.isfinite(x) else f"{x:.1f}s"
+
+
 def _age(seconds: float) -> str:
     seconds = max(0, int(seconds))
     if seconds < 120:
@@ -193,11 +197,11 @@ def _print_top(study, k: int) -> None:
     for i, r in enumerate(rows, 1):
         m = r["metrics"]
         print(f"{i:>4}  {r['name'][:width]:<{width}}  {_fmt(r['score']):>7}  "
-              f"{_fmt(m.get('test_acc')):>8}  {_fmt(r['runtime'], 1):>6}s")
+              f"{_fmt(m.get('test_acc')):>8}  {_seconds(r['runtime']):>7}")
     if ref is not None:
         m = ref["metrics"]
         print(f"{'ref':>4}  {ref['name'][:width]:<{width}}  {_fmt(ref['score']):>7}  "
-              f"{_fmt(m.get('test_acc')):>8}  {_fmt(ref['runtime'], 1):>6}s")
+              f"{_fmt(m.get('test_acc')):>8}  {_seconds(ref['runtime']):>7}")
 
 
 def _pool_lines(study) -> List[str]:
@@ -209,8 +213,8 @@ def _pool_lines(study) -> List[str]:
         "total(fisher_ok IS NULL AND out_finite = 1) FROM classes WHERE pool IS NOT NULL")
     if not n:
         return [f"pool      none yet: run `aquasurf featurize {study.path}`"]
-    lines = [f"pool      {n:,} classes with Fisher features: {int(ok):,} valid, {int(bad):,} "
-             f"invalid, {int(todo):,} to compute"
+    lines = [f"pool      {n:,} classes featurized: {int(ok):,} with valid Fisher features (the "
+             f"candidates), {int(bad):,} whose Fisher features failed, {int(todo):,} to compute"
              + (f" (run `aquasurf featurize {study.path}`)" if todo else "")]
     grown = [json.loads(d) for (d,) in study.store.query(
         "SELECT detail FROM events WHERE kind = 'pool' ORDER BY id")]
@@ -309,6 +313,7 @@ def cmd_members(args) -> int:
         for name in names[:args.limit] if args.limit else names:
             print(name)
     if args.count or (args.limit and len(names) > args.limit):
+        sys.stdout.flush()  # the names first, then the count (on stderr when names were listed)
         print(f"# {len(names):,} names in the class of {args.name} ({study.class_of(args.name)})",
               file=sys.stderr if not args.count else sys.stdout)
     return 0
