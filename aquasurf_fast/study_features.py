@@ -154,6 +154,10 @@ class FeatureMixin:
         if self._features is not None and self._features[0] == version:
             return self._features[1:]
         use_fisher = self._has_fisher()
+        if not use_fisher and not self.store.pool_size() and self.store.spaces():
+            # A schema or names file searched without Fisher features (an evaluate function, no
+            # task): its candidates are the default pool, as featurize would choose it.
+            self.choose_pool()
         where = self._candidate_filter()
         self._fill_output_features(where)
         rows = self.store.query(f"SELECT id, out_feat, fisher_feat FROM classes WHERE {where} ORDER BY id")

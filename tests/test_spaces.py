@@ -218,6 +218,18 @@ def test_end_to_end_init_pool_search_with_growth_and_resume(tmp_path, task):
     assert more["done"] == 25 and more["evaluated"] == 5
 
 
+def test_a_schema_study_without_a_task_searches_its_default_pool(tmp_path):
+    from search_helpers import fake_evaluate
+
+    study = aq.Study(str(tmp_path / "s.db"))
+    study.add_schema("binary(unary(x),unary(x))", unary=UNARY)
+    stats = study.run(fake_evaluate, budget=20, workers=0, progress=False)
+    assert stats["done"] == 20
+    # Fewer than 10,000 finite classes: the pool is all of them, output features alone embed.
+    n_finite = study.store.query("SELECT count(*) FROM classes WHERE out_finite = 1")[0][0]
+    assert study.counts()["pool"] == study.counts()["candidates"] == n_finite
+
+
 def test_grown_classes_are_the_nearest_to_the_best(tmp_path):
     study = schema_study(tmp_path / "s.db")
     study.choose_pool(100)
