@@ -127,9 +127,8 @@ class SpaceMixin:
         study_ids = self._insert_space_classes(
             source, keys, sc.finite, n_members, projection, progress,
             rep_names=lambda lo, hi: source.names(sc.representatives[lo:hi]),
-            rep_index=sc.representatives)
-        with self.store.transaction() as c:
-            self.store.put_class_ids(c, study_ids["space_id"], 0, study_ids["ids"][sc.class_of])
+            rep_index=sc.representatives,
+            finish=lambda c, space_id, ids: self.store.put_class_ids(c, space_id, 0, ids[sc.class_of]))
         added = self.add_functions([])  # the baselines
         self._bump_features()
         return study_ids["new"] + added[0], len(source) + added[1]
@@ -184,26 +183,28 @@ class SpaceMixin:
         rng = np.random.RandomState(int(self.settings["random_state"]))
         finite_idx = np.flatnonzero(finite_arr)
         sample = [reps[i] for i in np.sort(finite_idx[rng.permutation(finite_idx.size)[:SAMPLE]])]
+        def finish(c, space_id, ids):
+            per_line = np.zeros(len(source), dtype=np.int32)
+            per_line[lines] = ids[engine_ids]
+            self.store.put_class_ids(c, space_id, 0, per_line)
+            self.store.put_name_hashes(c, space_id,
+                                       np.concatenate(hashes_seen) if hashes_seen else lines, lines)
+
         study_ids = self._insert_space_classes(
             source, b"".join(keys), finite_arr, np.bincount(engine_ids, minlength=len(reps)),
             self._projection(sample), progress, rep_names=lambda lo, hi: reps[lo:hi],
-            rep_index=np.array(rep_lines, dtype=np.int64))
-        per_line = np.zeros(len(source), dtype=np.int32)
-        per_line[lines] = study_ids["ids"][engine_ids]
-        with self.store.transaction() as c:
-            self.store.put_class_ids(c, study_ids["space_id"], 0, per_line)
-            self.store.put_name_hashes(c, study_ids["space_id"],
-                                       np.concatenate(hashes_seen) if hashes_seen else lines, lines)
+            rep_index=np.array(rep_lines, dtype=np.int64), finish=finish)
         added = self.add_functions([])  # the baselines
         self._bump_features()
         return study_ids["new"] + added[0], len(lines) + added[1]
 
     def _insert_space_classes(self, source, keys: bytes, finite: np.ndarray,
                               n_members: np.ndarray, projection: Optional[Projection],
-                              progress: bool, rep_names, rep_index: np.ndarray) -> Dict:
-        """Insert a space's classes (merging those already in the study) in chunks; returns the
-        space id, the study class id of each of the space's classes and how many are new.
-        ``keys``: the classes' 16-byte fingerprints, concatenated."""
+                              progress: bool, rep_names, rep_index: np.ndarray, finish) -> Dict:
+        """Insert a space's classes (merging those already in the study) in chunks, then
+        ``finish(c, space_id, ids)`` (storing each name's class), all in one transaction: a space is
+        added whole or not at all. Returns the space id, the study class id of each of the space's
+        classes and how many are new. ``keys``: the classes' 16-byte fingerprints, concatenated."""
         import aquasurf_fast as aq
 
         n = len(finite)
@@ -241,6 +242,7 @@ class SpaceMixin:
                                for k in np.flatnonzero(~new[lo:hi])])
                 if bar is not None:
                     bar.update(hi - lo)
+            finish(c, space_id, ids.astype(np.int32))
             self.store.log(c, "add_space", detail=source.describe())
         if bar is not None:
             bar.close()
