@@ -81,6 +81,13 @@ class RunMixin:
                     if counts["running"] == 0 and (want <= 0 or counts["pending"] == 0 or not claims
                                                    or not self._has_pending_candidate()):
                         # The pool is exhausted: nobody holds a claim and nothing is suggested.
+                        # A growing pool takes in more of the space first, if it has any left.
+                        if want > 0 and grow > 0:
+                            added = len(self.grow(grow))
+                            stats["grown"] += added
+                            grown_at = stats["evaluated"]
+                            if added:
+                                continue
                         break
                     # Others hold the remaining claims: wait for their results or lease expiry.
                     time.sleep(min(1.0, max(poll_s, lease_s / 20)))

@@ -230,6 +230,14 @@ def test_a_schema_study_without_a_task_searches_its_default_pool(tmp_path):
     assert study.counts()["pool"] == study.counts()["candidates"] == n_finite
 
 
+def test_a_used_up_pool_grows_instead_of_ending_the_search(tmp_path, task):
+    study = schema_study(tmp_path / "s.db", task=task)
+    study.featurize(pool=4, progress=False)
+    n = study.counts()["candidates"]
+    stats = study.run(budget=n + 6, workers=0, progress=False, grow=3, grow_every=100)
+    assert stats["done"] == n + 6 and stats["grown"] >= 6
+
+
 def test_grown_classes_are_the_nearest_to_the_best(tmp_path):
     study = schema_study(tmp_path / "s.db")
     study.choose_pool(100)
