@@ -21,7 +21,7 @@ def conv_patches_reference(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """im2col patches [B, L, C * prod(kernel)] in float64 of a Conv1d, Conv2d or Conv3d call:
     columns in channel-major (c, *tap) order, locations in row-major order, padding applied as
     the module does. Built tap by tap: tap t sees the padded input from t * dilation on, every
-    stride-th element. Mirrors fisher._patches (the im2col path) and the cell path of csrc
+    stride-th element. Mirrors fisher_factors._patches (the im2col path) and the cell path of csrc
     conv_cov_assemble."""
     x = x.double()
     nd = x.dim() - 2
@@ -47,7 +47,7 @@ def conv_patches_reference(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def input_factor_reference(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """A [n_groups, dim, dim] float64: sum over batch and locations of a a^T / B, a = the layer
     input (Linear) or im2col patch of one group (conv), with a 1 prepended when there is a bias.
-    Mirrors fisher._input_factor (rows/triangle/Gram paths and the csrc cell assembly)."""
+    Mirrors fisher_factors._input_factor (rows/triangle/Gram paths and the csrc cell assembly)."""
     batch = x.shape[0]
     if isinstance(module, nn.Linear):
         rows = x.double().reshape(-1, x.shape[-1]).unsqueeze(1)  # [N, 1, D]
@@ -63,7 +63,7 @@ def input_factor_reference(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def grad_factor_reference(module: nn.Module, g: torch.Tensor) -> torch.Tensor:
     """G [n_groups, dim, dim] float64: sum of g g^T over batch and output locations / (B T).
-    Mirrors fisher._grad_factor."""
+    Mirrors fisher_factors._grad_factor."""
     g = g.double()
     if isinstance(module, nn.Linear):
         rows = g.reshape(-1, g.shape[-1]).unsqueeze(1)

@@ -29,7 +29,8 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import aquasurf_fast as aq  # noqa: E402
-from aquasurf_fast import fisher as fz  # noqa: E402
+from aquasurf_fast import fisher as fz
+from aquasurf_fast import fisher_factors as ff  # noqa: E402
 from aquasurf_fast.fisher_reference import with_linear_attention  # noqa: E402
 from _timing import sync  # noqa: E402
 from fisher_models import ViT, all_cnn_c, mlp  # noqa: E402
@@ -148,19 +149,19 @@ def floor_flops(model, x):
             cin = m.in_channels // m.groups
             t = out.shape[2] * out.shape[3]
             macs = b * t * m.out_channels * cin * m.kernel_size[0] * m.kernel_size[1]
-            xp, k, s, d, pads = fz._conv_geometry(m, inp)
+            xp, k, s, d, pads = ff._conv_geometry(m, inp)
             dim = int(m.bias is not None) + cin * k[0] * k[1]
             n_rows = b * t
-            if s == (1, 1) and k != (1, 1) and fz._cells_cost(inp.shape[1], m.groups, xp.shape[2], xp.shape[3], *k) * b \
-                    < 0.8 * fz._im2col_cost(n_rows, dim, m.groups):
-                cov = fz._cells_cost(inp.shape[1], m.groups, xp.shape[2], xp.shape[3], *k) * b
+            if s == (1, 1) and k != (1, 1) and ff._cells_cost(inp.shape[1], m.groups, xp.shape[2], xp.shape[3], *k) * b \
+                    < 0.8 * ff._im2col_cost(n_rows, dim, m.groups):
+                cov = ff._cells_cost(inp.shape[1], m.groups, xp.shape[2], xp.shape[3], *k) * b
             else:
-                cov = fz._im2col_cost(n_rows, dim, m.groups)
-            cov += fz._im2col_cost(n_rows, m.out_channels // m.groups, m.groups)
+                cov = ff._im2col_cost(n_rows, dim, m.groups)
+            cov += ff._im2col_cost(n_rows, m.out_channels // m.groups, m.groups)
         else:
             n_rows = inp.numel() // inp.shape[-1]
             macs = n_rows * m.in_features * m.out_features
-            cov = fz._im2col_cost(n_rows, m.in_features + 1, 1) + fz._im2col_cost(n_rows, m.out_features, 1)
+            cov = ff._im2col_cost(n_rows, m.in_features + 1, 1) + ff._im2col_cost(n_rows, m.out_features, 1)
         flops.append(2 * (2 * macs + cov))
 
     hs = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
