@@ -412,7 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--force", action="store_true", help="replace an existing file")
     sp.add_argument("--no-progress", action="store_true", help="no progress bars")
 
-    sp = add("featurize", "compute output and Fisher features (resumable)", cmd_featurize)
+    sp = add("featurize", "choose the Fisher pool and compute its features (resumable)", cmd_featurize)
     sp.add_argument("--pool", type=int,
                     help="classes besides the baselines that get Fisher features, chosen to cover "
                          "the output-feature space (default: all when at most 10,000 have finite "

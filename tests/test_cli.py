@@ -16,7 +16,7 @@ def run_cli(capsys, *argv):
 
 
 @pytest.mark.parametrize("command", ["", "init", "featurize", "search", "status", "top", "plot",
-                                     "export", "quickstart"])
+                                     "export", "members", "quickstart"])
 def test_help_everywhere(capsys, command):
     with pytest.raises(SystemExit) as exc:
         main(([command] if command else []) + ["--help"])
