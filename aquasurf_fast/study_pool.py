@@ -12,7 +12,7 @@ from typing import List, Optional
 
 import numpy as np
 
-from .coverage import Projection, choose_pool, nearest_rows, take_turns
+from .coverage import PROBE_STRIDE, choose_pool, nearest_rows, take_turns
 from .store import StudyError, from_blob
 
 # Without a pool size: every class with finite outputs up to this many, else DEFAULT_POOL of them.
@@ -43,12 +43,7 @@ class PoolMixin:
         if not rows:
             return
         feats = np.stack([from_blob(blob) for _, blob in rows])
-        projection = self.store_projection()
-        if projection is None:
-            projection = Projection.fit(feats[:, ::8][:20_000])
-            with self.store.transaction() as c:
-                self.store.put_array(c, "projection_basis", projection.basis)
-        coords = projection.of_features(feats)
+        coords = self._projection(sample_values=feats[:, ::PROBE_STRIDE]).of_features(feats)
         with self.store.transaction() as c:
             c.executemany("UPDATE classes SET projection = ? WHERE id = ?",
                           [(row.astype("<f4").tobytes(), i) for (i, _), row in zip(rows, coords)])

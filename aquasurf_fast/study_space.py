@@ -65,17 +65,21 @@ class SpaceMixin:
 
     # -- projection --------------------------------------------------------------------------------
 
-    def _projection(self, sample_names: Sequence[str] = ()) -> Optional[Projection]:
-        """The study's output projection, fitted on ``sample_names`` when it has none yet."""
-        basis = self.store.get_array(PROJECTION_KEY)
-        if basis is not None:
-            return Projection(basis)
-        if not len(sample_names):
-            return None
-        import aquasurf_fast as aq
+    def _projection(self, sample_names: Sequence[str] = (),
+                    sample_values: Optional[np.ndarray] = None) -> Optional[Projection]:
+        """The study's output projection; when it has none yet, fitted on ``sample_names`` or on
+        ``sample_values`` (their outputs at ``probe_subset()``) and stored."""
+        projection = self.store_projection()
+        if projection is not None:
+            return projection
+        if sample_values is None:
+            if not len(sample_names):
+                return None
+            import aquasurf_fast as aq
 
-        values = aq.evaluate(list(sample_names), probe_subset())
-        projection = Projection.fit(values[np.isfinite(values).all(axis=1)])
+            sample_values = aq.evaluate(list(sample_names), probe_subset())
+        finite = np.isfinite(sample_values).all(axis=1)
+        projection = Projection.fit(sample_values[finite][:SAMPLE])
         with self.store.transaction() as c:
             self.store.put_array(c, PROJECTION_KEY, projection.basis)
         return projection
@@ -130,7 +134,6 @@ class SpaceMixin:
             rep_index=sc.representatives,
             finish=lambda c, space_id, ids: self.store.put_class_ids(c, space_id, 0, ids[sc.class_of]))
         added = self.add_functions([])  # the baselines
-        self._bump_features()
         return study_ids["new"] + added[0], len(source) + added[1]
 
     def add_names_file(self, path: str, progress: bool = False) -> Tuple[int, int]:

@@ -134,10 +134,16 @@ class ClassTables:
 
     def n_space_names(self) -> int:
         """Distinct names held by the spaces (explicit names are counted in ``functions``): a
-        schema's every name; a names file's names without its blank, comment and repeated lines."""
-        return int(self.query(
-            "SELECT coalesce(sum(CASE kind WHEN 'schema' THEN n_names ELSE (SELECT count(*) FROM "
-            "space_names n WHERE n.space_id = spaces.id) END), 0) FROM spaces")[0][0])
+        schema's every name; a names file's names without its blank, comment and repeated lines.
+        Spaces are only ever added whole, so the count is kept per number of spaces: the search
+        loop reads it at every step, and counting a names file's million rows takes a while."""
+        n_spaces = int(self.query("SELECT count(*) FROM spaces")[0][0])
+        cached = self.__dict__.get("_space_names")
+        if cached is None or cached[0] != n_spaces:
+            cached = self.__dict__["_space_names"] = (n_spaces, int(self.query(
+                "SELECT coalesce(sum(CASE kind WHEN 'schema' THEN n_names ELSE (SELECT count(*) "
+                "FROM space_names n WHERE n.space_id = spaces.id) END), 0) FROM spaces")[0][0]))
+        return cached[1]
 
     def put_class_ids(self, c: sqlite3.Connection, space_id: int, start: int, ids: np.ndarray) -> None:
         """Store the class ids of names ``start``..: ``start`` is a multiple of CHUNK."""
@@ -177,12 +183,15 @@ class ClassTables:
         """(class id, canonical name) of any name of the space."""
         from ..expr import canonical_name
 
-        row = self.query("SELECT c.id, c.canonical FROM functions f JOIN classes c ON c.id = f.class_id "
-                         "WHERE f.name = ?", (name,))
+        def explicit(form):
+            return self.query("SELECT c.id, c.canonical FROM functions f JOIN classes c "
+                              "ON c.id = f.class_id WHERE f.name = ?", (form,))
+
+        # As written first: explicit names need not be expressions ("elu" in a synthetic space).
+        row = explicit(name)
         if not row:
             canonical = canonical_name(name)
-            row = self.query("SELECT c.id, c.canonical FROM functions f JOIN classes c "
-                             "ON c.id = f.class_id WHERE f.name = ?", (canonical,))
+            row = explicit(canonical)
             for space_id, source in ([] if row else self.spaces()):
                 index = self.index_in_space(space_id, source, canonical)
                 class_id = 0 if index is None else self.class_id_at(space_id, index)
