@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import itertools
 from functools import lru_cache
-from typing import Iterator, Optional, Sequence
+from typing import Iterator, Optional, Sequence, Tuple
+
+import numpy as np
 
 from . import _C
 
@@ -165,6 +167,38 @@ class SchemaSpace(Sequence):
         for ops, d in zip(self._digits, fields):
             index = index * len(ops) + d
         return index
+
+    def overlap(self, other: "SchemaSpace") -> np.ndarray:
+        """The indices (ascending, int64) of this space's names that ``other`` holds too.
+
+        Two names are equal exactly when their postfix tokens are, so the common names are those
+        of one shape, with each placeholder's operators narrowed to the ones the other space allows
+        at that position: a product of per-field choices, computed without listing either space.
+        """
+        none = np.zeros(0, dtype=np.int64)
+        if [n for _, n in self._tokens] != [n for _, n in other._tokens]:
+            return none
+        digits = [np.arange(len(ops), dtype=np.int64) for ops in self._digits]
+        for pos, (token, _) in enumerate(self._tokens):
+            theirs = set(other._allowed(pos))
+            field = self._field_of_position.get(pos)
+            if field is None:
+                if token not in theirs:
+                    return none
+                continue
+            digits[field] = np.array([d for d, op in enumerate(self._digits[field]) if op in theirs],
+                                     dtype=np.int64)
+            if digits[field].size == 0:
+                return none
+        index = np.zeros(1, dtype=np.int64)
+        for ops, d in zip(self._digits, digits):
+            index = (index[:, None] * len(ops) + d[None, :]).ravel()
+        return index
+
+    def _allowed(self, pos: int) -> Tuple[str, ...]:
+        """The tokens this space's names may have at postfix position ``pos``."""
+        field = self._field_of_position.get(pos)
+        return (self._tokens[pos][0],) if field is None else self._digits[field]
 
     def __iter__(self) -> Iterator[str]:
         for combo in itertools.product(*self._digits):

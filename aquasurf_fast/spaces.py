@@ -136,10 +136,14 @@ class NamesFileSource:
         if names:
             yield np.array(lines, dtype=np.int64), names
 
-    def names(self, indices: Sequence[int]) -> List[str]:
+    def check_unchanged(self) -> None:
+        """Raise ValueError when the file differs from the one the study was created with."""
         if file_digest(self.source) != self.digest:
             raise ValueError(f"the names file {self.source} changed since this study was created; "
-                             "restore it to list the members of its classes")
+                             "restore it to list the members of its classes or add a space")
+
+    def names(self, indices: Sequence[int]) -> List[str]:
+        self.check_unchanged()
         wanted = set(int(i) for i in indices)
         found = {i: canonical_name(text) for i, text in self._lines() if i in wanted}
         return [found[int(i)] for i in indices]

@@ -12,6 +12,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .coverage import SAMPLE, Projection, probe_subset
+from .expr import ParseError
 from .spaces import CHUNK, NamesFileSource, SchemaSource, name_hash
 from .store import StudyError, to_blob
 
@@ -122,19 +123,48 @@ class SpaceMixin:
         source = SchemaSource(schema, unary, binary, nary)
         sc = aq.schema_classes(schema, unary=source.space.unary, binary=source.space.binary,
                                nary=source.space.nary)
+        held = self._held_by_study(source)
         rng = np.random.RandomState(int(self.settings["random_state"]))
         finite_reps = sc.representatives[sc.finite]
         sample = finite_reps[rng.permutation(finite_reps.size)[:SAMPLE]]
         projection = self._projection(source.names(np.sort(sample)))
         keys = np.ascontiguousarray(sc.fingerprints, dtype="<u8").tobytes()
-        n_members = np.bincount(sc.class_of, minlength=sc.n_classes)
+        n_members = np.bincount(sc.class_of[~held], minlength=sc.n_classes)
         study_ids = self._insert_space_classes(
             source, keys, sc.finite, n_members, projection, progress,
             rep_names=lambda lo, hi: source.names(sc.representatives[lo:hi]),
             rep_index=sc.representatives,
-            finish=lambda c, space_id, ids: self.store.put_class_ids(c, space_id, 0, ids[sc.class_of]))
+            finish=lambda c, space_id, ids: self.store.put_class_ids(
+                c, space_id, 0, np.where(held, 0, ids[sc.class_of])))
         added = self.add_functions([])  # the baselines
-        return study_ids["new"] + added[0], len(source) + added[1]
+        return study_ids["new"] + added[0], int(len(source) - held.sum()) + added[1]
+
+    def _held_by_study(self, source: SchemaSource) -> np.ndarray:
+        """bool [names of the schema]: the names the study holds already, as explicit names or in
+        an earlier space. A name stays where it came first, so no name is counted twice."""
+        held = np.zeros(len(source), dtype=bool)
+
+        def mark(names):
+            for name in names:
+                try:
+                    index = source.index(name)
+                except ParseError:
+                    continue  # an explicit name that is no expression ("elu" in a synthetic space)
+                if index is not None:
+                    held[index] = True
+
+        mark(row[0] for row in self.store.query("SELECT name FROM functions"))
+        for _, earlier in self.store.spaces():
+            if earlier.kind == "schema":
+                held[source.space.overlap(earlier.space)] = True
+                continue
+            try:
+                earlier.check_unchanged()
+            except ValueError as exc:
+                raise StudyError(str(exc)) from None
+            for _, names in earlier.chunks():
+                mark(names)
+        return held
 
     def add_names_file(self, path: str, progress: bool = False) -> Tuple[int, int]:
         """Add the names of a text file (one per line, ``#`` comments) and the baselines, streamed in
@@ -156,11 +186,14 @@ class SpaceMixin:
         finite: List[bool] = []
         keys: List[bytes] = []
         seen = set()  # 64-bit name hashes: a repeated name is a duplicate line, in no class
-        earlier = self.store.spaces()  # a name they hold is counted there, not again here
+        # A name the study holds already (explicit, or in an earlier space) is counted there.
+        explicit = {row[0] for row in self.store.query("SELECT name FROM functions")}
+        earlier = self.store.spaces()
         try:
             for lines, names in source.chunks():
                 hashes = [name_hash(n) for n in names]
                 fresh = [k for k, h in enumerate(hashes) if not (h in seen or seen.add(h))
+                         and names[k] not in explicit
                          and not any(self.store.index_in_space(sid, src, names[k]) is not None
                                      for sid, src in earlier)]
                 names = [names[k] for k in fresh]
@@ -221,7 +254,8 @@ class SpaceMixin:
         with self.store.transaction() as c:
             space_id = self.store.add_space(c, source)
             next_id = int(c.execute("SELECT coalesce(max(id), 0) + 1 FROM classes").fetchone()[0])
-            new = found == 0
+            # New: no class of the study has its outputs, and a name of it is not held already.
+            new = (found == 0) & (n_members > 0)
             ids = np.where(new, 0, found)
             ids[new] = next_id + np.arange(int(new.sum()))
             for lo in range(0, n, CHUNK):
@@ -242,7 +276,7 @@ class SpaceMixin:
                      for k in np.flatnonzero(new[lo:hi])])
                 c.executemany("UPDATE classes SET n_members = n_members + ? WHERE id = ?",
                               [(int(n_members[lo + k]), int(ids[lo + k]))
-                               for k in np.flatnonzero(~new[lo:hi])])
+                               for k in np.flatnonzero(found[lo:hi] != 0)])
                 if bar is not None:
                     bar.update(hi - lo)
             finish(c, space_id, ids.astype(np.int32))

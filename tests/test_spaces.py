@@ -8,6 +8,7 @@ import pytest
 import aquasurf_fast as aq
 from aquasurf_fast import _C, spaces, study_space
 from aquasurf_fast.cli import main
+from aquasurf_fast.expr import canonical_name
 from aquasurf_fast.reference import farthest_points_numpy
 from aquasurf_fast.search import DEFAULT_BASELINES
 from bench_helpers import FAKE_TASK
@@ -160,6 +161,60 @@ def test_names_file_streams_in_chunks_and_matches_the_name_path(tmp_path, monkey
     path.write_text("\n".join(lines[:-5]) + "\n")  # the file changes after init
     with pytest.raises(aq.StudyError, match="changed since"):
         study.members(picked[3])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_schema_overlap_is_the_intersection_of_the_name_sets(seed):
+    rng = np.random.default_rng(seed)
+    shapes = ["binary(unary(x),unary(x))", "binary(unary(x),x)", "unary(binary(x,unary(x)))"]
+
+    def space():
+        shape = shapes[rng.integers(2)] if seed else shapes[0]
+        return aq.SchemaSpace(shape, unary=list(rng.choice(UNARY, rng.integers(1, 6), replace=False)),
+                              binary=list(rng.choice(["add", "mul", "max", "sub"],
+                                                     rng.integers(1, 4), replace=False)))
+
+    a, b = space(), space()
+    theirs = set(b)
+    expected = [i for i, name in enumerate(a) if name in theirs]
+    np.testing.assert_array_equal(a.overlap(b), np.array(expected, dtype=np.int64))
+    np.testing.assert_array_equal(a.overlap(a), np.arange(len(a)))
+    assert a.overlap(aq.SchemaSpace(shapes[2])).size == 0  # another shape shares no name
+
+
+ORDERS = [("file", "schema", "schema2"), ("schema", "file", "explicit"),
+          ("explicit", "schema2", "schema"), ("schema", "schema"), ("explicit", "file", "schema2")]
+
+
+@pytest.mark.parametrize("order", ORDERS, ids="-".join)
+def test_spaces_added_in_any_order_hold_each_name_once(tmp_path, order):
+    schema = "binary(unary(x),unary(x))"
+    ops = {"schema": dict(unary=UNARY[:8], binary=["add", "mul", "max"]),
+           "schema2": dict(unary=UNARY[4:12], binary=["add", "sub"])}
+    spaces_names = {k: aq.enumerate_schema(schema, **v) for k, v in ops.items()}
+    rng = np.random.default_rng(3)
+    both = spaces_names["schema"] + spaces_names["schema2"]
+    listed = [both[i] for i in rng.choice(len(both), 150, replace=False)]
+    lists = {"file": listed[:100] + ["mul(erf(x),tanh(x))", listed[0]],
+             "explicit": listed[80:] + ["relu(x)", "add(erf(x),x)"]}
+    (tmp_path / "names.txt").write_text("\n".join(lists["file"]) + "\n")
+    study = aq.Study(str(tmp_path / "s.db"))
+    everything = {f"{b}(x)" for b in DEFAULT_BASELINES}
+    for part in order:
+        if part == "file":
+            study.add_names_file(str(tmp_path / "names.txt"))
+        elif part == "explicit":
+            study.add_functions(lists["explicit"])
+        else:
+            study.add_schema(schema, **ops[part])
+        everything |= {canonical_name(n) for n in spaces_names.get(part) or lists[part]}
+    assert study.counts()["names"] == len(everything)
+    assert study.store.query("SELECT sum(n_members) FROM classes")[0][0] == len(everything)
+    classes = aq.equivalence_classes(sorted(everything))
+    assert len({study.class_of(group[0]) for group in classes}) == len(classes)
+    for group in classes:
+        members = study.members(group[-1])
+        assert sorted(members) == sorted(group)  # each name once, in its one class
 
 
 def test_names_file_with_a_bad_line_names_the_line(tmp_path):

@@ -133,16 +133,16 @@ class ClassTables:
         return out
 
     def n_space_names(self) -> int:
-        """Distinct names held by the spaces (explicit names are counted in ``functions``): a
-        schema's every name; a names file's names without its blank, comment and repeated lines.
-        Spaces are only ever added whole, so the count is kept per number of spaces: the search
-        loop reads it at every step, and counting a names file's million rows takes a while."""
+        """Distinct names held by the spaces (explicit names are counted in ``functions``): the
+        names with a class, so without a names file's blank, comment and repeated lines, nor the
+        names an earlier space or explicit list held first. Spaces are only ever added whole, so
+        the count is kept per number of spaces: the search loop reads it at every step."""
         n_spaces = int(self.query("SELECT count(*) FROM spaces")[0][0])
         cached = self.__dict__.get("_space_names")
         if cached is None or cached[0] != n_spaces:
-            cached = self.__dict__["_space_names"] = (n_spaces, int(self.query(
-                "SELECT coalesce(sum(CASE kind WHEN 'schema' THEN n_names ELSE (SELECT count(*) "
-                "FROM space_names n WHERE n.space_id = spaces.id) END), 0) FROM spaces")[0][0]))
+            total = sum(int(np.count_nonzero(np.frombuffer(row[0], dtype="<i4")))
+                        for row in self.query("SELECT class_ids FROM space_classes"))
+            cached = self.__dict__["_space_names"] = (n_spaces, total)
         return cached[1]
 
     def put_class_ids(self, c: sqlite3.Connection, space_id: int, start: int, ids: np.ndarray) -> None:
@@ -153,7 +153,8 @@ class ClassTables:
                        for k in range(0, len(ids), CHUNK)])
 
     def class_ids(self, space_id: int) -> np.ndarray:
-        """int32 [n_names]: the class id of every name of a space (0: a line that is no name)."""
+        """int32 [n_names]: the class id of every name of a space (0: a line that is no name, or a
+        name held first elsewhere in the study)."""
         rows = self.query("SELECT class_ids FROM space_classes WHERE space_id = ? ORDER BY chunk",
                           (space_id,))
         return np.frombuffer(b"".join(r[0] for r in rows), dtype="<i4")
