@@ -104,6 +104,7 @@ setup(
         "search": ["umap-learn>=0.5.4", "scikit-learn>=1.1", "matplotlib>=3.5", "mnist1d>=0.0.2"],
         "ray": ["ray>=2.9"],
         "optuna": ["optuna>=4"],
+        "tune": ["ray[tune]>=2.9"],  # Ray Tune's OptunaSearch with our sampler (it needs pandas)
         "cuda": ["cupy-cuda12x"],
         # The curvlinops agreement test (tests/test_fisher.py) is skipped without it. It is not
         # listed: its dependency chain (backpack-for-pytorch -> torchvision) pins a newer torch

@@ -103,6 +103,30 @@ def test_featurize_on_ray_matches_in_process(tmp_path):
     assert there.store.query("SELECT count(*) FROM classes WHERE fisher_ok = 1")[0][0] >= 10
 
 
+def test_a_schema_study_featurizes_its_pool_and_grows_on_ray(tmp_path):
+    task = tmp_path / "task.py"
+    task.write_text(FAKE_TASK)
+    unary = ("zero", "one", "identity", "negative", "abs", "square", "exp", "tanh", "sigmoid", "relu",
+             "elu", "softplus")
+    here = aq.Study(str(tmp_path / "here.db"), task=str(task))
+    there = aq.Study(str(tmp_path / "there.db"), task=str(task))
+    for s in (here, there):
+        s.add_schema("binary(unary(x),unary(x))", unary=unary)
+    here.featurize(pool=40, chunk=8, progress=False, embed=False)
+    there.featurize(pool=40, chunk=8, progress=False, embed=False, executor=RayExecutor())
+    q = ("SELECT canonical, pool, fisher_ok, fisher_feat FROM classes WHERE pool IS NOT NULL "
+         "ORDER BY canonical")
+    assert here.store.query(q) == there.store.query(q)
+    pool = there.counts()["pool"]
+    stats = there.run(budget=16, executor=RayExecutor(), progress=False, grow=6, grow_every=5)
+    assert stats["done"] == 16 and stats["grown"] >= 6
+    assert there.counts()["pool"] == pool + stats["grown"]
+    counts = there.counts()
+    assert counts["running"] == 0 and counts["failed"] == 0
+    results = there.store.query("SELECT class_id FROM events WHERE kind = 'result'")
+    assert len(results) == len({r[0] for r in results}) == 16
+
+
 def test_gpu_requests_are_checked_against_the_cluster(tmp_path):
     from ray_helpers import NeedsGPUs
 
