@@ -1,7 +1,6 @@
 """``aquasurf bench``: build a benchmark (every class trained), summarize one, replay searches on one."""
 from __future__ import annotations
 
-import math
 import sys
 import time
 
@@ -55,7 +54,7 @@ def cmd_bench_replay(args) -> int:
                     pool_size=args.pool)
     pool = result.pool
     seeds = f"median over {bench.n_seeds} seeds" if bench.n_seeds > 1 else "one seed"
-    print(f"{len(pool)} candidates; top-1% = {max(1, math.ceil(0.01 * len(pool)))} classes "
+    print(f"{len(pool)} candidates; top-1% = {pool.n_top('top-1%')} classes "
           f"(validation accuracy >= {pool.top_threshold('top-1%'):.4f}); {args.trials} trials of "
           f"{result.budget} evaluations; medians over trials, share of trials that got there in "
           f"parentheses; regret in test accuracy ({seeds}) with its interquartile range; pool "

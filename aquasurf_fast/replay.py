@@ -72,6 +72,10 @@ class Pool:
         k = {"top-1": 1, "top-5": 5}.get(level) or max(1, math.ceil(0.01 * len(self)))
         return float(np.sort(self.val)[::-1][min(k, len(self)) - 1])
 
+    def n_top(self, level: str) -> int:
+        """How many classes count as top-k: the k best and any that tie with the k-th."""
+        return int((self.val >= self.top_threshold(level)).sum())
+
 
 def make_pool(bench: Benchmark, baselines: Sequence[str] = DEFAULT_BASELINES) -> Pool:
     ok = np.isfinite(bench.metrics["val_acc"]) & np.isfinite(bench.metrics["test_acc"])
@@ -396,9 +400,9 @@ class Replay:
                     title=f"Best so far: median and quartiles over {n_trials} trials")
         lo = np.percentile(np.concatenate([self.best_so_far(s)[:, 0] for s in self.orders]), 25)
         axes[0].set_ylim(lo, float(self.pool.test.max()) + 0.01)
-        top = max(1, math.ceil(0.01 * len(self.pool)))
         axes[1].set(xlabel="evaluations", ylabel="share of trials", ylim=(0, 1.02),
-                    title=f"Reached a top-1% class ({top} of {len(self.pool)} by validation)")
+                    title=f"Reached a top-1% class ({self.pool.n_top('top-1%')} of "
+                          f"{len(self.pool)} by validation)")
         for ax in axes:
             ax.grid(alpha=0.3)
             ax.legend()

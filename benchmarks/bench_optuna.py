@@ -100,7 +100,7 @@ def main(argv=None) -> None:
     space = candidate_space(bench, pool)
     choices = list(pool.names)
     threshold = pool.top_threshold("top-1%")
-    n_top = int((pool.val >= threshold).sum())
+    n_top = pool.n_top("top-1%")
     print(f"{bench}\n{len(pool)} candidates, {n_top} in the top 1% by validation accuracy")
     check(space, pool, choices, threshold)
 

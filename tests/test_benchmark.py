@@ -277,6 +277,19 @@ def test_replay_bookkeeping_on_a_known_order(synthetic):
     assert (pool.val >= pool.top_threshold("top-5")).sum() == 5
 
 
+def test_classes_tied_with_the_kth_count_as_top_k(synthetic):
+    import dataclasses
+
+    pool = make_pool(load_benchmark(synthetic[0]))
+    order = np.argsort(-pool.val, kind="stable")
+    val = pool.val.copy()
+    val[order[5:7]] = val[order[4]]  # the 6th and 7th tie with the 5th
+    tied = dataclasses.replace(pool, val=val)
+    assert tied.top_threshold("top-5") == val[order[4]]
+    assert tied.n_top("top-5") == 7 and pool.n_top("top-5") == 5
+    assert tied.n_top("top-1") == 1
+
+
 def test_every_strategy_runs_and_starts_with_the_baselines(synthetic):
     path, _ = synthetic
     bench = load_benchmark(path)
