@@ -13,10 +13,10 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from . import _C
 from .expr import ParseError, SchemaSpace, canonical_name
 from .features import output_features, schema_classes
 from .search import DEFAULT_BASELINES
+from .store import fingerprints
 
 
 class ActivationSpace:
@@ -152,13 +152,12 @@ class ActivationSpace:
             unlisted.append(i)
         if unlisted:
             if self._fingerprints is None:
-                hashes, _ = _C.hash_rows(self.out_feats)
                 self._fingerprints = {}
-                for c in range(len(self)):
-                    self._fingerprints.setdefault(hashes[c].tobytes(), c)
-            hashes, _ = _C.hash_rows(output_features([names[i] for i in unlisted]))
-            for i, h in zip(unlisted, hashes):
-                out[i] = self._fingerprints.get(h.tobytes(), -1)
+                for c, key in enumerate(fingerprints(self.out_feats)):
+                    self._fingerprints.setdefault(key, c)
+            keys = fingerprints(output_features([names[i] for i in unlisted]))
+            for i, key in zip(unlisted, keys):
+                out[i] = self._fingerprints.get(key, -1)
         return out
 
 

@@ -31,6 +31,7 @@ import math
 import os
 import warnings
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -71,6 +72,13 @@ class Pool:
         """The validation accuracy a class needs to count as top-1, top-5 or top-1%."""
         k = {"top-1": 1, "top-5": 5}.get(level) or max(1, math.ceil(0.01 * len(self)))
         return float(np.sort(self.val)[::-1][min(k, len(self)) - 1])
+
+    @cached_property
+    def coordinates(self) -> np.ndarray:
+        """The candidates in the projection a study chooses its Fisher pool by."""
+        from .coverage import PROBE_STRIDE, Projection
+
+        return Projection.fit(self.out_feats[:, ::PROBE_STRIDE]).of_features(self.out_feats)
 
     def n_top(self, level: str) -> int:
         """How many classes count as top-k: the k best and any that tie with the k-th."""
@@ -174,11 +182,21 @@ def _gp_scores(emb: np.ndarray, idx: np.ndarray, y: np.ndarray, seed: int, kerne
     return mean + UCB_KAPPA * std, gp.kernel_
 
 
+def _knn_scores(emb: np.ndarray, idx: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
+    """k-NN predictions at every embedded point from the evaluated ones (``idx``, scores ``y``);
+    zeros while those all score alike: there is nothing to learn yet, the tie-break order decides."""
+    from .surrogate import make_regressor
+
+    if idx.size < 2 or np.ptp(y) == 0.0:
+        return np.zeros(len(emb))
+    model = make_regressor("knn", seed, idx.size)
+    model.fit(emb[idx].astype(np.float64), y)
+    return model.predict(emb.astype(np.float64))
+
+
 def run_trial(strategy: str, pool: Pool, embeddings: Embeddings, budget: int, trial: int,
               seed: int = 0, n_embeddings: int = 5) -> np.ndarray:
     """Candidate positions in the order one search of ``strategy`` evaluates them."""
-    from .surrogate import make_regressor
-
     n = len(pool)
     budget = min(budget, n)
     rng = np.random.default_rng([seed, trial, STRATEGIES.index(strategy)])
@@ -193,34 +211,16 @@ def run_trial(strategy: str, pool: Pool, embeddings: Embeddings, budget: int, tr
     while len(chosen) < budget:
         idx = np.array(chosen)
         y = pool.val[idx]
-        if np.ptp(y) == 0.0:
-            scores = np.zeros(n)  # nothing to learn from yet: the tie-break order decides
-        elif strategy == "gp-ucb":
+        if strategy == "gp-ucb" and np.ptp(y) > 0.0:
             refit = kernel is None or idx.size % GP_REFIT_EVERY == 0
             scores, kernel = _gp_scores(emb, idx, y, seed, None if refit else kernel)
         else:
-            model = make_regressor("knn", seed, idx.size)
-            model.fit(emb[idx].astype(np.float64), y)
-            scores = model.predict(emb.astype(np.float64))
+            scores = _knn_scores(emb, idx, y, seed)
         scores = np.where(seen, -np.inf, scores)
         pick = int(np.lexsort((tiebreak, -scores))[0])
         chosen.append(pick)
         seen[pick] = True
     return np.array(chosen)
-
-
-def _coordinates(pool: Pool) -> np.ndarray:
-    """The pool's classes in the projection a study chooses its Fisher pool by (cached)."""
-    from .coverage import PROBE_STRIDE, Projection
-
-    cached = _COORDS.get(id(pool))
-    if cached is None or cached[0] is not pool:
-        projection = Projection.fit(pool.out_feats[:, ::PROBE_STRIDE])
-        cached = _COORDS[id(pool)] = (pool, projection.of_features(pool.out_feats))
-    return cached[1]
-
-
-_COORDS: Dict[int, tuple] = {}
 
 
 def _initial_pool(strategy: str, pool: Pool, pool_size: int, trial: int, seed: int) -> List[int]:
@@ -234,7 +234,7 @@ def _initial_pool(strategy: str, pool: Pool, pool_size: int, trial: int, seed: i
         rest = np.setdiff1d(np.arange(len(pool)), base)
         picks = rng.choice(rest, min(pool_size, rest.size), replace=False)
     else:
-        picks = choose_pool(_coordinates(pool), pool_size, base, int(rng.integers(2**31)))
+        picks = choose_pool(pool.coordinates, pool_size, base, int(rng.integers(2**31)))
     return base + [int(p) for p in picks]
 
 
@@ -254,7 +254,7 @@ def run_pool_trial(strategy: str, pool: Pool, budget: int, trial: int, seed: int
                    pool_size: int = 100, embeddings: Optional[Dict] = None):
     """(evaluation order, Fisher featurizations done before each evaluation) of one search that
     sees only a pool of featurized classes."""
-    from .surrogate import compute_embedding, make_regressor
+    from .surrogate import compute_embedding
 
     if pool.fisher is None:
         raise BenchmarkError("this benchmark has no Fisher features: the pool strategies need them")
@@ -285,15 +285,8 @@ def run_pool_trial(strategy: str, pool: Pool, budget: int, trial: int, seed: int
         seen = np.isin(local, chosen)
         if seen.all():
             break  # the pool is used up (a fixed pool smaller than the budget)
-        idx = np.flatnonzero(np.isin(local, chosen))
-        y = pool.val[local[idx]]
-        if idx.size < 2 or np.ptp(y) == 0.0:
-            scores = np.zeros(local.size)
-        else:
-            model = make_regressor("knn", seed, idx.size)
-            model.fit(emb[idx].astype(np.float64), y)
-            scores = model.predict(emb.astype(np.float64))
-        scores = np.where(seen, -np.inf, scores)
+        idx = np.flatnonzero(seen)
+        scores = np.where(seen, -np.inf, _knn_scores(emb, idx, pool.val[local[idx]], seed))
         pick = int(local[np.lexsort((tiebreak[local], -scores))[0]])
         chosen.append(pick)
         featurized.append(len(members))

@@ -234,9 +234,7 @@ class Study(SpaceMixin, PoolMixin, FeatureMixin, RunMixin, ResultsMixin):
 
         ``name`` may be a ``Claim`` from ``suggest`` or any member name of a class.
         """
-        class_id = getattr(name, "class_id", None)
-        if class_id is None:
-            class_id = self.store.class_of(str(name))[0]
+        class_id = self._class_id(name)
         try:
             score = float(score)
         except (TypeError, ValueError):
@@ -246,11 +244,14 @@ class Study(SpaceMixin, PoolMixin, FeatureMixin, RunMixin, ResultsMixin):
 
     def fail(self, name: str, error: str) -> Optional[str]:
         """Record a failed evaluation; returns 'pending' (will be retried), 'failed', or None."""
-        class_id = getattr(name, "class_id", None)
-        if class_id is None:
-            class_id = self.store.class_of(str(name))[0]
+        class_id = self._class_id(name)
         return self.store.record_failure(class_id, str(error), getattr(name, "token", None),
                                          self.owner, int(self.settings["max_retries"]))
+
+    def _class_id(self, name: str) -> int:
+        """The class of a ``Claim`` (carried with it) or of any member name."""
+        class_id = getattr(name, "class_id", None)
+        return self.store.class_of(str(name))[0] if class_id is None else class_id
 
     def release(self, claims: Sequence[Claim]) -> int:
         """Give claims back unevaluated."""
@@ -259,7 +260,6 @@ class Study(SpaceMixin, PoolMixin, FeatureMixin, RunMixin, ResultsMixin):
     def renew(self, claims: Sequence[Claim]) -> int:
         """Extend the leases of claims still being worked on."""
         return self.store.renew([c.token for c in claims], float(self.settings["lease_s"]))
-
 
 
 __all__ = ["Study", "Claim", "StudyError", "DEFAULT_BASELINES", "expression_name"]

@@ -13,7 +13,7 @@ from typing import List, Optional
 import numpy as np
 
 from .coverage import PROBE_STRIDE, choose_pool, nearest_rows, take_turns
-from .store import StudyError, from_blob
+from .store import StudyError, from_blob, to_blob
 
 # Without a pool size: every class with finite outputs up to this many, else DEFAULT_POOL of them.
 ALL_UP_TO = 10_000
@@ -46,7 +46,7 @@ class PoolMixin:
         coords = self._projection(sample_values=feats[:, ::PROBE_STRIDE]).of_features(feats)
         with self.store.transaction() as c:
             c.executemany("UPDATE classes SET projection = ? WHERE id = ?",
-                          [(row.astype("<f4").tobytes(), i) for (i, _), row in zip(rows, coords)])
+                          [(to_blob(row), i) for (i, _), row in zip(rows, coords)])
 
     def choose_pool(self, n: Optional[int] = None, random_state: Optional[int] = None) -> int:
         """Put the baselines and ``n`` other classes with finite outputs in the Fisher pool, the
@@ -58,7 +58,7 @@ class PoolMixin:
         if n is not None and n < 0:
             raise StudyError(f"the pool size must be >= 0, got {n}")
         target = (n_finite if n_finite <= ALL_UP_TO else DEFAULT_POOL) if n is None else n
-        round_ = int(self.store.query("SELECT coalesce(max(pool) + 1, 0) FROM classes")[0][0])
+        round_ = self.store.next_pool_round()
         with self.store.transaction() as c:
             joined = c.execute("UPDATE classes SET pool = ? WHERE baseline = 1 AND out_finite = 1 "
                                "AND pool IS NULL", (round_,)).rowcount
@@ -98,8 +98,7 @@ class PoolMixin:
         self._ensure_projections()
         ids, coords, in_pool = self.store.projections()
         row_of = {int(c): r for r, c in enumerate(ids.tolist())}
-        names = dict(self.store.query("SELECT id, canonical FROM classes WHERE id IN (%s)"
-                                      % ",".join(str(int(i)) for i, _ in best)))
+        names = dict(best)
         turns = []
         for class_id, name in best:
             if class_id not in row_of:
@@ -115,7 +114,7 @@ class PoolMixin:
         chosen = take_turns(turns, k)
         if not chosen:
             return []
-        round_ = int(self.store.query("SELECT coalesce(max(pool) + 1, 0) FROM classes")[0][0])
+        round_ = self.store.next_pool_round()
         self.store.add_to_pool(chosen, round_)
         added = [n for _, n in self.store.query("SELECT id, canonical FROM classes WHERE id IN (%s)"
                                                  % ",".join(map(str, chosen)))]

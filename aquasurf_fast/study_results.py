@@ -14,13 +14,17 @@ _COLUMNS = ("c.id, c.canonical, c.status, c.score, c.metrics, c.runtime, c.attem
 class ResultsMixin:
     """The parts of ``Study`` that read results."""
 
-    def _result_rows(self, where: str, order: str, params=()) -> List[Dict[str, Any]]:
+    def _result_rows(self, where: str, order: str, params=(),
+                     space_members: bool = False) -> List[Dict[str, Any]]:
+        """One dict per class matching ``where``; ``members`` holds its explicit names, and with
+        ``space_members`` also its names in the study's schemas and names files (one pass over
+        the stored class ids for all the rows)."""
         rows = self.store.query(
             f"SELECT {_COLUMNS} FROM classes c LEFT JOIN functions f ON f.class_id = c.id {where} "
             f"GROUP BY c.id ORDER BY {order}", params)
-        out = []
+        out, in_space = [], []
         for (cid, name, status, score, metrics, runtime, attempts, error, eval_index, baseline,
-             claim_owner, claimed_at, finished_at, n_members, in_space, members) in rows:
+             claim_owner, claimed_at, finished_at, n_members, has_space_names, members) in rows:
             members = sorted(members.split(" "), key=lambda m: (m != name, m)) if members else [name]
             out.append({
                 "class_id": cid, "name": name, "status": status,
@@ -29,34 +33,23 @@ class ResultsMixin:
                 "runtime": runtime, "attempts": attempts, "error": error,
                 "eval_index": eval_index, "baseline": bool(baseline),
                 "claim_owner": claim_owner, "claimed_at": claimed_at, "finished_at": finished_at,
-                "n_members": n_members, "members": members, "_in_space": bool(in_space),
+                "n_members": n_members, "members": members,
             })
+            if has_space_names:
+                in_space.append(out[-1])
+        if space_members and in_space:
+            more = self.store.members([r["class_id"] for r in in_space])
+            for r in in_space:
+                r["members"] = list(dict.fromkeys(r["members"] + more[r["class_id"]]))
         return out
-
-    def _with_space_members(self, rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
-        """Complete ``members`` with the names each class has in the study's schemas and names
-        files (one pass over the stored class ids for all of ``rows``)."""
-        need = [r["class_id"] for r in rows if r["_in_space"]]
-        if need:
-            more = self.store.members(need)
-            for r in rows:
-                if r["_in_space"]:
-                    r["members"] = list(dict.fromkeys(r["members"] + more[r["class_id"]]))
-        for r in rows:
-            del r["_in_space"]
-        return rows
 
     def results(self, include_pending: bool = False, members: bool = True) -> List[Dict[str, Any]]:
         """One dict per class: name, status, score, metrics, runtime, attempts, error, n_members,
         members (canonical first). Classes of a schema or names file list their names there only
         with ``members`` (a pass over the space); their explicit names (baselines) always."""
         where = "" if include_pending else "WHERE c.status IN ('done', 'failed', 'running')"
-        rows = self._result_rows(where, "c.eval_index IS NULL, c.eval_index, c.id")
-        if not members:
-            for r in rows:
-                del r["_in_space"]
-            return rows
-        return self._with_space_members(rows)
+        return self._result_rows(where, "c.eval_index IS NULL, c.eval_index, c.id",
+                                 space_members=members)
 
     def iter_results(self, include_pending: bool = True, members: bool = True,
                      batch: int = 10_000) -> Iterator[Dict[str, Any]]:
@@ -65,23 +58,17 @@ class ResultsMixin:
         last = 0
         status = "" if include_pending else "AND c.status IN ('done', 'failed', 'running')"
         while True:
-            rows = self._result_rows(f"WHERE c.id > ? {status}", f"c.id LIMIT {int(batch)}", (last,))
+            rows = self._result_rows(f"WHERE c.id > ? {status}", f"c.id LIMIT {int(batch)}", (last,),
+                                     space_members=members)
             if not rows:
                 return
             last = rows[-1]["class_id"]
-            if members:
-                rows = self._with_space_members(rows)
-            else:
-                for r in rows:
-                    del r["_in_space"]
             yield from rows
 
     def top(self, k: int = 10) -> List[Dict[str, Any]]:
         """The ``k`` best evaluated classes, best first."""
         rows = self._result_rows("WHERE c.status = 'done' AND c.score IS NOT NULL",
                                  f"c.score DESC, c.eval_index LIMIT {int(k)}")
-        for r in rows:
-            del r["_in_space"]
         return [r for r in rows if math.isfinite(r["score"])]
 
     def best(self) -> Optional[Dict[str, Any]]:

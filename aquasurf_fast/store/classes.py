@@ -232,6 +232,10 @@ class ClassTables:
     def pool_size(self) -> int:
         return int(self.query("SELECT count(*) FROM classes WHERE pool IS NOT NULL")[0][0])
 
+    def next_pool_round(self) -> int:
+        """The round number the next classes to join the pool get (0 for the first)."""
+        return int(self.query("SELECT coalesce(max(pool) + 1, 0) FROM classes")[0][0])
+
     def add_to_pool(self, class_ids: Sequence[int], round_: int) -> None:
         with self.transaction() as c:
             c.executemany("UPDATE classes SET pool = ? WHERE id = ? AND pool IS NULL",

@@ -29,7 +29,6 @@ class EmbeddingTable:
                       (key, coords.shape[0], to_blob(coords), time.time()))
 
 
-
 class EmbeddingCache:
     """The mapping a ``Surrogate`` caches embeddings in, backed by the study file."""
 
