@@ -113,6 +113,6 @@ setup(
         #       linear_operator einops opt-einsum
         "test": ["pytest>=7", "hypothesis>=6"],
     },
-    entry_points={"console_scripts": ["aquasurf=aquasurf_fast.cli:main"]},
+    entry_points={"console_scripts": ["aquasurf=aquasurf_fast.cli.commands:main"]},
     zip_safe=False,
 )

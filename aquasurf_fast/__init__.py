@@ -8,22 +8,22 @@ from .expr import (BENCHMARK_SCHEMA, BENCHMARK_UNARY_OPS, BINARY_OPS, NARY_OPS, 
 from .features import SchemaClasses, equivalence_classes, output_features, probe_inputs, schema_classes
 from .kernels import compile, cuda_available, evaluate, evaluate_grad, num_threads, set_num_threads
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: F401  (the version is part of the public face)
 
 # Parts that pull in torch, sqlite, umap, scikit-learn or matplotlib load on first use, so that
 # `import aquasurf_fast` stays light. name -> submodule that defines it.
 _LAZY = {
     "Activation": "nn",
-    "FisherError": "fisher",
-    "FisherSpectrum": "fisher",
-    "LayerSpectrum": "fisher",
-    "fisher_features": "fisher",
-    "fisher_features_for": "fisher",
-    "fisher_spectrum": "fisher",
-    "Surrogate": "surrogate",
-    "Study": "search",
-    "load_benchmark": "benchmark",
-    "StudyError": "store",
+    "FisherError": "fisher.spectrum",
+    "FisherSpectrum": "fisher.spectrum",
+    "LayerSpectrum": "fisher.spectrum",
+    "fisher_features": "fisher.spectrum",
+    "fisher_features_for": "fisher.spectrum",
+    "fisher_spectrum": "fisher.spectrum",
+    "Surrogate": "surrogate.regression",
+    "Study": "study.study",
+    "load_benchmark": "bench.format",
+    "StudyError": "study.store.database",
 }
 
 

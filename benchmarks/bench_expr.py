@@ -25,7 +25,7 @@ import torch
 
 import aquasurf_fast as aq
 from aquasurf_fast import kernels
-from aquasurf_fast.reference import evaluate_numpy, evaluate_torch, torch_function
+from aquasurf_fast.testing.reference import evaluate_numpy, evaluate_torch, torch_function
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _timing import median_seconds, print_table, sync  # noqa: E402

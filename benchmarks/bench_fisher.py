@@ -29,9 +29,9 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import aquasurf_fast as aq  # noqa: E402
-from aquasurf_fast import fisher as fz
-from aquasurf_fast import fisher_factors as ff  # noqa: E402
-from aquasurf_fast.fisher_reference import with_linear_attention  # noqa: E402
+from aquasurf_fast.fisher import spectrum as fz
+from aquasurf_fast.fisher import factors as ff  # noqa: E402
+from aquasurf_fast.testing.fisher_reference import with_linear_attention  # noqa: E402
 from _timing import sync  # noqa: E402
 from fisher_models import ViT, all_cnn_c, mlp  # noqa: E402
 

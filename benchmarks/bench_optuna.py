@@ -32,7 +32,7 @@ import optuna  # noqa: E402
 
 import aquasurf_fast as aq  # noqa: E402
 from aquasurf_fast.optuna import ActivationSpace, AquaSurfSampler  # noqa: E402
-from aquasurf_fast.replay import make_pool  # noqa: E402
+from aquasurf_fast.bench.replay import make_pool  # noqa: E402
 from aquasurf_fast.surrogate import compute_embedding, make_regressor  # noqa: E402
 from _timing import print_table  # noqa: E402
 

@@ -44,7 +44,7 @@ def main() -> None:
     args = p.parse_args()
 
     import ray
-    from aquasurf_fast.ray_executor import RayExecutor
+    from aquasurf_fast.execution.ray_executor import RayExecutor
 
     names = aq.enumerate_schema(aq.BENCHMARK_SCHEMA, unary=aq.BENCHMARK_UNARY_OPS)
     rng = np.random.default_rng(0)

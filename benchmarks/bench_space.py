@@ -88,7 +88,7 @@ def main() -> None:
     work = args.workdir or tempfile.mkdtemp(prefix="aqf-space-")
     os.makedirs(work, exist_ok=True)
     big, small = os.path.join(work, "big.db"), os.path.join(work, "names.db")
-    from aquasurf_fast.store import remove_study_files
+    from aquasurf_fast.study.store import remove_study_files
 
     for path in (big, small):
         remove_study_files(path)

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 import aquasurf_fast as aq
-from aquasurf_fast.bench_build import build_benchmark, write_benchmark
-from aquasurf_fast.benchmark import LAYOUT_KEYS, BenchmarkError, load_benchmark
+from aquasurf_fast.bench.build import build_benchmark, write_benchmark
+from aquasurf_fast.bench.format import LAYOUT_KEYS, BenchmarkError, load_benchmark
 from aquasurf_fast.cli import main
-from aquasurf_fast.replay import STRATEGIES, make_pool, replay
+from aquasurf_fast.bench.replay import STRATEGIES, make_pool, replay
 from aquasurf_fast.tasks import TaskEvaluator
 
 from bench_helpers import FAKE_TASK, LAYOUT, synthetic_rows, write_rows
@@ -70,7 +70,7 @@ def test_parsed_once_then_read_from_the_cache(tmp_path, monkeypatch):
     first = load_benchmark(path)
     cached = os.listdir(tmp_path / "cache" / "benchmarks")
     assert len(cached) == 1 and cached[0].endswith(".npz")
-    import aquasurf_fast.benchmark as benchmark
+    import aquasurf_fast.bench.format as benchmark
 
     monkeypatch.setattr(benchmark, "_read_json", lambda p: pytest.fail("parsed the JSON again"))
     again = load_benchmark(path)

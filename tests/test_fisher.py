@@ -10,8 +10,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import aquasurf_fast as aq
-from aquasurf_fast import fisher as fz
-from aquasurf_fast import fisher_reference as ref
+from aquasurf_fast.fisher import spectrum as fz
+from aquasurf_fast.testing import fisher_reference as ref
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from fisher_models import all_cnn_c, mlp  # noqa: E402

@@ -10,9 +10,9 @@ import torch
 import torch.nn as nn
 
 import aquasurf_fast as aq
-from aquasurf_fast import fisher as fz
-from aquasurf_fast import fisher_reference as ref
-from aquasurf_fast.fisher_attention import explicit_attention
+from aquasurf_fast.fisher import spectrum as fz
+from aquasurf_fast.testing import fisher_reference as ref
+from aquasurf_fast.fisher.attention import explicit_attention
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from fisher_models import ViT  # noqa: E402

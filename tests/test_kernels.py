@@ -8,7 +8,7 @@ import torch
 
 import aquasurf_fast as aq
 from aquasurf_fast import _C
-from aquasurf_fast.reference import NUMPY_OPS, evaluate_grad_torch, evaluate_numpy
+from aquasurf_fast.testing.reference import NUMPY_OPS, evaluate_grad_torch, evaluate_numpy
 
 EDGE = [0.0, -0.0, np.inf, -np.inf, np.nan, 1e-30, -1e-30, 700.0, -700.0, 1.0, -1.0, 2.5, -2.5, 20.0, -20.0,
         30.0, -30.0, 88.0, -88.0, 1e30, -1e30, 0.5, -0.5]

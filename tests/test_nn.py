@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import aquasurf_fast as aq
-from aquasurf_fast.reference import evaluate_torch
+from aquasurf_fast.testing.reference import evaluate_torch
 
 
 def test_gradcheck_in_float64():

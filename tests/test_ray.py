@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 import aquasurf_fast as aq
-from aquasurf_fast.executors import make_executor
+from aquasurf_fast.execution.executors import make_executor
 
 from search_helpers import fake_evaluate, fake_score, make_study
 from bench_helpers import FAKE_TASK
 
 ray = pytest.importorskip("ray", reason="the Ray executor tests need ray (aquasurf_fast[ray])")
-from aquasurf_fast.ray_executor import RayExecutor  # noqa: E402
+from aquasurf_fast.execution.ray_executor import RayExecutor  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(aq.__file__)))
@@ -157,8 +157,8 @@ def test_without_ray_the_option_says_how_to_install_it(monkeypatch, tmp_path):
 
 
 def test_benchmark_build_on_ray_equals_the_local_build(tmp_path):
-    from aquasurf_fast.bench_build import build_benchmark
-    from aquasurf_fast.benchmark import load_benchmark
+    from aquasurf_fast.bench.build import build_benchmark
+    from aquasurf_fast.bench.format import load_benchmark
 
     task = tmp_path / "task.py"
     task.write_text(FAKE_TASK)

@@ -3,8 +3,8 @@ seeds."""
 import numpy as np
 import pytest
 
-from aquasurf_fast.benchmark import describe, load_benchmark
-from aquasurf_fast.replay import GROW, GROW_EVERY, POOL_STRATEGIES, make_pool, replay
+from aquasurf_fast.bench.format import describe, load_benchmark
+from aquasurf_fast.bench.replay import GROW, GROW_EVERY, POOL_STRATEGIES, make_pool, replay
 from bench_helpers import synthetic_rows, write_rows
 
 

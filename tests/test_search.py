@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import aquasurf_fast as aq
-from aquasurf_fast.executors import InlineExecutor, ProcessExecutor
+from aquasurf_fast.execution.executors import InlineExecutor, ProcessExecutor
 from search_helpers import BASELINES, fake_evaluate, fake_score, make_study
 
 

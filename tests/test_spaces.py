@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 
 import aquasurf_fast as aq
-from aquasurf_fast import _C, spaces, study_space
+from aquasurf_fast import _C, spaces
+from aquasurf_fast.study import space as study_space
 from aquasurf_fast.cli import main
 from aquasurf_fast.expr import canonical_name
-from aquasurf_fast.reference import farthest_points_numpy
-from aquasurf_fast.search import DEFAULT_BASELINES
+from aquasurf_fast.testing.reference import farthest_points_numpy
+from aquasurf_fast.defaults import DEFAULT_BASELINES
 from bench_helpers import FAKE_TASK
 from search_helpers import told_by_workers
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import aquasurf_fast as aq
-from aquasurf_fast import store as aq_store
-from aquasurf_fast.store import StudyError
+from aquasurf_fast.study import store as aq_store
+from aquasurf_fast.study.store import StudyError
 from search_helpers import fake_score, make_study, told_by_workers, synthetic_space
 
 

@@ -137,10 +137,10 @@ class TaskEvaluator:
         return self._loaded().resources
 
     def _train(self, name: str, seed: int) -> dict:
-        import aquasurf_fast as aq
+        from ..nn import Activation
 
         try:
-            return dict(self._loaded().train_eval(aq.Activation(name), seed=seed))
+            return dict(self._loaded().train_eval(Activation(name), seed=seed))
         except TypeError as exc:
             if "seed" not in str(exc):
                 raise
@@ -148,10 +148,10 @@ class TaskEvaluator:
                              "cannot be trained under several seeds; use seeds=1") from None
 
     def __call__(self, name: str) -> dict:
-        import aquasurf_fast as aq
+        from ..nn import Activation
 
         if self.seeds == 1:
-            return dict(self._loaded().train_eval(aq.Activation(name)))
+            return dict(self._loaded().train_eval(Activation(name)))
         known = self.known_runs.get(name, {})
         runs = [dict(known[seed]) if seed in known else self._train(name, seed)
                 for seed in range(self.seeds)]

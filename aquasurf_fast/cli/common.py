@@ -1,0 +1,67 @@
+"""What the study commands and the ``bench`` commands share: the usage error, opening a study,
+the --unary choice and the executor options."""
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+
+class UsageError(Exception):
+    """A mistake on the command line: reported in one line, without a traceback."""
+
+
+def open_study(path: str):
+    from ..study import Study
+
+    if not os.path.exists(path):
+        raise UsageError(f"{path}: no such study (create it with `aquasurf init {path} ...`)")
+    return Study(path)
+
+
+def unary_ops(choice: str):
+    """--unary: "benchmark" (the paper's 27), "all" (31) or a comma-separated list."""
+    from ..expr import BENCHMARK_UNARY_OPS, UNARY_OPS
+
+    if choice == "benchmark":
+        return BENCHMARK_UNARY_OPS
+    if choice == "all":
+        return UNARY_OPS
+    return tuple(u.strip() for u in choice.split(",") if u.strip())
+
+
+def executor_from_args(args, workers: Optional[int], timeout: Optional[float] = None,
+              in_process: bool = False):
+    """The executor of --executor/--address/--gpus/--workers.
+
+    ``workers`` None means the default: one local process per CPU, or as many Ray tasks as the
+    cluster has CPUs. With ``in_process`` the local default is None (this process does the work).
+    """
+    from ..execution.executors import make_executor
+
+    if args.executor == "local" and in_process:
+        if args.address:
+            raise UsageError("--address only applies to --executor ray")
+        return None
+    if workers is None:
+        workers = 0 if args.executor == "ray" else max(1, os.cpu_count() or 1)
+    try:
+        return make_executor(args.executor, workers, address=args.address, timeout=timeout,
+                             gpus=args.gpus)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def add_executor_options(sp, what: str, workers: bool = True) -> None:
+    if workers:
+        sp.add_argument("--workers", type=int,
+                        help="worker processes (default: number of CPUs; 0 runs in this process); "
+                             "with Ray, tasks at once (default: the cluster's CPUs)")
+    sp.add_argument("--executor", choices=["local", "ray"], default="local",
+                    help=f"where {what} runs: local processes (default) or a Ray cluster "
+                         "(pip install 'aquasurf_fast[ray]')")
+    sp.add_argument("--address", help="Ray cluster address (e.g. auto, or HOST:6379); default: a "
+                                      "local Ray instance for this run")
+    sp.add_argument("--gpus", type=float, help="GPUs per Ray task (default 0)")
+
+
+__all__ = ["UsageError", "add_executor_options", "executor_from_args", "open_study", "unary_ops"]

@@ -1,0 +1,5 @@
+"""Running evaluations and featurization jobs: in this process, in worker processes
+(``executors``) or as Ray tasks (``ray_executor``, which imports ray when used)."""
+from .executors import InlineExecutor, ProcessExecutor, default_executor, make_executor
+
+__all__ = ["InlineExecutor", "ProcessExecutor", "default_executor", "make_executor"]

@@ -1,0 +1,105 @@
+"""The interface every executor implements (``Executor``), what a job returns (``Outcome``), and
+what runs a job in a worker (``run_one``, ``limit_threads``).
+"""
+from __future__ import annotations
+
+import sys
+import time
+import traceback
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Mapping, Tuple
+
+
+@dataclass
+class Outcome:
+    """What became of one job. ``score``/``metrics`` when ``ok``; otherwise ``error`` says why.
+
+    Jobs marked ``returns_raw`` (featurization chunks) are not evaluations: their return value is
+    passed back untouched in ``value``.
+    """
+
+    key: str
+    name: str
+    ok: bool
+    score: float = float("nan")
+    metrics: Dict[str, Any] = field(default_factory=dict)
+    runtime: float = 0.0
+    error: str = ""
+    value: Any = None
+
+
+def split_result(value: Any) -> Tuple[float, Dict[str, Any]]:
+    """An evaluate() return value as (score, metrics).
+
+    A number is the score. A mapping gives its ``score`` entry, else ``val_acc`` (the built-in tasks'
+    validation accuracy), and every other scalar entry is kept as a metric.
+    """
+    if isinstance(value, Mapping):
+        metrics = dict(value)
+        if "score" in metrics:
+            score = metrics.pop("score")
+        elif "val_acc" in metrics:
+            score = metrics["val_acc"]
+        else:
+            raise ValueError(
+                "evaluate() returned a mapping without 'score' or 'val_acc': "
+                f"keys {sorted(metrics)}"
+            )
+        return float(score), metrics
+    try:
+        return float(value), {}
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"evaluate() must return a number or a mapping with 'score', got {type(value).__name__}"
+        ) from None
+
+
+def run_one(evaluate: Callable[[str], Any], key: str, name: str) -> Outcome:
+    """Evaluate one name, turning any exception into a failed Outcome with its traceback."""
+    start = time.perf_counter()
+    try:
+        value = evaluate(name)
+        if getattr(evaluate, "returns_raw", False):
+            return Outcome(key, name, True, runtime=time.perf_counter() - start, value=value)
+        score, metrics = split_result(value)
+    except Exception:  # a failing training is data for the study, not a crash of the search
+        return Outcome(key, name, False, runtime=time.perf_counter() - start,
+                       error=traceback.format_exc(limit=20))
+    runtime = float(metrics.pop("runtime", time.perf_counter() - start))
+    return Outcome(key, name, True, score, metrics, runtime)
+
+
+class Executor(ABC):
+    n_workers: int
+
+    @abstractmethod
+    def start(self, evaluate: Callable[[str], Any]) -> None: ...
+
+    @abstractmethod
+    def free_slots(self) -> int: ...
+
+    @abstractmethod
+    def submit(self, key: str, name: str) -> None: ...
+
+    @abstractmethod
+    def wait(self, timeout: float) -> List[Outcome]: ...
+
+    @abstractmethod
+    def stop(self) -> List[str]: ...
+
+    @abstractmethod
+    def shutdown(self) -> None: ...
+
+
+def limit_threads(n_threads: int) -> None:
+    """Cap this worker's threads: torch's (when loaded) and the fused activation kernels' pool,
+    which otherwise starts one thread per core in every worker."""
+    from ..kernels import set_num_threads
+
+    set_num_threads(n_threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n_threads)
+
+
+__all__ = ["Executor", "Outcome", "limit_threads", "run_one", "split_result"]

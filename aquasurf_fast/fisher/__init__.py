@@ -1,0 +1,10 @@
+"""Fisher-spectrum features (SPEC section 4): ``fisher_spectrum`` and ``fisher_features`` in
+``spectrum``, a layer's K-FAC factors in ``factors``, attention's projections in ``attention``.
+
+Importing this subpackage imports torch.
+"""
+from .spectrum import (FisherError, FisherSpectrum, LayerSpectrum, fisher_features, fisher_features_for,
+                       fisher_spectrum)
+
+__all__ = ["FisherError", "FisherSpectrum", "LayerSpectrum", "fisher_features", "fisher_features_for",
+           "fisher_spectrum"]

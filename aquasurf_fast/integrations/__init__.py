@@ -1,0 +1,1 @@
+"""The search inside other tools' loops: ``integrations.optuna`` (an Optuna sampler)."""

@@ -1,0 +1,204 @@
+"""A study's features and surrogate: computing the Fisher pool's features, and the embedding that
+every suggestion reads.
+
+Every class in the Fisher pool (``study.pool``) with valid features is a surrogate candidate; the
+embedding is recomputed when, and only when, that set changes.
+"""
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Callable, Dict, Optional
+
+import numpy as np
+
+from .store import EmbeddingCache, StudyError, from_blob
+
+
+MAX_TOP_UPS = 25  # rounds of topping the pool up after failed Fisher features (later ones are small)
+
+
+class FeatureMixin:
+    """The parts of ``Study`` that compute features and fit the surrogate."""
+
+    def _bump_features(self) -> None:
+        with self.store.transaction() as c:
+            c.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 "
+                      "WHERE key = 'features_version'")
+        self._features = None
+
+    def set_fisher_features(self, names, feats: np.ndarray, ok=None, reasons=None) -> None:
+        """Store Fisher features of classes (by any member's name); rows with ok False are invalid.
+        The classes join the Fisher pool."""
+        feats = np.asarray(feats, dtype=np.float32)
+        if feats.ndim != 2 or feats.shape[0] != len(names):
+            raise StudyError(f"expected Fisher features [{len(names)}, D], got {feats.shape}")
+        if ok is None:
+            ok = np.isfinite(feats).all(axis=1)
+        if reasons is None:
+            reasons = ["" if o else "non-finite Fisher features" for o in ok]
+        dims = self.store.query("SELECT length(fisher_feat) FROM classes "
+                                "WHERE fisher_feat IS NOT NULL LIMIT 1")
+        if dims and np.any(ok) and dims[0][0] != feats.shape[1] * 4:
+            raise StudyError(
+                f"Fisher features have {feats.shape[1]} columns but this study's have "
+                f"{dims[0][0] // 4}: they must come from the same task")
+        ids = [self.store.class_of(n)[0] for n in names]
+        self.store.set_fisher_features(ids, feats, ok, reasons)
+        self._bump_features()
+
+    # -- featurizing -------------------------------------------------------------------------------
+
+    def featurize(self, *, pool: Optional[int] = None, build: Optional[Callable] = None,
+                  inputs: Any = None, targets: Any = None, featurizer: Optional[Callable] = None,
+                  chunk: int = 128, seed: int = 42, device: Any = None, progress: bool = True,
+                  embed: bool = True, executor=None) -> Dict[str, int]:
+        """Choose the Fisher pool (``choose_pool(pool)``) and compute its missing output and
+        Fisher features; resumable (each chunk is committed).
+
+        ``build``/``inputs``/``targets`` default to the study's task. ``featurizer`` defaults to
+        ``aq.fisher_features_for`` and is called as ``featurizer(build, names, inputs, targets,
+        seed=..., device=..., progress=False) -> (features [n, D], ok [n], reasons [n])``.
+        Classes whose outputs are not finite are never candidates and get no Fisher feature.
+        With ``executor`` (worker processes, Ray) the chunks run as its jobs; workers load the
+        study's task themselves, or receive ``build``/``inputs``/``targets``, which must then be
+        picklable. With ``embed`` the surrogate's UMAP embedding is computed and stored at the end.
+        """
+        # Explicit classes added without features get them first: the pool is chosen among
+        # classes whose outputs are known to be finite.
+        n_out = self._fill_output_features("space_id IS NULL")
+        n_fisher = 0
+        # A pool class whose Fisher features fail (its activations overflow in the model) is no
+        # candidate: the pool is topped up until it holds the classes asked for with valid or
+        # pending features, or the space runs out.
+        for _ in range(MAX_TOP_UPS):
+            self.choose_pool(pool)
+            n_out += self._fill_output_features("pool IS NOT NULL")
+            todo = self.store.query("SELECT id, canonical FROM classes WHERE pool IS NOT NULL AND "
+                                    "fisher_ok IS NULL AND out_finite = 1 ORDER BY pool, id")
+            if not todo:
+                break
+            self._compute_fisher([name for _, name in todo], build, inputs, targets, featurizer,
+                                 chunk, seed, device, progress, executor)
+            n_fisher += len(todo)
+        with self.store.transaction() as c:
+            n_bad = c.execute(
+                "UPDATE classes SET fisher_ok = 0, fisher_reason = 'non-finite output features' "
+                "WHERE out_finite = 0 AND fisher_ok IS NULL AND space_id IS NULL").rowcount
+        self._bump_features()
+        if embed and self.counts()["candidates"]:
+            # Fit UMAP now, once, so that the search's first surrogate suggestion does not keep every
+            # worker waiting; the embedding is stored in the study for all processes.
+            t0 = time.perf_counter()
+            self.surrogate()
+            if progress:
+                print(f"embedded {self.counts()['candidates']} candidates in "
+                      f"{time.perf_counter() - t0:.1f} s", flush=True)
+        return {"output": n_out, "fisher": n_fisher, "non_finite": n_bad}
+
+    def _compute_fisher(self, names, build, inputs, targets, featurizer, chunk, seed, device,
+                        progress, executor) -> None:
+        """Fisher features of ``names`` in committed chunks, in this process or by ``executor``."""
+        if not names:
+            return
+        from .featurize import FisherChunkJob, run_chunks
+
+        spec = self.settings.get("task")
+        if (build is None or inputs is None) and not spec:
+            raise StudyError("this study has no task: pass build, inputs and targets, or "
+                             "create the study with a task")
+        job = FisherChunkJob(spec, build, inputs, targets, featurizer, seed, device)
+        chunks = [names[i:i + chunk] for i in range(0, len(names), chunk)]
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(names), desc="Fisher features", unit="fn")
+        try:
+            if executor is None:
+                for part in chunks:
+                    self.set_fisher_features(part, *job(" ".join(part)))
+                    if bar is not None:
+                        bar.update(len(part))
+            else:
+                run_chunks(executor, job, chunks, self.set_fisher_features,
+                           int(self.settings["max_retries"]), bar)
+        finally:
+            if bar is not None:
+                bar.close()
+
+    # -- candidates and the surrogate --------------------------------------------------------------
+
+    def _has_fisher(self) -> bool:
+        return bool(self.store.query("SELECT 1 FROM classes WHERE pool IS NOT NULL AND "
+                                     "fisher_ok = 1 LIMIT 1"))
+
+    def _candidate_filter(self) -> str:
+        if self._has_fisher():
+            return "pool IS NOT NULL AND out_finite = 1 AND fisher_ok = 1"
+        # Without any Fisher feature (no model to featurize), the output features alone embed:
+        # those of the pool when there is one, else of every class (an explicit, small space).
+        if self.store.pool_size():
+            return "pool IS NOT NULL AND out_finite = 1"
+        return "out_finite = 1 AND space_id IS NULL"
+
+    def _pool_filter(self) -> str:
+        """The classes that suggestions are drawn from (besides the baselines)."""
+        if self.settings.get("order") == "exhaustive":
+            return "out_finite = 1"
+        return self._candidate_filter()
+
+    def _candidate_features(self):
+        """(class ids, output features, Fisher features or None), cached until features change."""
+        version = self.store.query("SELECT value FROM meta WHERE key = 'features_version'")[0][0]
+        if self._features is not None and self._features[0] == version:
+            return self._features[1:]
+        use_fisher = self._has_fisher()
+        if not use_fisher and not self.store.pool_size() and self.store.spaces():
+            # A schema or names file searched without Fisher features (an evaluate function, no
+            # task): its candidates are the default pool, as featurize would choose it.
+            self.choose_pool()
+        where = self._candidate_filter()
+        self._fill_output_features(where)
+        rows = self.store.query(f"SELECT id, out_feat, fisher_feat FROM classes WHERE {where} ORDER BY id")
+        ids = np.array([r[0] for r in rows], dtype=np.int64)
+        out = (np.stack([from_blob(r[1]) for r in rows]) if rows
+               else np.zeros((0, 1000), dtype=np.float32))
+        fisher = None
+        if use_fisher:
+            fisher = (np.stack([from_blob(r[2]) for r in rows]) if rows
+                      else np.zeros((0, 1), dtype=np.float32))
+        self._features = (version, ids, out, fisher)
+        return ids, out, fisher
+
+    def surrogate(self):
+        """A Surrogate fitted on the current results (embedding from the study's cache). A new
+        embedding (the candidates changed) is logged with the seconds it took."""
+        from ..surrogate.regression import Surrogate
+
+        meta = self.settings
+        if self._surrogate is None:
+            self._surrogate = Surrogate(cache=EmbeddingCache(self.store))
+        if self._regressor_instance is None and meta["regressor"] == "custom":
+            raise StudyError("this study was created with a regressor instance, which is not "
+                             "stored in the file: pass it again, Study(path, regressor=...)")
+        self._surrogate.regressor = self._regressor_instance or meta["regressor"]
+        self._surrogate.random_state = meta["random_state"]
+        ids, out, fisher = self._candidate_features()
+        done = dict(self.store.query(
+            "SELECT id, score FROM classes WHERE status = 'done' AND score IS NOT NULL"))
+        pos = {cid: i for i, cid in enumerate(ids.tolist())}
+        idx = [pos[c] for c in done if c in pos]
+        scores = [done[ids[i]] for i in idx]
+        self._surrogate.fit(out, fisher, idx, scores)
+        self._surrogate.class_ids_ = ids
+        if self._surrogate.embed_seconds_ is not None:
+            with self.store.transaction() as c:
+                self.store.log(c, "embed", owner=self.owner, detail=json.dumps(
+                    {"candidates": int(ids.size), "seconds": round(self._surrogate.embed_seconds_, 3)}))
+        return self._surrogate
+
+    def predictions(self) -> Dict[int, float]:
+        """Predicted score per candidate class id (NaN before any finite result)."""
+        s = self.surrogate()
+        return dict(zip(s.class_ids_.tolist(), s.predict().tolist()))

@@ -1,0 +1,111 @@
+"""Fisher features of a study computed by an executor: chunks of names as jobs, results as they come.
+
+The driver writes each chunk's features to the study as soon as it arrives, so an interrupted run
+keeps everything finished so far. A chunk whose job failed (its worker died, it timed out) is
+submitted again, up to the study's retry limit; after that its functions are recorded as failed
+with the error, never silently dropped.
+"""
+from __future__ import annotations
+
+import itertools
+from typing import Any, Callable, List, Optional, Sequence
+
+import numpy as np
+
+
+class FisherChunkJob:
+    """``job("name1 name2 ...") -> (features, ok, reasons)`` for worker processes or Ray tasks.
+
+    Carries either a task spec (workers load the task, its model and its Fisher batch themselves)
+    or an explicit ``build``/``inputs``/``targets``, which must then be picklable.
+    """
+
+    returns_raw = True
+
+    def __init__(self, spec: Optional[str] = None, build: Optional[Callable] = None,
+                 inputs: Any = None, targets: Any = None, featurizer: Optional[Callable] = None,
+                 seed: int = 42, device: Any = None):
+        self.spec, self.build, self.inputs, self.targets = spec, build, inputs, targets
+        self.featurizer, self.seed, self.device = featurizer, seed, device
+        self._loaded = None
+
+    def __getstate__(self):
+        return {**self.__dict__, "_loaded": None}  # workers load the task themselves
+
+    @property
+    def resources(self) -> dict:
+        """The task's ``RESOURCES`` (a GPU, say), requested by the Ray executor for each chunk."""
+        if self.spec is None:
+            return {}
+        from ..tasks import load_task
+
+        return load_task(self.spec).resources
+
+    def _model_and_batch(self):
+        if self._loaded is None:
+            build, inputs, targets = self.build, self.inputs, self.targets
+            if build is None or inputs is None:
+                from ..tasks import load_task
+
+                task = load_task(self.spec)
+                build = build or task.build
+                if inputs is None:
+                    inputs, targets = task.fisher_batch()
+            self._loaded = build, inputs, targets
+        return self._loaded
+
+    def __call__(self, chunk: str):
+        build, inputs, targets = self._model_and_batch()
+        featurizer = self.featurizer
+        if featurizer is None:
+            from ..fisher.spectrum import fisher_features_for
+
+            featurizer = fisher_features_for
+        return featurizer(build, chunk.split(" "), inputs, targets, seed=self.seed,
+                          device=self.device, progress=False)
+
+
+def run_chunks(executor, job: FisherChunkJob, chunks: Sequence[List[str]],
+               record: Callable[[List[str], np.ndarray, Sequence[bool], Sequence[str]], None],
+               max_retries: int, bar=None, poll_s: float = 0.2) -> int:
+    """Run every chunk through ``executor``; ``record`` each result. Returns failed job attempts."""
+    pending = [" ".join(c) for c in chunks]
+    attempts = {c: 0 for c in pending}
+    in_flight = {}
+    ids = itertools.count()
+    failures = 0
+    executor.start(job)
+    try:
+        while pending or in_flight:
+            while pending and executor.free_slots() > 0:
+                chunk = pending.pop(0)
+                key = str(next(ids))
+                executor.submit(key, chunk)
+                in_flight[key] = chunk
+            for outcome in executor.wait(poll_s):
+                chunk = in_flight.pop(outcome.key)
+                names = chunk.split(" ")
+                if outcome.ok:
+                    feats, ok, reasons = outcome.value
+                    record(names, feats, ok, reasons)
+                else:
+                    failures += 1
+                    attempts[chunk] += 1
+                    if attempts[chunk] <= max_retries:
+                        pending.append(chunk)
+                        continue
+                    last = (outcome.error.strip().splitlines() or ["unknown error"])[-1]
+                    reason = f"featurization job failed {attempts[chunk]} times: {last}"
+                    record(names, np.full((len(names), 1), np.nan, dtype=np.float32),
+                           [False] * len(names), [reason] * len(names))
+                if bar is not None:
+                    bar.update(len(names))
+    except BaseException:
+        executor.stop()
+        raise
+    finally:
+        executor.shutdown()
+    return failures
+
+
+__all__ = ["FisherChunkJob", "run_chunks"]

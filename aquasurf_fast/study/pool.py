@@ -1,0 +1,127 @@
+"""A study's Fisher pool: which classes get Fisher features.
+
+Output features cost microseconds, Fisher features up to seconds each: in a large space only a
+pool of classes gets them. The pool starts as the baselines plus classes chosen to cover the
+output-feature space (``surrogate.coverage.choose_pool``), and during a search it grows by the classes
+nearest the best results (``grow``).
+"""
+from __future__ import annotations
+
+import json
+from typing import List, Optional
+
+import numpy as np
+
+from ..defaults import GROW_FROM
+from ..surrogate.coverage import PROBE_STRIDE, choose_pool, nearest_rows, take_turns
+from .store import StudyError, from_blob, to_blob
+
+# Without a pool size: every class with finite outputs up to this many, else DEFAULT_POOL of them.
+ALL_UP_TO = 10_000
+DEFAULT_POOL = 5_000
+GROW_SHORTLIST = 20   # classes per added one that the projection shortlists for the exact distance
+
+
+class PoolMixin:
+    """The parts of ``Study`` that choose and grow the Fisher pool."""
+
+    def _fill_output_features(self, where: str) -> int:
+        """Compute and store the output features of the classes matching ``where`` that lack them."""
+        rows = self.store.query(f"SELECT id, canonical FROM classes WHERE out_feat IS NULL AND ({where})")
+        if rows:
+            from ..features import output_features
+
+            self.store.set_output_features([i for i, _ in rows],
+                                           output_features([name for _, name in rows]))
+        return len(rows)
+
+    def _ensure_projections(self) -> None:
+        """Coordinates for classes that were added with features but before the study had a
+        projection (the projection is fitted on them when there is none)."""
+        rows = self.store.query("SELECT id, out_feat FROM classes WHERE out_finite = 1 AND "
+                                "projection IS NULL AND out_feat IS NOT NULL")
+        if not rows:
+            return
+        feats = np.stack([from_blob(blob) for _, blob in rows])
+        coords = self._projection(sample_values=feats[:, ::PROBE_STRIDE]).of_features(feats)
+        with self.store.transaction() as c:
+            c.executemany("UPDATE classes SET projection = ? WHERE id = ?",
+                          [(to_blob(row), i) for (i, _), row in zip(rows, coords)])
+
+    def choose_pool(self, n: Optional[int] = None, random_state: Optional[int] = None) -> int:
+        """Put the baselines and ``n`` other classes with finite outputs in the Fisher pool, the
+        ones already there included: every such class when there are at most ``ALL_UP_TO`` and
+        ``n`` is None, else ``n`` (default ``DEFAULT_POOL``) chosen to cover the output-feature
+        space. Classes whose Fisher features failed do not count, so calling it again after
+        featurizing tops the pool up; a larger ``n`` adds to it. Returns how many joined."""
+        n_finite = int(self.store.query("SELECT count(*) FROM classes WHERE out_finite = 1")[0][0])
+        if n is not None and n < 0:
+            raise StudyError(f"the pool size must be >= 0, got {n}")
+        target = (n_finite if n_finite <= ALL_UP_TO else DEFAULT_POOL) if n is None else n
+        round_ = self.store.next_pool_round()
+        with self.store.transaction() as c:
+            joined = c.execute("UPDATE classes SET pool = ? WHERE baseline = 1 AND out_finite = 1 "
+                               "AND pool IS NULL", (round_,)).rowcount
+            if target >= n_finite:
+                joined += c.execute("UPDATE classes SET pool = ? WHERE out_finite = 1 AND pool IS NULL",
+                                    (round_,)).rowcount
+        # Classes whose Fisher features failed do not count: they are no candidates.
+        have = int(self.store.query("SELECT count(*) FROM classes WHERE pool IS NOT NULL AND "
+                                    "baseline = 0 AND out_finite = 1 AND "
+                                    "(fisher_ok IS NULL OR fisher_ok = 1)")[0][0])
+        if target < n_finite and target > have:
+            self._ensure_projections()
+            ids, coords, in_pool = self.store.projections()
+            seed = int(self.settings["random_state"] if random_state is None else random_state)
+            picks = choose_pool(coords, target - have, np.flatnonzero(in_pool), seed)
+            self.store.add_to_pool(ids[picks].tolist(), round_)
+            joined += len(picks)
+        if joined:
+            with self.store.transaction() as c:
+                self.store.log(c, "pool", detail=json.dumps(
+                    {"round": round_, "added": joined, "how": "coverage", "size": target}))
+        return joined
+
+    def grow(self, k: int, featurize: bool = True, progress: bool = False) -> List[str]:
+        """Add to the pool the ``k`` classes not yet in it that are nearest, in output-feature
+        space, to the best results (taking turns among the ``GROW_FROM`` best), and compute their
+        features. The projection shortlists ``GROW_SHORTLIST`` x k classes per best result over the
+        whole space; the exact distance over all 1,000 outputs picks among them. Returns the
+        names that joined (the event log records them)."""
+        best = self.store.query("SELECT id, canonical FROM classes WHERE status = 'done' AND "
+                                "score IS NOT NULL AND out_finite = 1 ORDER BY score DESC, "
+                                "eval_index LIMIT ?", (GROW_FROM,))
+        if k <= 0 or not best:
+            return []
+        from ..features import output_features
+
+        self._ensure_projections()
+        ids, coords, in_pool = self.store.projections()
+        row_of = {int(c): r for r, c in enumerate(ids.tolist())}
+        names = dict(best)
+        turns = []
+        for class_id, name in best:
+            if class_id not in row_of:
+                continue
+            shortlist = ids[nearest_rows(coords[row_of[class_id]], coords, GROW_SHORTLIST * k, in_pool)]
+            if shortlist.size == 0:
+                continue
+            cand = dict(self.store.query("SELECT id, canonical FROM classes WHERE id IN (%s)"
+                                         % ",".join(map(str, shortlist.tolist()))))
+            feats = output_features([names[class_id]] + [cand[int(i)] for i in shortlist])
+            d2 = ((feats[1:].astype(np.float64) - feats[0]) ** 2).sum(axis=1)
+            turns.append([int(i) for i in shortlist[np.lexsort((shortlist, d2))]])
+        chosen = take_turns(turns, k)
+        if not chosen:
+            return []
+        round_ = self.store.next_pool_round()
+        self.store.add_to_pool(chosen, round_)
+        added = [n for _, n in self.store.query("SELECT id, canonical FROM classes WHERE id IN (%s)"
+                                                 % ",".join(map(str, chosen)))]
+        with self.store.transaction() as c:
+            self.store.log(c, "pool", detail=json.dumps(
+                {"round": round_, "added": len(chosen), "how": "grow",
+                 "near": [n for _, n in best], "names": added}))
+        if featurize:
+            self.featurize(pool=0, progress=progress, embed=False)
+        return added

@@ -1,0 +1,249 @@
+"""The search (SPEC section 6): a ``Study`` suggests candidates, records results, and runs workers.
+
+Suggestions are claims: a claimed class is ``running`` with a lease that the holder renews while it
+trains. A holder that dies stops renewing, the lease runs out, and the next ``suggest`` anywhere puts
+the class back in the pool. Results belong to the whole equivalence class.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import time
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..defaults import DEFAULT_BASELINES, expression_name
+from .claim import Claim
+from .store import Store, StudyError
+from .features import FeatureMixin
+from .loop import RunMixin
+from .pool import PoolMixin
+from .results import ResultsMixin
+from .space import SpaceMixin
+
+DEFAULT_LEASE_S = 600.0
+DEFAULT_MAX_RETRIES = 2
+ORDERS = ("surrogate", "exhaustive")
+
+
+def _default_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Study(SpaceMixin, PoolMixin, FeatureMixin, RunMixin, ResultsMixin):
+    """A search study stored in one SQLite file; create it, or open it when the file exists.
+
+    Example (the built-in mnist1d task; ``featurize`` needs the model, ``run`` trains)::
+
+        study = aq.Study("s.db", task="mnist1d")
+        study.add_functions(aq.enumerate_schema("binary(unary(x),unary(x))",
+                                                unary=aq.BENCHMARK_UNARY_OPS))
+        study.featurize()
+        study.run(budget=30, workers=2)
+        study.top(5)
+
+    or drive it yourself: ``for name in study.suggest(2): study.tell(name, train(name))``.
+
+    Parameters (used when creating; an existing study keeps its stored settings unless given here)
+    ----------
+    path : the study file.
+    task : the task whose model gives the Fisher features and whose ``train_eval`` scores candidates:
+        "mnist1d", "digits", a .py file or a module path (see ``aquasurf_fast.tasks``). Optional when
+        you pass your own ``evaluate`` to ``run`` and do not need Fisher features.
+    baselines : evaluated first, in this order; added to the search space if missing.
+    regressor : "knn" (default), "rf", "svr", or a scikit-learn regressor instance (instances are not
+        stored in the file; pass it again when reopening).
+    random_state : seed of the surrogate and of the order of the first suggestions.
+    lease_s : how long a claim lives without renewal before its candidate returns to the pool.
+    max_retries : a failing evaluation is tried again at most this many times.
+    order : "surrogate" (default) suggests by predicted score. "exhaustive" suggests every class with
+        finite outputs in a fixed random order, Fisher features or not, without fitting the
+        surrogate: for building a benchmark, where everything is trained anyway.
+    """
+
+    def __init__(self, path: str, *, task: Optional[str] = None,
+                 baselines: Optional[Sequence[str]] = None, regressor: Any = None,
+                 random_state: Optional[int] = None, lease_s: Optional[float] = None,
+                 max_retries: Optional[int] = None, order: Optional[str] = None,
+                 create: Optional[bool] = None, owner: Optional[str] = None):
+        exists = os.path.exists(path) and os.path.getsize(path) > 0
+        if create is None:
+            create = not exists
+        if create and exists:
+            raise StudyError(f"{path} already exists; open it with Study({path!r})")
+        if task is not None:
+            from ..tasks import resolve_spec
+
+            task = resolve_spec(task)
+        if isinstance(regressor, str):
+            from ..surrogate.regression import REGRESSOR_NAMES
+
+            if regressor not in REGRESSOR_NAMES:
+                raise StudyError(
+                    f"unknown regressor {regressor!r}: use one of {', '.join(REGRESSOR_NAMES)}")
+        if order is not None and order not in ORDERS:
+            raise StudyError(f"unknown order {order!r}: use one of {', '.join(ORDERS)}")
+        settings = {
+            "task": task,
+            "order": order or "surrogate",
+            "baselines": list(DEFAULT_BASELINES if baselines is None else baselines),
+            "regressor": regressor if isinstance(regressor, str) or regressor is None else "custom",
+            "random_state": 42 if random_state is None else random_state,
+            "lease_s": DEFAULT_LEASE_S if lease_s is None else float(lease_s),
+            "max_retries": DEFAULT_MAX_RETRIES if max_retries is None else int(max_retries),
+            "features_version": 0,
+        }
+        if settings["regressor"] is None:
+            settings["regressor"] = "knn"
+        self.path = os.fspath(path)
+        self.store = Store(self.path, create=create, meta=settings)
+        self.owner = owner or _default_owner()
+        given = {k: v for k, v in dict(task=task, baselines=baselines, random_state=random_state,
+                                       lease_s=lease_s, max_retries=max_retries,
+                                       order=order).items()
+                 if v is not None}
+        if not create and given:
+            if "baselines" in given:
+                given["baselines"] = list(given["baselines"])
+            self.store.set_meta(**given)
+        if isinstance(regressor, str) and not create:
+            self.store.set_meta(regressor=regressor)
+        self._regressor_instance = None if isinstance(regressor, str) else regressor
+        self._features: Optional[Tuple[Any, ...]] = None
+        self._surrogate = None
+
+    # -- settings ----------------------------------------------------------------------------------
+
+    @property
+    def settings(self) -> Dict[str, Any]:
+        return self.store.meta()
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> "Study":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        c = self.counts()
+        return (f"Study({self.path!r}: {c['classes']} classes, {c['done']} done, "
+                f"{c['running']} running)")
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    def counts(self) -> Dict[str, int]:
+        """Classes by status, names, the Fisher pool and the surrogate candidates."""
+        rows = dict(self.store.query("SELECT status, count(*) FROM classes GROUP BY status"))
+        out = {s: int(rows.get(s, 0)) for s in ("pending", "running", "done", "failed")}
+        out["classes"] = sum(out.values())
+        out["names"] = (int(self.store.query("SELECT count(*) FROM functions")[0][0])
+                        + self.store.n_space_names())
+        out["pool"] = self.store.pool_size()
+        cand = self._candidate_filter()
+        out["candidates"] = int(self.store.query(f"SELECT count(*) FROM classes WHERE {cand}")[0][0])
+        return out
+
+    def _ranking(self) -> List[int]:
+        """Candidate class ids, most promising first."""
+        random_state = self.settings["random_state"]
+        if self.settings.get("order") == "exhaustive":
+            ids = np.array([r[0] for r in self.store.query(
+                f"SELECT id FROM classes WHERE {self._pool_filter()} ORDER BY id")], dtype=np.int64)
+            return ids[np.random.RandomState(random_state).permutation(ids.size)].tolist()
+        s = self.surrogate()
+        ids = s.class_ids_
+        if ids.size == 0:
+            return []
+        from ..surrogate.regression import rank_by_prediction
+
+        return rank_by_prediction(ids, s.predict(), random_state).tolist()
+
+    # -- suggest and tell --------------------------------------------------------------------------
+
+    def suggest(self, n: int = 1, owner: Optional[str] = None) -> List[Claim]:
+        """Claim up to ``n`` classes to evaluate: pending baselines first, then the top predicted.
+
+        Returns their canonical names as ``Claim`` objects (fewer when the pool runs dry).
+        """
+        if n < 1:
+            return []
+        owner = owner or self.owner
+        meta = self.settings
+        lease_s = float(meta["lease_s"])
+        with self.store.transaction() as c:
+            self.store.expire_leases(c, time.time())
+        base_ids = []
+        for name in meta["baselines"]:
+            # As given ("elu" may be a class's own name) or as an expression; explicit, or held
+            # by a names file.
+            for form in dict.fromkeys((name, expression_name(name))):
+                try:
+                    class_id = self.store.class_of(form)[0]
+                except ValueError:
+                    continue
+                if class_id not in base_ids:
+                    base_ids.append(class_id)
+                break
+        pending_base = [cid for cid in base_ids if self.store.query(
+            "SELECT status FROM classes WHERE id = ?", (cid,))[0][0] == "pending"]
+        # The surrogate is fitted outside the write lock: the first fit of a large space takes a
+        # while (UMAP), and other processes must keep writing meanwhile. The ranking is re-checked
+        # against the statuses inside the transaction.
+        ranking = [] if len(pending_base) >= n else self._ranking()
+        claims = []
+        with self.store.transaction() as c:
+            now = time.time()
+            self.store.expire_leases(c, now)
+            taken = set()
+            for cid in base_ids + ranking:
+                if len(claims) == n:
+                    break
+                # One status read per class tried, not a list of every pending class: a large
+                # space holds millions.
+                if cid in taken or c.execute("SELECT status FROM classes WHERE id = ?",
+                                             (cid,)).fetchone()[0] != "pending":
+                    continue
+                taken.add(cid)
+                token = self.store.claim(c, cid, owner, lease_s, now)
+                name = c.execute("SELECT canonical FROM classes WHERE id = ?", (cid,)).fetchone()[0]
+                claims.append(Claim(name, token, cid, now + lease_s))
+        return claims
+
+    def tell(self, name: str, score: float, runtime: Optional[float] = None, **metrics: Any) -> bool:
+        """Record the score of ``name`` for its whole class. Returns False if it already had one.
+
+        ``name`` may be a ``Claim`` from ``suggest`` or any member name of a class.
+        """
+        class_id = self._class_id(name)
+        try:
+            score = float(score)
+        except (TypeError, ValueError):
+            raise StudyError(f"score must be a number, got {score!r}") from None
+        return self.store.record_result(class_id, score, metrics, runtime,
+                                        getattr(name, "token", None), self.owner)
+
+    def fail(self, name: str, error: str) -> Optional[str]:
+        """Record a failed evaluation; returns 'pending' (will be retried), 'failed', or None."""
+        class_id = self._class_id(name)
+        return self.store.record_failure(class_id, str(error), getattr(name, "token", None),
+                                         self.owner, int(self.settings["max_retries"]))
+
+    def _class_id(self, name: str) -> int:
+        """The class of a ``Claim`` (carried with it) or of any member name."""
+        class_id = getattr(name, "class_id", None)
+        return self.store.class_of(str(name))[0] if class_id is None else class_id
+
+    def release(self, claims: Sequence[Claim]) -> int:
+        """Give claims back unevaluated."""
+        return self.store.release([c.token for c in claims], self.owner)
+
+    def renew(self, claims: Sequence[Claim]) -> int:
+        """Extend the leases of claims still being worked on."""
+        return self.store.renew([c.token for c in claims], float(self.settings["lease_s"]))
+
+
+__all__ = ["Study", "Claim", "StudyError"]

@@ -1,0 +1,111 @@
+"""Which classes of a large space get Fisher features: a pool that covers the output-feature space.
+
+Every class is described by a low-dimensional projection of its output features (``Projection``):
+its values at every 8th probe input, clipped to +-20 and mapped through sign(v) log(1 + |v|) so
+that functions reaching 1e30 do not drown the rest, projected on the principal axes of a sample of
+the space.
+``choose_pool`` picks classes by farthest-point selection in that projection (the C++ kernel
+``_C.farthest_points``): each new class is the one farthest from all classes already in the pool,
+so the pool spreads over every region of the space, however few classes a region holds.
+``nearest_classes`` finds, for the growing pool, the classes closest to a given one.
+"""
+from __future__ import annotations
+
+from typing import List, Optional, Sequence
+
+import numpy as np
+
+from .. import _C
+
+PROBE_STRIDE = 8  # the projection reads every 8th of the 1,000 probe inputs
+DIMS = 8          # and keeps 8 principal axes
+SAMPLE = 20_000   # classes whose features fit the axes
+CLIP = 20.0       # output values beyond this count as this (see squash)
+
+
+def probe_subset() -> np.ndarray:
+    """The probe inputs the projection reads (float32 [125])."""
+    from ..features import probe_inputs
+
+    return probe_inputs()[::PROBE_STRIDE].copy()
+
+
+def squash(values: np.ndarray) -> np.ndarray:
+    """sign(v) log(1 + |v|) of v clipped to +-CLIP, in float64: keeps the shape of a function and
+    tames its magnitude. Beyond CLIP (on inputs within +-5) a function overflows a network in any
+    case; clipping gathers such functions, so that covering the space does not spend the pool on
+    ever wilder ones (their Fisher features fail)."""
+    v = np.clip(np.asarray(values, dtype=np.float64), -CLIP, CLIP)
+    return np.sign(v) * np.log1p(np.abs(v))
+
+
+class Projection:
+    """Principal axes of squashed output features at ``probe_subset()``; ``basis`` [DIMS + 1, P]
+    holds the mean in row 0 and the axes below (axes beyond the sample's rank are zero)."""
+
+    def __init__(self, basis: np.ndarray):
+        self.basis = np.asarray(basis, dtype=np.float32)
+
+    @classmethod
+    def fit(cls, values: np.ndarray) -> "Projection":
+        """``values``: float32 [n, P] outputs at ``probe_subset()`` of finite functions."""
+        x = squash(values)
+        mean = x.mean(axis=0) if len(x) else np.zeros(x.shape[1])
+        axes = np.zeros((DIMS, x.shape[1]))
+        if len(x) > 1:
+            _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
+            axes[:min(DIMS, len(vt))] = vt[:DIMS]
+        return cls(np.vstack([mean, axes]))
+
+    def transform(self, values: np.ndarray) -> np.ndarray:
+        """float32 [n, DIMS] coordinates of outputs at ``probe_subset()``."""
+        x = squash(values)
+        return ((x - self.basis[0]) @ self.basis[1:].T.astype(np.float64)).astype(np.float32)
+
+    def of_features(self, out_feats: np.ndarray) -> np.ndarray:
+        """Coordinates from full output features [n, 1000] (the subset's columns)."""
+        return self.transform(np.asarray(out_feats)[:, ::PROBE_STRIDE])
+
+
+def choose_pool(points: np.ndarray, n_select: int, seeds: Sequence[int] = (),
+                random_state: int = 42) -> np.ndarray:
+    """Indices of ``n_select`` points ([n, DIMS]) by farthest-point selection from ``seeds``
+    (without seeds, the first is drawn with ``random_state``). Fewer when the points run out."""
+    n = len(points)
+    if n == 0 or n_select <= 0:
+        return np.zeros(0, dtype=np.int64)
+    first = int(np.random.RandomState(random_state).randint(n))
+    return _C.farthest_points(np.ascontiguousarray(np.asarray(points, dtype=np.float32).T),
+                              np.asarray(list(seeds), dtype=np.int64), first, int(n_select))
+
+
+def nearest_rows(target: np.ndarray, points: np.ndarray, k: int,
+                 exclude: Optional[np.ndarray] = None) -> np.ndarray:
+    """Rows of ``points`` nearest ``target`` (squared euclidean), nearest first, at most ``k``,
+    skipping the rows where ``exclude`` is True."""
+    d2 = ((np.asarray(points, dtype=np.float64) - np.asarray(target, dtype=np.float64)) ** 2).sum(axis=1)
+    if exclude is not None:
+        d2[exclude] = np.inf
+    k = int(min(k, np.isfinite(d2).sum()))
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    rows = np.argpartition(d2, k - 1)[:k]
+    return rows[np.lexsort((rows, d2[rows]))]
+
+
+def take_turns(rankings: Sequence[Sequence[int]], k: int) -> List[int]:
+    """Up to ``k`` distinct items, taking the next unchosen one from each ranking in turn: the
+    classes that a growing pool adds near each of several best results."""
+    rankings = [list(r) for r in rankings]
+    chosen: List[int] = []
+    while len(chosen) < k and any(rankings):
+        for ranking in rankings:
+            while ranking and ranking[0] in chosen:
+                ranking.pop(0)
+            if ranking and len(chosen) < k:
+                chosen.append(int(ranking.pop(0)))
+    return chosen
+
+
+__all__ = ["DIMS", "PROBE_STRIDE", "Projection", "choose_pool", "nearest_rows", "probe_subset",
+           "squash", "take_turns"]

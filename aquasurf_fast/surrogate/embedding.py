@@ -1,0 +1,150 @@
+"""The surrogate's embedding (SPEC section 5): a 2-D UMAP of the candidates' output and Fisher
+features, their fuzzy graphs joined by umap-learn's union.
+
+UMAP is fitted on every candidate, evaluated or not, so the embedding depends only on the candidate
+set; ``embedding_key`` names it for the caches that keep it.
+"""
+from __future__ import annotations
+
+import hashlib
+import warnings
+from typing import Optional
+
+import numpy as np
+
+#: Neighbour counts and metrics of the paper: outputs are compared pointwise, the Fisher CDFs by area.
+OUTPUT_NEIGHBORS = 15
+OUTPUT_METRIC = "euclidean"
+FISHER_NEIGHBORS = 3
+FISHER_METRIC = "manhattan"
+
+# Below this many candidates UMAP's spectral layout is meaningless (and umap-learn warns or fails);
+# a principal-component projection keeps tiny studies working.
+MIN_UMAP_CANDIDATES = 5
+
+
+def _import_umap():
+    try:
+        import umap  # noqa: F401  (umap-learn)
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "the surrogate needs umap-learn: pip install 'aquasurf_fast[search]' "
+            "(or pip install umap-learn scikit-learn)"
+        ) from exc
+    return umap
+
+
+def check_features(name: str, feats: np.ndarray, n: Optional[int]) -> np.ndarray:
+    feats = np.asarray(feats)
+    if feats.ndim != 2:
+        raise ValueError(f"{name} must be 2-D [n_candidates, n_features], got shape {feats.shape}")
+    if n is not None and feats.shape[0] != n:
+        raise ValueError(
+            f"{name} has {feats.shape[0]} rows but out_feats has {n}: one row per candidate"
+        )
+    if feats.shape[0] and not np.isfinite(feats).all():
+        bad = int((~np.isfinite(feats).all(axis=1)).sum())
+        raise ValueError(
+            f"{name} has {bad} rows with NaN or inf; candidates must have finite features "
+            "(SPEC section 3: such functions are never surrogate candidates)"
+        )
+    return np.ascontiguousarray(feats, dtype=np.float32)
+
+
+def embedding_key(out_feats: np.ndarray, fisher_feats: Optional[np.ndarray], random_state) -> str:
+    """The cache key of an embedding: the feature bytes, their shapes and every UMAP setting."""
+    h = hashlib.sha256()
+    settings = (
+        f"v1|{OUTPUT_METRIC}:{OUTPUT_NEIGHBORS}|{FISHER_METRIC}:{FISHER_NEIGHBORS}|"
+        f"rs={random_state}|out={out_feats.shape}|fisher="
+        f"{None if fisher_feats is None else fisher_feats.shape}"
+    )
+    h.update(settings.encode())
+    # Hash the buffers in place: a copy of a 2,500-candidate set costs as much as the hash itself.
+    h.update(np.ascontiguousarray(out_feats, dtype="<f4"))
+    if fisher_feats is not None:
+        h.update(np.ascontiguousarray(fisher_feats, dtype="<f4"))
+    return h.hexdigest()
+
+
+def _pca_2d(x: np.ndarray) -> np.ndarray:
+    """Two principal components (zeros where there is no spread), for sets too small for UMAP."""
+    n = x.shape[0]
+    out = np.zeros((n, 2), dtype=np.float32)
+    if n < 2:
+        return out
+    x = x.astype(np.float64) - x.mean(axis=0, dtype=np.float64)
+    u, s, _ = np.linalg.svd(x, full_matrices=False)
+    k = min(2, int((s > 1e-12 * max(s[0], 1e-300)).sum()))
+    out[:, :k] = (u[:, :k] * s[:k]).astype(np.float32)
+    return out
+
+
+def compute_embedding(
+    out_feats: Optional[np.ndarray], fisher_feats: Optional[np.ndarray],
+    random_state: Optional[int]
+) -> np.ndarray:
+    """The 2-D embedding of the candidates (uncached): UMAP of each feature set, fuzzy union.
+
+    Either feature set may be None to embed the other alone (the ablations of a replay). Each UMAP
+    only builds its fuzzy graph (``transform_mode="graph"``); the single layout is done by
+    umap-learn's union operator. That operator lays the union out with its own fixed seed (42), so
+    for any other ``random_state`` the union graph is laid out again with that seed.
+    """
+    parts = [(f, k, m) for f, k, m in ((out_feats, OUTPUT_NEIGHBORS, OUTPUT_METRIC),
+                                       (fisher_feats, FISHER_NEIGHBORS, FISHER_METRIC))
+             if f is not None]
+    if not parts:
+        raise ValueError("compute_embedding needs output features, Fisher features or both")
+    n = parts[0][0].shape[0]
+    if n < MIN_UMAP_CANDIDATES:
+        return _pca_2d(np.hstack([f for f, _, _ in parts]))
+    umap = _import_umap()
+    with warnings.catch_warnings():
+        # Tiny sets make umap-learn truncate n_neighbors or fall back to random initialisation, and a
+        # fixed random_state disables its parallelism; all expected here, none actionable by a user.
+        warnings.filterwarnings("ignore", module=r"umap(\.|$)")
+        warnings.filterwarnings("ignore", category=UserWarning, message=r".*n_jobs.*")
+        models = [umap.UMAP(n_neighbors=min(k, n - 1), metric=m, n_components=2,
+                            random_state=random_state, transform_mode="graph").fit(f)
+                  for f, k, m in parts]
+        if len(models) == 1:
+            return _layout(models[0].graph_, random_state)
+        union = models[0] + models[1]
+        if random_state == 42:
+            return np.asarray(union.embedding_, dtype=np.float32)
+        return _layout(union.graph_, random_state)
+
+
+def _layout(graph, random_state) -> np.ndarray:
+    """Lay a fuzzy graph out in 2-D with umap-learn's default settings and the given seed."""
+    from scipy.sparse.csgraph import connected_components
+    from sklearn.utils import check_random_state
+    from umap.umap_ import find_ab_params, simplicial_set_embedding
+
+    a, b = find_ab_params(1.0, 0.1)  # umap-learn's defaults: spread 1, min_dist 0.1
+    init = "spectral" if connected_components(graph)[0] == 1 else "random"
+    emb, _ = simplicial_set_embedding(
+        data=None,
+        graph=graph,
+        n_components=2,
+        initial_alpha=1.0,
+        a=a,
+        b=b,
+        gamma=1.0,
+        negative_sample_rate=5,
+        n_epochs=None,
+        init=init,
+        random_state=check_random_state(random_state),
+        metric="euclidean",
+        metric_kwds={},
+        densmap=False,
+        densmap_kwds={},
+        output_dens=False,
+        parallel=False,
+    )
+    return np.asarray(emb, dtype=np.float32)
+
+
+__all__ = ["OUTPUT_NEIGHBORS", "OUTPUT_METRIC", "FISHER_NEIGHBORS", "FISHER_METRIC", "check_features",
+           "compute_embedding", "embedding_key"]
