@@ -16,7 +16,7 @@ def test_features_are_float32_blobs(tmp_path):
     rows = study.store.query("SELECT typeof(out_feat), length(out_feat), typeof(fisher_feat) "
                              "FROM classes")
     assert set(rows) == {("blob", 4000, "blob")}
-    ids, out, fisher = study._candidate_features()
+    ids, out, fisher = study.features.candidate_features()
     classes, out_ref, fisher_ref = synthetic_space(4)
     np.testing.assert_array_equal(out, out_ref)
     np.testing.assert_array_equal(fisher, fisher_ref)

@@ -12,9 +12,9 @@ from typing import Any, Dict, Mapping, Optional, Sequence
 
 import numpy as np
 
-from .format import (FISHER_KEY, LAYOUT_METRICS, MEMBERS_KEY, RUNS_KEYS, RUNTIME_KEY,
-                        BenchmarkError, load_benchmark)
 from ..expr import BENCHMARK_SCHEMA
+from .format import (FISHER_KEY, LAYOUT_METRICS, MEMBERS_KEY, RUNS_KEYS, RUNTIME_KEY,
+                     BenchmarkError, load_benchmark)
 
 
 def default_study_path(out: str, seeds: int = 1) -> str:

@@ -4,8 +4,9 @@ from __future__ import annotations
 import sys
 import time
 
-from .common import UsageError, add_executor_options, executor_from_args, unary_ops
 from ..expr import BENCHMARK_SCHEMA
+from .common import (UsageError, add_executor_options, add_no_progress, add_unary_option, executor_from_args,
+                     unary_ops)
 
 
 def cmd_bench_build(args) -> int:
@@ -79,14 +80,13 @@ def add_bench_parsers(sub) -> None:
     sp.add_argument("--task", default="mnist1d", help="task (default mnist1d)")
     sp.add_argument("--space", default="benchmark",
                     help=f"benchmark ({BENCHMARK_SCHEMA}, 5,103 names) or another schema")
-    sp.add_argument("--unary", default="benchmark",
-                    help="unary ops of the schema: benchmark (the 27), all, or a comma-separated list")
+    add_unary_option(sp)
     sp.add_argument("--seeds", type=int, default=1,
                     help="trainings per class under seeds 0..S-1; the median run is kept (default 1)")
     sp.add_argument("--out", required=True, help="the JSON file to write (.json or .json.gz)")
     sp.add_argument("--study", help="the study file that holds the progress (default: next to "
                                     "--out, NAME.study.db)")
-    sp.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_no_progress(sp)
     add_executor_options(sp, "featurization and training")
     sp.set_defaults(fn=cmd_bench_build)
 
@@ -111,5 +111,5 @@ def add_bench_parsers(sub) -> None:
     sp.add_argument("--embeddings", type=int, default=5,
                     help="UMAP seeds the trials cycle through (default 5; each is cached)")
     sp.add_argument("--out", default=".", help="directory for replay.png (default: here)")
-    sp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_no_progress(sp)
     sp.set_defaults(fn=cmd_bench_replay)

@@ -10,7 +10,9 @@ from typing import List, Optional, Sequence
 
 from ..defaults import DEFAULT_GROW, DEFAULT_GROW_EVERY
 from ..expr import BENCHMARK_SCHEMA
-from .common import UsageError, add_executor_options, executor_from_args, open_study, unary_ops
+from .bench import add_bench_parsers
+from .common import (UsageError, add_executor_options, add_no_progress, add_unary_option, executor_from_args,
+                     open_study, unary_ops)
 
 
 def _fmt(x: Optional[float], digits: int = 4) -> str:
@@ -99,7 +101,7 @@ def cmd_featurize(args) -> int:
 
 def cmd_search(args) -> int:
     study = open_study(args.study)
-    if study._has_fisher() is False and study.settings.get("task"):
+    if study.has_fisher() is False and study.settings.get("task"):
         raise UsageError(f"{args.study} has no Fisher features yet: run "
                          f"`aquasurf featurize {args.study}` first")
     t0 = time.perf_counter()
@@ -263,11 +265,13 @@ def cmd_members(args) -> int:
 
 
 def cmd_plot(args) -> int:
-    from ..study.plots import plot_study
+    from ..study.plots import plot_study, pyplot
 
+    pyplot()  # matplotlib missing: say so before fitting the surrogate
     study = open_study(args.study)
     os.makedirs(args.out, exist_ok=True)
-    for path in plot_study(study, args.out):
+    surrogate = study.surrogate()  # a new embedding is computed and logged here
+    for path in plot_study(study, args.out, surrogate):
         print(path)
     return 0
 
@@ -329,14 +333,22 @@ def build_parser() -> argparse.ArgumentParser:
                "aquasurf search s.db --budget 50 --workers 2; aquasurf top s.db; aquasurf plot s.db")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    for add_command in (_add_init, _add_featurize, _add_search, _add_status, _add_top, _add_plot,
+                        _add_export, _add_members, _add_space, _add_quickstart, add_bench_parsers):
+        add_command(sub)
+    return p
 
-    def add(name, help_, fn):
-        sp = sub.add_parser(name, help=help_, description=help_)
-        sp.add_argument("study", help="the study file (SQLite)")
-        sp.set_defaults(fn=fn)
-        return sp
 
-    sp = add("init", "create a study for a task and a search space", cmd_init)
+def _study_command(sub, name: str, help_: str, fn) -> argparse.ArgumentParser:
+    """A subcommand whose first argument is the study file."""
+    sp = sub.add_parser(name, help=help_, description=help_)
+    sp.add_argument("study", help="the study file (SQLite)")
+    sp.set_defaults(fn=fn)
+    return sp
+
+
+def _add_init(sub) -> None:
+    sp = _study_command(sub, "init", "create a study for a task and a search space", cmd_init)
     sp.add_argument("--task", help="mnist1d, digits, a .py file or a module exposing build, "
                                    "fisher_batch and train_eval")
     sp.add_argument("--schema", action="append",
@@ -344,9 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "--names is given)")
     sp.add_argument("--names", action="append", metavar="FILE",
                     help="a file of function names, one per line (repeatable; # comments)")
-    sp.add_argument("--unary", default="benchmark",
-                    help="unary ops for schemas: benchmark (the 27 of the paper), all, or a "
-                         "comma-separated list (default benchmark)")
+    add_unary_option(sp)
     sp.add_argument("--baselines", help="comma-separated functions evaluated first (default: "
                                         "elu,relu,selu,sigmoid,softplus,softsign,swish,tanh)")
     sp.add_argument("--regressor", default="knn", choices=["knn", "rf", "svr"],
@@ -355,19 +365,25 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--lease", type=float, help="claim lease in seconds (default 600)")
     sp.add_argument("--max-retries", type=int, help="retries of a failing evaluation (default 2)")
     sp.add_argument("--force", action="store_true", help="replace an existing file")
-    sp.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_no_progress(sp)
 
-    sp = add("featurize", "choose the Fisher pool and compute its features (resumable)", cmd_featurize)
+
+def _add_featurize(sub) -> None:
+    sp = _study_command(sub, "featurize", "choose the Fisher pool and compute its features (resumable)",
+                        cmd_featurize)
     sp.add_argument("--pool", type=int,
                     help="classes besides the baselines that get Fisher features, chosen to cover "
                          "the output-feature space (default: all when at most 10,000 have finite "
                          "outputs, else 5,000); a larger pool later adds to it")
     sp.add_argument("--chunk", type=int, default=128, help="classes per committed chunk")
     sp.add_argument("--device", help="torch device for the Fisher features (default: automatic)")
-    sp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_no_progress(sp)
     add_executor_options(sp, "featurization", workers=False)
 
-    sp = add("search", "train suggested candidates until the study holds BUDGET results", cmd_search)
+
+def _add_search(sub) -> None:
+    sp = _study_command(sub, "search", "train suggested candidates until the study holds BUDGET results",
+                        cmd_search)
     sp.add_argument("--budget", type=int, default=50,
                     help="total results to reach, baselines included (default 50)")
     sp.add_argument("--timeout", type=float, help="kill an evaluation after this many seconds")
@@ -377,51 +393,60 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--grow-every", type=int, default=DEFAULT_GROW_EVERY,
                     help=f"results per round (default {DEFAULT_GROW_EVERY})")
     sp.add_argument("--top", type=int, default=5, help="best functions to print at the end")
-    sp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_no_progress(sp)
     add_executor_options(sp, "training")
 
-    add("status", "counts, best so far, running claims and their age, recent errors", cmd_status)
 
-    sp = add("top", "the best evaluated functions", cmd_top)
+def _add_status(sub) -> None:
+    _study_command(sub, "status", "counts, best so far, running claims and their age, recent errors",
+                   cmd_status)
+
+
+def _add_top(sub) -> None:
+    sp = _study_command(sub, "top", "the best evaluated functions", cmd_top)
     sp.add_argument("-k", type=int, default=10, help="how many (default 10)")
 
-    sp = add("plot", "PNG plots: embedding by observed and predicted score, best so far", cmd_plot)
+
+def _add_plot(sub) -> None:
+    sp = _study_command(sub, "plot", "PNG plots: embedding by observed and predicted score, best so far",
+                        cmd_plot)
     sp.add_argument("--out", default=".", help="directory for the PNGs (default: here)")
 
-    sp = add("export", "write results as CSV and/or JSON (Act-Bench layout, every class; untrained "
-                       "ones with null metrics)", cmd_export)
+
+def _add_export(sub) -> None:
+    sp = _study_command(sub, "export", "write results as CSV and/or JSON (Act-Bench layout, every "
+                        "class; untrained ones with null metrics)", cmd_export)
     sp.add_argument("--csv", help="CSV file to write")
     sp.add_argument("--json", help="JSON file to write")
     sp.add_argument("--all", action="store_true",
                     help="every class in the CSV, unevaluated ones too (streamed)")
 
-    sp = add("members", "every name of the class holding NAME", cmd_members)
+
+def _add_members(sub) -> None:
+    sp = _study_command(sub, "members", "every name of the class holding NAME", cmd_members)
     sp.add_argument("name", help="any name of the study's space")
     sp.add_argument("--limit", type=int, default=0, help="print at most this many names")
     sp.add_argument("--count", action="store_true", help="print only how many names the class has")
 
+
+def _add_space(sub) -> None:
     sp = sub.add_parser("space", help="featurize a search space and summarize its equivalence classes",
                         description="Featurize every name of a schema on the probe inputs and count its "
                                     "equivalence classes, without building the names.")
     sp.add_argument("schema", nargs="?", default=BENCHMARK_SCHEMA, help=f"default {BENCHMARK_SCHEMA}")
-    sp.add_argument("--unary", default="benchmark",
-                    help="unary ops: benchmark (the 27 of the paper), all, or a comma-separated list "
-                         "(default benchmark)")
+    add_unary_option(sp)
     sp.add_argument("--show", type=int, default=5, help="largest classes to list (default 5)")
     sp.set_defaults(fn=cmd_space)
 
-    sp = add("quickstart", "init (if needed), featurize and search in one go", cmd_quickstart)
+
+def _add_quickstart(sub) -> None:
+    sp = _study_command(sub, "quickstart", "init (if needed), featurize and search in one go", cmd_quickstart)
     sp.add_argument("--task", default="mnist1d", help="task (default mnist1d)")
     sp.add_argument("--budget", type=int, default=30, help="total results (default 30)")
     sp.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 1)),
                     help="worker processes (default: number of CPUs)")
     sp.add_argument("--top", type=int, default=5, help="best functions to print at the end")
-    sp.add_argument("--no-progress", action="store_true", help="no progress bars")
-
-    from .bench import add_bench_parsers
-
-    add_bench_parsers(sub)
-    return p
+    add_no_progress(sp)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -29,6 +29,17 @@ def unary_ops(choice: str):
     return tuple(u.strip() for u in choice.split(",") if u.strip())
 
 
+def add_no_progress(sp) -> None:
+    sp.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def add_unary_option(sp) -> None:
+    """--unary, read by ``unary_ops``."""
+    sp.add_argument("--unary", default="benchmark",
+                    help="unary ops of schemas: benchmark (the 27 of the paper), all, or a "
+                         "comma-separated list (default benchmark)")
+
+
 def executor_from_args(args, workers: Optional[int], timeout: Optional[float] = None,
               in_process: bool = False):
     """The executor of --executor/--address/--gpus/--workers.
@@ -64,4 +75,5 @@ def add_executor_options(sp, what: str, workers: bool = True) -> None:
     sp.add_argument("--gpus", type=float, help="GPUs per Ray task (default 0)")
 
 
-__all__ = ["UsageError", "add_executor_options", "executor_from_args", "open_study", "unary_ops"]
+__all__ = ["UsageError", "add_executor_options", "add_no_progress", "add_unary_option", "executor_from_args",
+           "open_study", "unary_ops"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -18,14 +18,24 @@ from .store import EmbeddingCache, StudyError, from_blob
 MAX_TOP_UPS = 25  # rounds of topping the pool up after failed Fisher features (later ones are small)
 
 
-class FeatureMixin:
-    """The parts of ``Study`` that compute features and fit the surrogate."""
+class FeatureService:
+    """Computes a study's features and fits its surrogate (the part of ``Study`` behind
+    ``featurize``, ``set_fisher_features``, ``surrogate`` and ``predictions``). Chooses the pool
+    to featurize through the study's ``FisherPool``.
 
-    def _bump_features(self) -> None:
-        with self.store.transaction() as c:
-            c.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 "
-                      "WHERE key = 'features_version'")
-        self._features = None
+    ``owner`` names this process in the event log; ``regressor`` is the scikit-learn instance the
+    study was given (None for a named regressor, which the study's settings hold).
+    """
+
+    def __init__(self, store, pool, owner: str, regressor: Any = None):
+        self.store, self.pool, self.owner = store, pool, owner
+        self.regressor = regressor
+        self._features: Optional[Tuple[Any, ...]] = None
+        self._surrogate = None
+
+    @property
+    def settings(self) -> Dict[str, Any]:
+        return self.store.meta()
 
     def set_fisher_features(self, names, feats: np.ndarray, ok=None, reasons=None) -> None:
         """Store Fisher features of classes (by any member's name); rows with ok False are invalid.
@@ -45,7 +55,7 @@ class FeatureMixin:
                 f"{dims[0][0] // 4}: they must come from the same task")
         ids = [self.store.class_of(n)[0] for n in names]
         self.store.set_fisher_features(ids, feats, ok, reasons)
-        self._bump_features()
+        self.store.bump_features_version()
 
     # -- featurizing -------------------------------------------------------------------------------
 
@@ -66,14 +76,14 @@ class FeatureMixin:
         """
         # Explicit classes added without features get them first: the pool is chosen among
         # classes whose outputs are known to be finite.
-        n_out = self._fill_output_features("space_id IS NULL")
+        n_out = self.pool.fill_output_features("space_id IS NULL")
         n_fisher = 0
         # A pool class whose Fisher features fail (its activations overflow in the model) is no
         # candidate: the pool is topped up until it holds the classes asked for with valid or
         # pending features, or the space runs out.
         for _ in range(MAX_TOP_UPS):
-            self.choose_pool(pool)
-            n_out += self._fill_output_features("pool IS NOT NULL")
+            self.pool.choose_pool(pool)
+            n_out += self.pool.fill_output_features("pool IS NOT NULL")
             todo = self.store.query("SELECT id, canonical FROM classes WHERE pool IS NOT NULL AND "
                                     "fisher_ok IS NULL AND out_finite = 1 ORDER BY pool, id")
             if not todo:
@@ -85,14 +95,14 @@ class FeatureMixin:
             n_bad = c.execute(
                 "UPDATE classes SET fisher_ok = 0, fisher_reason = 'non-finite output features' "
                 "WHERE out_finite = 0 AND fisher_ok IS NULL AND space_id IS NULL").rowcount
-        self._bump_features()
-        if embed and self.counts()["candidates"]:
+        self.store.bump_features_version()
+        if embed and self.n_candidates():
             # Fit UMAP now, once, so that the search's first surrogate suggestion does not keep every
             # worker waiting; the embedding is stored in the study for all processes.
             t0 = time.perf_counter()
             self.surrogate()
             if progress:
-                print(f"embedded {self.counts()['candidates']} candidates in "
+                print(f"embedded {self.n_candidates()} candidates in "
                       f"{time.perf_counter() - t0:.1f} s", flush=True)
         return {"output": n_out, "fisher": n_fisher, "non_finite": n_bad}
 
@@ -129,12 +139,14 @@ class FeatureMixin:
 
     # -- candidates and the surrogate --------------------------------------------------------------
 
-    def _has_fisher(self) -> bool:
+    def has_fisher(self) -> bool:
+        """Whether any class of the pool has valid Fisher features."""
         return bool(self.store.query("SELECT 1 FROM classes WHERE pool IS NOT NULL AND "
                                      "fisher_ok = 1 LIMIT 1"))
 
-    def _candidate_filter(self) -> str:
-        if self._has_fisher():
+    def candidate_filter(self) -> str:
+        """SQL condition on ``classes``: the surrogate's candidates."""
+        if self.has_fisher():
             return "pool IS NOT NULL AND out_finite = 1 AND fisher_ok = 1"
         # Without any Fisher feature (no model to featurize), the output features alone embed:
         # those of the pool when there is one, else of every class (an explicit, small space).
@@ -142,24 +154,34 @@ class FeatureMixin:
             return "pool IS NOT NULL AND out_finite = 1"
         return "out_finite = 1 AND space_id IS NULL"
 
-    def _pool_filter(self) -> str:
+    def pool_filter(self) -> str:
         """The classes that suggestions are drawn from (besides the baselines)."""
         if self.settings.get("order") == "exhaustive":
             return "out_finite = 1"
-        return self._candidate_filter()
+        return self.candidate_filter()
 
-    def _candidate_features(self):
+    def n_candidates(self) -> int:
+        return int(self.store.query(
+            f"SELECT count(*) FROM classes WHERE {self.candidate_filter()}")[0][0])
+
+    def has_pending_candidate(self) -> bool:
+        """Whether a baseline or a class that suggestions are drawn from is still pending."""
+        cand = self.pool_filter()
+        return bool(self.store.query(
+            f"SELECT 1 FROM classes WHERE status = 'pending' AND (baseline = 1 OR ({cand})) LIMIT 1"))
+
+    def candidate_features(self):
         """(class ids, output features, Fisher features or None), cached until features change."""
-        version = self.store.query("SELECT value FROM meta WHERE key = 'features_version'")[0][0]
+        version = self.store.features_version()
         if self._features is not None and self._features[0] == version:
             return self._features[1:]
-        use_fisher = self._has_fisher()
+        use_fisher = self.has_fisher()
         if not use_fisher and not self.store.pool_size() and self.store.spaces():
             # A schema or names file searched without Fisher features (an evaluate function, no
             # task): its candidates are the default pool, as featurize would choose it.
-            self.choose_pool()
-        where = self._candidate_filter()
-        self._fill_output_features(where)
+            self.pool.choose_pool()
+        where = self.candidate_filter()
+        self.pool.fill_output_features(where)
         rows = self.store.query(f"SELECT id, out_feat, fisher_feat FROM classes WHERE {where} ORDER BY id")
         ids = np.array([r[0] for r in rows], dtype=np.int64)
         out = (np.stack([from_blob(r[1]) for r in rows]) if rows
@@ -179,12 +201,12 @@ class FeatureMixin:
         meta = self.settings
         if self._surrogate is None:
             self._surrogate = Surrogate(cache=EmbeddingCache(self.store))
-        if self._regressor_instance is None and meta["regressor"] == "custom":
+        if self.regressor is None and meta["regressor"] == "custom":
             raise StudyError("this study was created with a regressor instance, which is not "
                              "stored in the file: pass it again, Study(path, regressor=...)")
-        self._surrogate.regressor = self._regressor_instance or meta["regressor"]
+        self._surrogate.regressor = self.regressor or meta["regressor"]
         self._surrogate.random_state = meta["random_state"]
-        ids, out, fisher = self._candidate_features()
+        ids, out, fisher = self.candidate_features()
         done = dict(self.store.query(
             "SELECT id, score FROM classes WHERE status = 'done' AND score IS NOT NULL"))
         pos = {cid: i for i, cid in enumerate(ids.tolist())}

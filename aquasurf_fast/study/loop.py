@@ -1,138 +1,168 @@
-"""The search loop: workers train the suggested candidates while the study records their results,
-renews their leases and grows the Fisher pool toward the best results."""
+"""The search loop (``Study.run``): workers train the suggested candidates while the study records
+their results, renews their leases and grows the Fisher pool toward the best results.
+
+The loop is a client of the study's public interface (suggest, tell, fail, release, renew), and
+of its pool and features: the pool's ``grow`` returns the classes that joined, and the loop has
+them featurized.
+"""
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from ..defaults import DEFAULT_GROW, DEFAULT_GROW_EVERY
 from .claim import Claim
 from .store import StudyError
 
 
+def run_study(study, evaluate: Optional[Callable[[str], Any]] = None, budget: int = 50,
+              workers: int = 1, executor=None, timeout: Optional[float] = None,
+              progress: bool = True, max_consecutive_failures: int = 10,
+              poll_s: float = 0.2, grow: int = DEFAULT_GROW,
+              grow_every: int = DEFAULT_GROW_EVERY) -> Dict[str, Any]:
+    """Evaluate candidates until the study holds ``budget`` results (baselines included).
+
+    After every ``grow_every`` results the Fisher pool grows by the ``grow`` classes nearest the
+    best results (``Study.grow``; 0 turns it off), which the surrogate sees from the next
+    suggestion on. Growth needs the study's task to featurize them, and happens only in the
+    surrogate order; in a space whose pool already holds every class it adds nothing.
+
+    ``evaluate(name)`` returns a score or a mapping with ``score`` or ``val_acc`` (other entries
+    become metrics); by default the study's task trains with ``aq.Activation(name)``.
+    ``workers`` worker processes (0: in this process) unless an ``executor`` is given. Safe to
+    run from several processes on one file, and to run again after an interruption: it goes on
+    from what the file holds. Ctrl-C gives the running claims back and re-raises.
+
+    Worker processes are started with "spawn": ``evaluate`` must be picklable (a module-level
+    function or an instance of a module-level class), and a script calling ``run`` needs the
+    usual ``if __name__ == "__main__":`` guard.
+    """
+    from ..execution.executors import default_executor
+
+    if evaluate is None:
+        spec = study.settings.get("task")
+        if not spec:
+            raise StudyError("this study has no task: pass evaluate=, or create it with a task")
+        from ..tasks import TaskEvaluator
+
+        evaluate = TaskEvaluator(spec)
+    if budget < 0:
+        raise StudyError(f"budget must be >= 0, got {budget}")
+    executor = executor or default_executor(workers, timeout=timeout)
+    if study.settings.get("order") != "surrogate" or not study.settings.get("task"):
+        grow = 0
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=budget, initial=min(budget, study.counts()["done"]), desc="search",
+                   unit="eval")
+    loop = _Loop(study, executor, budget, grow, grow_every, poll_s, max_consecutive_failures, bar)
+    executor.start(evaluate)
+    try:
+        while loop.step():
+            pass
+    except BaseException:
+        keys = executor.stop()
+        study.release([loop.in_flight[k] for k in keys if k in loop.in_flight])
+        loop.in_flight.clear()
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+        if loop.in_flight:
+            study.release(list(loop.in_flight.values()))
+        executor.shutdown()
+    loop.stats.update(study.counts())
+    return loop.stats
 
 
-class RunMixin:
-    """``Study.run`` and what it needs."""
+class _Loop:
+    """One call of ``run_study``: its claims in flight, its counts and its progress bar."""
 
-    def run(self, evaluate: Optional[Callable[[str], Any]] = None, budget: int = 50,
-            workers: int = 1, executor=None, timeout: Optional[float] = None,
-            progress: bool = True, max_consecutive_failures: int = 10,
-            poll_s: float = 0.2, grow: int = DEFAULT_GROW,
-            grow_every: int = DEFAULT_GROW_EVERY) -> Dict[str, Any]:
-        """Evaluate candidates until the study holds ``budget`` results (baselines included).
+    def __init__(self, study, executor, budget: int, grow: int, grow_every: int, poll_s: float,
+                 max_consecutive_failures: int, bar):
+        self.study, self.executor, self.budget, self.bar = study, executor, budget, bar
+        self.grow, self.grow_every, self.poll_s = grow, grow_every, poll_s
+        self.max_consecutive_failures = max_consecutive_failures
+        self.lease_s = float(study.settings["lease_s"])
+        self.in_flight: Dict[str, Claim] = {}
+        self.stats = {"evaluated": 0, "failed_attempts": 0, "stale": 0, "grown": 0}
+        self.failures_in_row = 0
+        self.grown_at = 0
+        self.last_renew = time.monotonic()
 
-        After every ``grow_every`` results the Fisher pool grows by the ``grow`` classes nearest the
-        best results (``Study.grow``; 0 turns it off), which the surrogate sees from the next
-        suggestion on. Growth needs the study's task to featurize them, and happens only in the
-        surrogate order; in a space whose pool already holds every class it adds nothing.
+    def step(self) -> bool:
+        """Claim what the free slots take, then record what finished. False when the run is over."""
+        counts = self.study.counts()
+        want = self.budget - counts["done"] - counts["running"]
+        claims = self.dispatch(want)
+        if not self.in_flight:
+            return self.idle(counts, want, claims)
+        self.collect()
+        if self.grow > 0 and self.stats["evaluated"] - self.grown_at >= self.grow_every:
+            self.grow_pool()
+        if self.in_flight and time.monotonic() - self.last_renew > self.lease_s / 3:
+            self.renew()
+        return True
 
-        ``evaluate(name)`` returns a score or a mapping with ``score`` or ``val_acc`` (other entries
-        become metrics); by default the study's task trains with ``aq.Activation(name)``.
-        ``workers`` worker processes (0: in this process) unless an ``executor`` is given. Safe to
-        run from several processes on one file, and to run again after an interruption: it goes on
-        from what the file holds. Ctrl-C gives the running claims back and re-raises.
+    def dispatch(self, want: int) -> List[Claim]:
+        free = self.executor.free_slots()
+        claims = self.study.suggest(min(free, want)) if want > 0 and free > 0 else []
+        for claim in claims:
+            self.executor.submit(claim.token, str(claim))
+            self.in_flight[claim.token] = claim
+        return claims
 
-        Worker processes are started with "spawn": ``evaluate`` must be picklable (a module-level
-        function or an instance of a module-level class), and a script calling ``run`` needs the
-        usual ``if __name__ == "__main__":`` guard.
-        """
-        from ..execution.executors import default_executor
+    def idle(self, counts: Dict[str, int], want: int, claims: List[Claim]) -> bool:
+        """Nothing in flight: the budget is spent, the pool is exhausted, or others hold the
+        remaining claims. False when the run is over."""
+        if counts["done"] >= self.budget:
+            return False
+        if counts["running"] == 0 and (want <= 0 or counts["pending"] == 0 or not claims
+                                       or not self.study.features.has_pending_candidate()):
+            # The pool is exhausted: nobody holds a claim and nothing is suggested.
+            # A growing pool takes in more of the space first, if it has any left.
+            return want > 0 and self.grow > 0 and self.grow_pool() > 0
+        # Others hold the remaining claims: wait for their results or lease expiry.
+        time.sleep(min(1.0, max(self.poll_s, self.lease_s / 20)))
+        return True
 
-        if evaluate is None:
-            spec = self.settings.get("task")
-            if not spec:
-                raise StudyError("this study has no task: pass evaluate=, or create it with a task")
-            from ..tasks import TaskEvaluator
+    def collect(self) -> None:
+        """Record the outcomes that arrive within ``poll_s``."""
+        for outcome in self.executor.wait(self.poll_s):
+            claim = self.in_flight.pop(outcome.key)
+            if outcome.ok:
+                self.failures_in_row = 0
+                if self.study.tell(claim, outcome.score, runtime=outcome.runtime, **outcome.metrics):
+                    self.stats["evaluated"] += 1
+                    if self.bar is not None:
+                        self.bar.update(1)
+                        self.bar.set_postfix_str(f"{claim} {outcome.score:.4g}")
+                else:
+                    self.stats["stale"] += 1
+                continue
+            self.stats["failed_attempts"] += 1
+            self.failures_in_row += 1
+            self.study.fail(claim, outcome.error)
+            if self.failures_in_row >= self.max_consecutive_failures:
+                raise StudyError(
+                    f"{self.failures_in_row} evaluations in a row failed; the last one "
+                    f"({claim}):\n{outcome.error.strip()}")
 
-            evaluate = TaskEvaluator(spec)
-        if budget < 0:
-            raise StudyError(f"budget must be >= 0, got {budget}")
-        executor = executor or default_executor(workers, timeout=timeout)
-        lease_s = float(self.settings["lease_s"])
-        in_flight: Dict[str, Claim] = {}
-        stats = {"evaluated": 0, "failed_attempts": 0, "stale": 0, "grown": 0}
-        failures_in_row, last_error = 0, ""
-        if self.settings.get("order") != "surrogate" or not self.settings.get("task"):
-            grow = 0
-        grown_at = 0
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
+    def grow_pool(self) -> int:
+        """Grow the Fisher pool and featurize the classes that joined; returns how many did."""
+        self.grown_at = self.stats["evaluated"]
+        added = self.study.pool.grow(self.grow)
+        if added:
+            self.study.features.featurize(pool=0, progress=False, embed=False)
+        self.stats["grown"] += len(added)
+        return len(added)
 
-            bar = tqdm(total=budget, initial=min(budget, self.counts()["done"]), desc="search",
-                       unit="eval")
-        last_renew = time.monotonic()
-        executor.start(evaluate)
-        try:
-            while True:
-                counts = self.counts()
-                want = budget - counts["done"] - counts["running"]
-                free = executor.free_slots()
-                claims = self.suggest(min(free, want)) if want > 0 and free > 0 else []
-                for claim in claims:
-                    executor.submit(claim.token, str(claim))
-                    in_flight[claim.token] = claim
-                if not in_flight:
-                    if counts["done"] >= budget:
-                        break
-                    if counts["running"] == 0 and (want <= 0 or counts["pending"] == 0 or not claims
-                                                   or not self._has_pending_candidate()):
-                        # The pool is exhausted: nobody holds a claim and nothing is suggested.
-                        # A growing pool takes in more of the space first, if it has any left.
-                        if want > 0 and grow > 0:
-                            added = len(self.grow(grow))
-                            stats["grown"] += added
-                            grown_at = stats["evaluated"]
-                            if added:
-                                continue
-                        break
-                    # Others hold the remaining claims: wait for their results or lease expiry.
-                    time.sleep(min(1.0, max(poll_s, lease_s / 20)))
-                    continue
-                for outcome in executor.wait(poll_s):
-                    claim = in_flight.pop(outcome.key)
-                    if outcome.ok:
-                        failures_in_row = 0
-                        if self.tell(claim, outcome.score, runtime=outcome.runtime,
-                                     **outcome.metrics):
-                            stats["evaluated"] += 1
-                            if bar is not None:
-                                bar.update(1)
-                                bar.set_postfix_str(f"{claim} {outcome.score:.4g}")
-                        else:
-                            stats["stale"] += 1
-                    else:
-                        stats["failed_attempts"] += 1
-                        failures_in_row += 1
-                        last_error = outcome.error
-                        self.fail(claim, outcome.error)
-                        if failures_in_row >= max_consecutive_failures:
-                            raise StudyError(
-                                f"{failures_in_row} evaluations in a row failed; the last one "
-                                f"({claim}):\n{last_error.strip()}")
-                if grow > 0 and stats["evaluated"] - grown_at >= grow_every:
-                    grown_at = stats["evaluated"]
-                    stats["grown"] += len(self.grow(grow))
-                if in_flight and time.monotonic() - last_renew > lease_s / 3:
-                    lost = len(in_flight) - self.renew(list(in_flight.values()))
-                    stats["stale"] += max(0, lost)
-                    last_renew = time.monotonic()
-        except BaseException:
-            keys = executor.stop()
-            self.release([in_flight[k] for k in keys if k in in_flight])
-            in_flight.clear()
-            raise
-        finally:
-            if bar is not None:
-                bar.close()
-            if in_flight:
-                self.release(list(in_flight.values()))
-            executor.shutdown()
-        stats.update(self.counts())
-        return stats
+    def renew(self) -> None:
+        lost = len(self.in_flight) - self.study.renew(list(self.in_flight.values()))
+        self.stats["stale"] += max(0, lost)
+        self.last_renew = time.monotonic()
 
-    def _has_pending_candidate(self) -> bool:
-        cand = self._pool_filter()
-        return bool(self.store.query(
-            f"SELECT 1 FROM classes WHERE status = 'pending' AND (baseline = 1 OR ({cand})) LIMIT 1"))
+
+__all__ = ["run_study"]

@@ -30,32 +30,52 @@ def _color_limits(values: np.ndarray):
     return lo, hi
 
 
-def plot_study(study, out_dir: str) -> List[str]:
-    """Write embedding_observed.png, embedding_predicted.png and best_so_far.png; return paths."""
+def plot_study(study, out_dir: str, surrogate) -> List[str]:
+    """Write embedding_observed.png, embedding_predicted.png and best_so_far.png; return paths.
+
+    ``surrogate`` is the study's fitted surrogate (``study.surrogate()``, which computes and logs
+    the embedding when the candidates changed): plotting reads the study and writes nothing to it.
+    """
     plt = pyplot()
     results = [r for r in study.results(members=False) if r["status"] == "done"]
+    view = _EmbeddingView(surrogate, results)
+    evaluated = {r["class_id"] for r in study.results(members=False)}
+    figures = [("embedding_observed.png", lambda: _plot_observed(plt, view)),
+               ("embedding_predicted.png", lambda: _plot_predicted(plt, view, evaluated)),
+               ("best_so_far.png", lambda: _plot_best_so_far(plt, results))]
     paths = []
+    for name, draw in figures:
+        fig = draw()
+        paths.append(os.path.join(out_dir, name))
+        fig.savefig(paths[-1])
+        plt.close(fig)
+    return paths
 
-    surrogate = study.surrogate()
-    ids = surrogate.class_ids_
-    emb = surrogate.embedding_
-    pred = surrogate.predict()
-    pos = {cid: i for i, cid in enumerate(ids.tolist())}
-    scored = [(pos[r["class_id"]], r) for r in results
-              if r["class_id"] in pos and math.isfinite(r["score"])]
-    obs_idx = np.array([i for i, _ in scored], dtype=int)
-    obs = np.array([r["score"] for _, r in scored], dtype=float)
-    lo, hi = _color_limits(np.concatenate([obs, pred[np.isfinite(pred)]]))
-    best = max(scored, key=lambda t: t[1]["score"]) if scored else None
 
-    def annotate(ax):
-        for i, r in scored:
+class _EmbeddingView:
+    """The candidates' embedding with their observed and predicted scores, on one colour scale."""
+
+    def __init__(self, surrogate, results):
+        self.ids = surrogate.class_ids_
+        self.emb = surrogate.embedding_
+        self.pred = surrogate.predict()
+        pos = {cid: i for i, cid in enumerate(self.ids.tolist())}
+        self.scored = [(pos[r["class_id"]], r) for r in results
+                       if r["class_id"] in pos and math.isfinite(r["score"])]
+        self.obs_idx = np.array([i for i, _ in self.scored], dtype=int)
+        self.obs = np.array([r["score"] for _, r in self.scored], dtype=float)
+        self.lo, self.hi = _color_limits(np.concatenate([self.obs, self.pred[np.isfinite(self.pred)]]))
+        self.best = max(self.scored, key=lambda t: t[1]["score"]) if self.scored else None
+
+    def annotate(self, ax) -> None:
+        """Baselines named, the best result starred, axes unlabelled but for their names."""
+        for i, r in self.scored:
             if r["baseline"]:
-                ax.annotate(r["name"], emb[i], fontsize=7, xytext=(3, 3),
+                ax.annotate(r["name"], self.emb[i], fontsize=7, xytext=(3, 3),
                             textcoords="offset points", color="0.2")
-        if best is not None:
-            i, r = best
-            ax.scatter(*emb[i], marker="*", s=260, facecolor="none", edgecolor="red", lw=1.5,
+        if self.best is not None:
+            i, r = self.best
+            ax.scatter(*self.emb[i], marker="*", s=260, facecolor="none", edgecolor="red", lw=1.5,
                        zorder=5, label=f"best: {r['name']} ({r['score']:.3f})")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.06), fontsize=8, ncol=2,
@@ -65,46 +85,50 @@ def plot_study(study, out_dir: str) -> List[str]:
         ax.set_xticks([])
         ax.set_yticks([])
 
-    # Observed: every candidate as a faint dot for context, evaluated ones coloured.
+
+def _plot_observed(plt, view: _EmbeddingView):
+    """Every candidate as a faint dot for context, the evaluated ones coloured by their score."""
+    emb = view.emb
     fig, ax = plt.subplots(figsize=(7.5, 6), dpi=120)
     ax.scatter(emb[:, 0], emb[:, 1], s=4, c="0.82", lw=0, label=None)
-    if scored:
-        sc = ax.scatter(emb[obs_idx, 0], emb[obs_idx, 1], c=obs, cmap="viridis", vmin=lo, vmax=hi,
-                        s=36, edgecolor="k", lw=0.4, zorder=3)
+    if view.scored:
+        sc = ax.scatter(emb[view.obs_idx, 0], emb[view.obs_idx, 1], c=view.obs, cmap="viridis",
+                        vmin=view.lo, vmax=view.hi, s=36, edgecolor="k", lw=0.4, zorder=3)
         fig.colorbar(sc, ax=ax, label="observed validation accuracy", extend="min")
-    annotate(ax)
-    ax.set_title(f"Observed scores: {len(scored)} evaluated of {len(ids)} candidates")
+    view.annotate(ax)
+    ax.set_title(f"Observed scores: {len(view.scored)} evaluated of {len(view.ids)} candidates")
     fig.tight_layout()
-    paths.append(os.path.join(out_dir, "embedding_observed.png"))
-    fig.savefig(paths[-1])
-    plt.close(fig)
+    return fig
 
-    # Predicted: the surrogate's view of the whole space, on the same colour scale.
+
+def _plot_predicted(plt, view: _EmbeddingView, evaluated):
+    """The surrogate's view of the whole space, on the observed scores' colour scale, with the
+    next suggestions (the best predicted of the classes not in ``evaluated``) marked."""
+    emb, pred, ids = view.emb, view.pred, view.ids
     fig, ax = plt.subplots(figsize=(7.5, 6), dpi=120)
     size = float(np.clip(4000.0 / max(len(ids), 1), 6, 30))
     if np.isfinite(pred).any():
         order = np.argsort(pred)  # the most promising drawn last, on top
-        sc = ax.scatter(emb[order, 0], emb[order, 1], c=pred[order], cmap="viridis", vmin=lo,
-                        vmax=hi, s=size, lw=0)
+        sc = ax.scatter(emb[order, 0], emb[order, 1], c=pred[order], cmap="viridis", vmin=view.lo,
+                        vmax=view.hi, s=size, lw=0)
         fig.colorbar(sc, ax=ax, label="predicted validation accuracy", extend="min")
-        evaluated = {r["class_id"] for r in study.results(members=False)}
         nxt = [i for i in np.argsort(-pred, kind="stable") if ids[i] not in evaluated][:5]
         if nxt:
             ax.scatter(emb[nxt, 0], emb[nxt, 1], marker="x", s=50, c="red", lw=1.5, zorder=4,
                        label="next suggestions")
     else:
         ax.scatter(emb[:, 0], emb[:, 1], s=6, c="0.6", lw=0)
-    if scored:
-        ax.scatter(emb[obs_idx, 0], emb[obs_idx, 1], s=30, facecolor="none", edgecolor="k",
-                   lw=0.6, zorder=3)
-    annotate(ax)
+    if view.scored:
+        ax.scatter(emb[view.obs_idx, 0], emb[view.obs_idx, 1], s=30, facecolor="none",
+                   edgecolor="k", lw=0.6, zorder=3)
+    view.annotate(ax)
     ax.set_title("Surrogate predictions (circles: evaluated)")
     fig.tight_layout()
-    paths.append(os.path.join(out_dir, "embedding_predicted.png"))
-    fig.savefig(paths[-1])
-    plt.close(fig)
+    return fig
 
-    # Best so far against the number of evaluations.
+
+def _plot_best_so_far(plt, results):
+    """The best score so far against the number of evaluations, with relu's as a reference."""
     fig, ax = plt.subplots(figsize=(8.5, 4.5), dpi=120)
     seq = sorted((r for r in results if r["eval_index"] is not None), key=lambda r: r["eval_index"])
     if seq:
@@ -129,7 +153,4 @@ def plot_study(study, out_dir: str) -> List[str]:
     ax.set_title("Search progress")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    paths.append(os.path.join(out_dir, "best_so_far.png"))
-    fig.savefig(paths[-1])
-    plt.close(fig)
-    return paths
+    return fig

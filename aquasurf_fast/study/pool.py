@@ -22,10 +22,14 @@ DEFAULT_POOL = 5_000
 GROW_SHORTLIST = 20   # classes per added one that the projection shortlists for the exact distance
 
 
-class PoolMixin:
-    """The parts of ``Study`` that choose and grow the Fisher pool."""
+class FisherPool:
+    """Chooses and grows a study's Fisher pool (the part of ``Study`` behind ``choose_pool`` and
+    ``grow``). Reads the output projection from the study's ``SpaceBuilder``."""
 
-    def _fill_output_features(self, where: str) -> int:
+    def __init__(self, store, space):
+        self.store, self.space = store, space
+
+    def fill_output_features(self, where: str) -> int:
         """Compute and store the output features of the classes matching ``where`` that lack them."""
         rows = self.store.query(f"SELECT id, canonical FROM classes WHERE out_feat IS NULL AND ({where})")
         if rows:
@@ -43,7 +47,7 @@ class PoolMixin:
         if not rows:
             return
         feats = np.stack([from_blob(blob) for _, blob in rows])
-        coords = self._projection(sample_values=feats[:, ::PROBE_STRIDE]).of_features(feats)
+        coords = self.space.projection(sample_values=feats[:, ::PROBE_STRIDE]).of_features(feats)
         with self.store.transaction() as c:
             c.executemany("UPDATE classes SET projection = ? WHERE id = ?",
                           [(to_blob(row), i) for (i, _), row in zip(rows, coords)])
@@ -72,7 +76,7 @@ class PoolMixin:
         if target < n_finite and target > have:
             self._ensure_projections()
             ids, coords, in_pool = self.store.projections()
-            seed = int(self.settings["random_state"] if random_state is None else random_state)
+            seed = int(self.store.meta()["random_state"] if random_state is None else random_state)
             picks = choose_pool(coords, target - have, np.flatnonzero(in_pool), seed)
             self.store.add_to_pool(ids[picks].tolist(), round_)
             joined += len(picks)
@@ -82,12 +86,12 @@ class PoolMixin:
                     {"round": round_, "added": joined, "how": "coverage", "size": target}))
         return joined
 
-    def grow(self, k: int, featurize: bool = True, progress: bool = False) -> List[str]:
+    def grow(self, k: int) -> List[int]:
         """Add to the pool the ``k`` classes not yet in it that are nearest, in output-feature
-        space, to the best results (taking turns among the ``GROW_FROM`` best), and compute their
-        features. The projection shortlists ``GROW_SHORTLIST`` x k classes per best result over the
-        whole space; the exact distance over all 1,000 outputs picks among them. Returns the
-        names that joined (the event log records them)."""
+        space, to the best results (taking turns among the ``GROW_FROM`` best). The projection
+        shortlists ``GROW_SHORTLIST`` x k classes per best result over the whole space; the exact
+        distance over all 1,000 outputs picks among them. Returns the ids of the classes that
+        joined, which still need their features (the event log records their names)."""
         best = self.store.query("SELECT id, canonical FROM classes WHERE status = 'done' AND "
                                 "score IS NOT NULL AND out_finite = 1 ORDER BY score DESC, "
                                 "eval_index LIMIT ?", (GROW_FROM,))
@@ -116,12 +120,13 @@ class PoolMixin:
             return []
         round_ = self.store.next_pool_round()
         self.store.add_to_pool(chosen, round_)
-        added = [n for _, n in self.store.query("SELECT id, canonical FROM classes WHERE id IN (%s)"
-                                                 % ",".join(map(str, chosen)))]
         with self.store.transaction() as c:
             self.store.log(c, "pool", detail=json.dumps(
                 {"round": round_, "added": len(chosen), "how": "grow",
-                 "near": [n for _, n in best], "names": added}))
-        if featurize:
-            self.featurize(pool=0, progress=progress, embed=False)
-        return added
+                 "near": [n for _, n in best], "names": self.names_of(chosen)}))
+        return chosen
+
+    def names_of(self, class_ids: List[int]) -> List[str]:
+        """The canonical names of classes, in the order of their ids."""
+        return [n for _, n in self.store.query("SELECT id, canonical FROM classes WHERE id IN (%s) "
+                                               "ORDER BY id" % ",".join(map(str, class_ids)))]

@@ -11,8 +11,12 @@ _COLUMNS = ("c.id, c.canonical, c.status, c.score, c.metrics, c.runtime, c.attem
             "group_concat(f.name, ' ')")
 
 
-class ResultsMixin:
-    """The parts of ``Study`` that read results."""
+class ResultsView:
+    """Reads a study's results (the part of ``Study`` behind ``results``, ``iter_results``,
+    ``top``, ``best`` and ``events``)."""
+
+    def __init__(self, store):
+        self.store = store
 
     def _result_rows(self, where: str, order: str, params=(),
                      space_members: bool = False) -> List[Dict[str, Any]]:

@@ -57,12 +57,21 @@ class _Fingerprints:
         return np.where(self.keys[pos] == keys, self.ids[pos], 0)
 
 
-class SpaceMixin:
-    """The parts of ``Study`` that fill and read its search space."""
+class SpaceBuilder:
+    """Fills and reads a study's search space (the part of ``Study`` behind ``add_*``, ``class_of``
+    and ``members``). Adding classes raises the store's features version, which every cache of
+    the candidates' features reads."""
+
+    def __init__(self, store):
+        self.store = store
+
+    @property
+    def settings(self) -> Dict:
+        return self.store.meta()
 
     # -- projection --------------------------------------------------------------------------------
 
-    def _projection(self, sample_names: Sequence[str] = (),
+    def projection(self, sample_names: Sequence[str] = (),
                     sample_values: Optional[np.ndarray] = None) -> Optional[Projection]:
         """The study's output projection; when it has none yet, fitted on ``sample_names`` or on
         ``sample_values`` (their outputs at ``probe_subset()``) and stored."""
@@ -92,7 +101,7 @@ class SpaceMixin:
         classes, feats = classes_with_baselines(names, self.settings["baselines"])
         finite = np.isfinite(feats).all(axis=1)
         sample = [classes[i][0] for i in np.flatnonzero(finite)[:SAMPLE]]
-        return self.add_classes(classes, feats, projection=self._projection(sample))
+        return self.add_classes(classes, feats, projection=self.projection(sample))
 
     def add_classes(self, classes: Sequence[Sequence[str]], out_feats: Optional[np.ndarray] = None,
                     projection: Optional[Projection] = None) -> Tuple[int, int]:
@@ -100,7 +109,7 @@ class SpaceMixin:
         result = self.store.add_classes(classes, out_feats,
                                         baseline_forms(self.settings["baselines"]),
                                         projection or self.store_projection())
-        self._bump_features()
+        self.store.bump_features_version()
         return result
 
     def store_projection(self) -> Optional[Projection]:
@@ -123,7 +132,7 @@ class SpaceMixin:
         rng = np.random.RandomState(int(self.settings["random_state"]))
         finite_reps = sc.representatives[sc.finite]
         sample = finite_reps[rng.permutation(finite_reps.size)[:SAMPLE]]
-        projection = self._projection(source.names(np.sort(sample)))
+        projection = self.projection(source.names(np.sort(sample)))
         keys = np.ascontiguousarray(sc.fingerprints, dtype="<u8").tobytes()
         n_members = np.bincount(sc.class_of[~held], minlength=sc.n_classes)
         study_ids = self._insert_space_classes(
@@ -224,10 +233,10 @@ class SpaceMixin:
 
         study_ids = self._insert_space_classes(
             source, b"".join(keys), finite_arr, np.bincount(engine_ids, minlength=len(reps)),
-            self._projection(sample), progress, rep_names=lambda lo, hi: reps[lo:hi],
+            self.projection(sample), progress, rep_names=lambda lo, hi: reps[lo:hi],
             rep_index=np.array(rep_lines, dtype=np.int64), finish=finish)
         added = self.add_functions([])  # the baselines
-        self._bump_features()
+        self.store.bump_features_version()
         return study_ids["new"] + added[0], len(lines) + added[1]
 
     def _insert_space_classes(self, source, keys: bytes, finite: np.ndarray,

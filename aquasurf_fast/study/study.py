@@ -1,26 +1,33 @@
 """The search (SPEC section 6): a ``Study`` suggests candidates, records results, and runs workers.
 
+``Study`` is a facade over parts that each hold the study's store: ``space`` (``SpaceBuilder``:
+filling the search space), ``pool`` (``FisherPool``: which classes get Fisher features),
+``features`` (``FeatureService``: computing features, fitting the surrogate) and
+``results_view`` (``ResultsView``); ``run`` is the loop of ``loop.run_study``. Suggest and tell
+are the study's own.
+
 Suggestions are claims: a claimed class is ``running`` with a lease that the holder renews while it
 trains. A holder that dies stops renewing, the lease runs out, and the next ``suggest`` anywhere puts
 the class back in the pool. Results belong to the whole equivalence class.
 """
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
 from ..defaults import DEFAULT_BASELINES, expression_name
 from .claim import Claim
+from .features import FeatureService
+from .loop import run_study
+from .pool import FisherPool
+from .results import ResultsView
+from .space import SpaceBuilder
 from .store import Store, StudyError
-from .features import FeatureMixin
-from .loop import RunMixin
-from .pool import PoolMixin
-from .results import ResultsMixin
-from .space import SpaceMixin
 
 DEFAULT_LEASE_S = 600.0
 DEFAULT_MAX_RETRIES = 2
@@ -31,7 +38,19 @@ def _default_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-class Study(SpaceMixin, PoolMixin, FeatureMixin, RunMixin, ResultsMixin):
+def _delegate(part: str, method):
+    """A ``Study`` method that calls ``method`` of the part held in the attribute ``part``, with
+    the part's signature and docstring."""
+    name = method.__name__
+
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        return getattr(getattr(self, part), name)(*args, **kwargs)
+
+    return call
+
+
+class Study:
     """A search study stored in one SQLite file; create it, or open it when the file exists.
 
     Example (the built-in mnist1d task; ``featurize`` needs the model, ``run`` trains)::
@@ -109,9 +128,46 @@ class Study(SpaceMixin, PoolMixin, FeatureMixin, RunMixin, ResultsMixin):
             self.store.set_meta(**given)
         if isinstance(regressor, str) and not create:
             self.store.set_meta(regressor=regressor)
-        self._regressor_instance = None if isinstance(regressor, str) else regressor
-        self._features: Optional[Tuple[Any, ...]] = None
-        self._surrogate = None
+        self.space = SpaceBuilder(self.store)
+        self.pool = FisherPool(self.store, self.space)
+        self.features = FeatureService(self.store, self.pool, self.owner,
+                                       None if isinstance(regressor, str) else regressor)
+        self.results_view = ResultsView(self.store)
+
+    # -- the parts' methods ------------------------------------------------------------------------
+
+    add_functions = _delegate("space", SpaceBuilder.add_functions)
+    add_classes = _delegate("space", SpaceBuilder.add_classes)
+    add_schema = _delegate("space", SpaceBuilder.add_schema)
+    add_names_file = _delegate("space", SpaceBuilder.add_names_file)
+    store_projection = _delegate("space", SpaceBuilder.store_projection)
+    class_of = _delegate("space", SpaceBuilder.class_of)
+    members = _delegate("space", SpaceBuilder.members)
+    choose_pool = _delegate("pool", FisherPool.choose_pool)
+    featurize = _delegate("features", FeatureService.featurize)
+    set_fisher_features = _delegate("features", FeatureService.set_fisher_features)
+    has_fisher = _delegate("features", FeatureService.has_fisher)
+    surrogate = _delegate("features", FeatureService.surrogate)
+    predictions = _delegate("features", FeatureService.predictions)
+    results = _delegate("results_view", ResultsView.results)
+    iter_results = _delegate("results_view", ResultsView.iter_results)
+    top = _delegate("results_view", ResultsView.top)
+    best = _delegate("results_view", ResultsView.best)
+    events = _delegate("results_view", ResultsView.events)
+
+    @functools.wraps(run_study)
+    def run(self, *args, **kwargs) -> Dict[str, Any]:
+        return run_study(self, *args, **kwargs)
+
+    def grow(self, k: int, featurize: bool = True, progress: bool = False) -> List[str]:
+        """Add to the Fisher pool the ``k`` classes nearest the best results (``FisherPool.grow``)
+        and, with ``featurize``, compute their features. Returns the names that joined."""
+        added = self.pool.grow(k)
+        if not added:
+            return []
+        if featurize:
+            self.features.featurize(pool=0, progress=progress, embed=False)
+        return self.pool.names_of(added)
 
     # -- settings ----------------------------------------------------------------------------------
 
@@ -143,8 +199,7 @@ class Study(SpaceMixin, PoolMixin, FeatureMixin, RunMixin, ResultsMixin):
         out["names"] = (int(self.store.query("SELECT count(*) FROM functions")[0][0])
                         + self.store.n_space_names())
         out["pool"] = self.store.pool_size()
-        cand = self._candidate_filter()
-        out["candidates"] = int(self.store.query(f"SELECT count(*) FROM classes WHERE {cand}")[0][0])
+        out["candidates"] = self.features.n_candidates()
         return out
 
     def _ranking(self) -> List[int]:
@@ -152,9 +207,9 @@ class Study(SpaceMixin, PoolMixin, FeatureMixin, RunMixin, ResultsMixin):
         random_state = self.settings["random_state"]
         if self.settings.get("order") == "exhaustive":
             ids = np.array([r[0] for r in self.store.query(
-                f"SELECT id FROM classes WHERE {self._pool_filter()} ORDER BY id")], dtype=np.int64)
+                f"SELECT id FROM classes WHERE {self.features.pool_filter()} ORDER BY id")], dtype=np.int64)
             return ids[np.random.RandomState(random_state).permutation(ids.size)].tolist()
-        s = self.surrogate()
+        s = self.features.surrogate()
         ids = s.class_ids_
         if ids.size == 0:
             return []

@@ -199,6 +199,16 @@ class Database:
                 [(k, json.dumps(v)) for k, v in values.items()],
             )
 
+    def features_version(self) -> int:
+        """A counter raised whenever the candidates' features may have changed (classes added,
+        Fisher features stored): a cache of them is valid while it reads the same."""
+        return self.query("SELECT value FROM meta WHERE key = 'features_version'")[0][0]
+
+    def bump_features_version(self) -> None:
+        with self.transaction() as c:
+            c.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 "
+                      "WHERE key = 'features_version'")
+
     def log(self, c: sqlite3.Connection, kind: str, class_id: Optional[int] = None,
             owner: Optional[str] = None, detail: Optional[str] = None) -> None:
         c.execute(
