@@ -17,6 +17,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..cache import cache_dir, load_npz, save_npz
+
 # The metric keys of the Act-Bench layout, and the study metric each comes from.
 LAYOUT_METRICS = {
     "Train Accuracy": "train_acc",
@@ -276,8 +278,6 @@ def _runs_arrays(path: str, runs_cols: Dict[str, List[Any]]) -> Optional[Dict[st
 def _cache_path(path: str) -> str:
     st = os.stat(path)
     key = f"v{CACHE_VERSION}|{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}"
-    from ..cache import cache_dir
-
     return os.path.join(cache_dir(), "benchmarks",
                         hashlib.sha256(key.encode()).hexdigest()[:32] + ".npz")
 
@@ -315,15 +315,11 @@ def load_benchmark(path: str, cache: bool = True) -> Benchmark:
         raise BenchmarkError(f"{path}: no such benchmark file")
     cache_file = _cache_path(path) if cache else None
     if cache_file and os.path.exists(cache_file):
-        try:
-            with np.load(cache_file, allow_pickle=False) as f:
-                return _from_arrays(path, {k: f[k] for k in f.files})
-        except (OSError, ValueError, KeyError, zlib.error):
-            pass  # a damaged cache entry is rebuilt from the file
+        cached = load_npz(cache_file, ())
+        if cached is not None and "names" in cached and "members" in cached:
+            return _from_arrays(path, cached)
     arrays = _to_arrays(_parse_rows(path, _read_json(path)))
     if cache_file:
-        from ..cache import save_npz
-
         save_npz(cache_file, arrays)
     return _from_arrays(path, arrays)
 

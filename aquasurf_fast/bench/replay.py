@@ -36,8 +36,9 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .format import Benchmark, BenchmarkError
+from ..cache import cache_dir, load_npz, save_npz
 from ..defaults import DEFAULT_BASELINES, GROW_FROM, expression_name
+from .format import Benchmark, BenchmarkError
 
 POOL_STRATEGIES = ("pool-random", "pool-random+grow", "pool-coverage", "pool-coverage+grow")
 STRATEGIES = ("aquasurf", "random", "outputs", "fisher", "gp-ucb") + POOL_STRATEGIES
@@ -137,24 +138,16 @@ class Embeddings:
             return self._mem[kind, seed]
         path = None
         if self.cache:
-            from ..cache import cache_dir
-
             path = os.path.join(cache_dir(), "embeddings", f"{self._key}-{kind}-{seed}.npz")
-            try:
-                with np.load(path, allow_pickle=False) as f:
-                    emb = f["emb"]
-                if emb.shape == (len(self.pool), 2):
-                    self._mem[kind, seed] = emb
-                    return emb
-            except (OSError, ValueError, KeyError):
-                pass  # absent or damaged: computed again
+            cached = load_npz(path, ("emb",))
+            if cached is not None and cached["emb"].shape == (len(self.pool), 2):
+                self._mem[kind, seed] = cached["emb"]
+                return cached["emb"]
         out = None if kind == "fisher" else self.pool.out_feats
         fisher = None if kind == "outputs" else self.pool.fisher
         emb = compute_embedding(out, fisher, seed)
         self._mem[kind, seed] = emb
         if path:
-            from ..cache import save_npz
-
             save_npz(path, {"emb": emb})
         return emb
 

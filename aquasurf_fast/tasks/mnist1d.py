@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..cache import cache_dir, save_npz
+from ..cache import cache_dir, load_npz, save_npz
 from ._train import first_training_batch, train_classifier
 
 N_VAL = 800
@@ -46,11 +46,9 @@ def _generate() -> dict:
 def arrays() -> dict:
     """The raw MNIST-1D arrays (float64 signals, int labels), generated once and cached on disk."""
     path = os.path.join(cache_dir(), _CACHE_NAME)
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            return {k: f[k] for k in ("x", "y", "x_test", "y_test")}
-    except (OSError, KeyError, ValueError):
-        pass
+    cached = load_npz(path, ("x", "y", "x_test", "y_test"))
+    if cached is not None:
+        return cached
     data = _generate()
     save_npz(path, data)
     return data

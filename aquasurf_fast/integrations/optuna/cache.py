@@ -21,7 +21,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ...cache import cache_dir, save_npz
+from ...cache import cache_dir, load_npz, save_npz
 
 FISHER_SEED = 42  # the seed every candidate's model is built under (SPEC section 4's default)
 FISHER_CHUNK = 128  # names per computed (and saved) chunk
@@ -77,11 +77,10 @@ def _load_chunks(folder: str) -> Dict[str, Tuple[Optional[np.ndarray], str]]:
     """name -> (feature row or None when it failed, reason) from every readable chunk file."""
     rows: Dict[str, Tuple[Optional[np.ndarray], str]] = {}
     for path in sorted(glob.glob(os.path.join(folder, "*.npz"))):
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                names, feats, ok, reasons = f["names"], f["feats"], f["ok"], f["reasons"]
-        except (OSError, ValueError, KeyError):
+        chunk = load_npz(path, ("names", "feats", "ok", "reasons"))
+        if chunk is None:
             continue  # damaged or half-written by a crash: its names are computed again
+        names, feats, ok, reasons = chunk["names"], chunk["feats"], chunk["ok"], chunk["reasons"]
         for name, row, good, reason in zip(names.tolist(), feats, ok.tolist(), reasons.tolist()):
             rows[name] = (row if good else None, reason)
     return rows
@@ -148,14 +147,11 @@ class EmbeddingFiles:
     def get(self, key: str, default=None):
         if key in self._memo:
             return self._memo[key]
-        if self.on_disk:
-            try:
-                with np.load(self._path(key), allow_pickle=False) as f:
-                    self._memo[key] = f["emb"]
-                return self._memo[key]
-            except (OSError, ValueError, KeyError):
-                pass  # absent or damaged: the caller computes it
-        return default
+        cached = load_npz(self._path(key), ("emb",)) if self.on_disk else None
+        if cached is None:
+            return default  # absent or damaged: the caller computes it
+        self._memo[key] = cached["emb"]
+        return self._memo[key]
 
     def __setitem__(self, key: str, value: np.ndarray) -> None:
         self._memo[key] = np.asarray(value, dtype=np.float32)
