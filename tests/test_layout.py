@@ -3,6 +3,7 @@ facade, and every public name importable from its documented place."""
 import ast
 import importlib
 import os
+import sys
 
 import pytest
 
@@ -12,48 +13,56 @@ PACKAGE_DIR = os.path.dirname(aq.__file__)
 
 
 def _modules():
-    """module name -> path, for every .py file of the package."""
-    out = {}
+    """(module name -> path for every .py file of the package, names of its compiled modules)."""
+    out, compiled = {}, set()
     for folder, dirs, files in os.walk(PACKAGE_DIR):
         dirs[:] = [d for d in dirs if d != "__pycache__"]
         for f in files:
+            rel = os.path.relpath(os.path.join(folder, f), os.path.dirname(PACKAGE_DIR))
             if f.endswith(".py"):
-                rel = os.path.relpath(os.path.join(folder, f), os.path.dirname(PACKAGE_DIR))
                 name = rel[:-3].replace(os.sep, ".")
                 out[name[:-len(".__init__")] if name.endswith(".__init__") else name] = os.path.join(folder, f)
-    return out
+            elif f.endswith((".so", ".pyd")):
+                compiled.add(rel.split(".")[0].replace(os.sep, "."))
+    return out, compiled
 
 
 def import_graph():
     """module -> the package modules it imports anywhere in its code (function bodies included).
 
-    Importing ``a.b.c`` runs ``a/b/__init__.py`` first, so an import of a module also counts as an
-    import of the packages above it, except the importer's own packages (already being imported).
+    ``from M import name`` imports the module ``M.name`` when there is one, else reads ``name``
+    from ``M`` itself (its ``__init__`` for a package). Importing ``a.b.c`` runs the packages above
+    it first, which counts too, except the importer's own packages (already being imported).
     """
-    modules = _modules()
+    modules, compiled = _modules()
     graph = {}
     for name, path in modules.items():
         is_package = path.endswith("__init__.py")
         package = name.split(".") if is_package else name.split(".")[:-1]
         targets = set()
+
+        def add(target):
+            parts = target.split(".")
+            for i in range(1, len(parts)):
+                above = ".".join(parts[:i])
+                if above in modules and not (name == above or name.startswith(above + ".")):
+                    targets.add(above)
+            if target in modules and target != name:
+                targets.add(target)
+
         for node in ast.walk(ast.parse(open(path, encoding="utf-8").read())):
-            found = []
             if isinstance(node, ast.Import):
-                found = [a.name for a in node.names]
+                for alias in node.names:
+                    add(alias.name)
             elif isinstance(node, ast.ImportFrom):
                 if node.level:
                     base = package[:len(package) - node.level + 1]
                     module = ".".join(base + ([node.module] if node.module else []))
                 else:
                     module = node.module or ""
-                found = [module] + [f"{module}.{a.name}" for a in node.names]
-            for target in found:
-                parts = target.split(".")
-                for i in range(1, len(parts) + 1):
-                    candidate = ".".join(parts[:i])
-                    own = name == candidate or name.startswith(candidate + ".")
-                    if candidate in modules and not own:
-                        targets.add(candidate)
+                for alias in node.names:
+                    sub = f"{module}.{alias.name}"
+                    add(sub if sub in modules or sub in compiled else module)
         graph[name] = targets
     return graph
 
@@ -96,6 +105,19 @@ def test_the_cycle_finder_finds_a_cycle():
 def test_no_module_imports_the_package_facade():
     importers = sorted(name for name, targets in import_graph().items() if "aquasurf_fast" in targets)
     assert importers == []
+
+
+def test_the_graph_sees_an_import_of_the_facade(tmp_path, monkeypatch):
+    for folder, text in (("pkg", "from .a import f\n"), ("pkg/a", "def f():\n    import pkg\n"),
+                         ("pkg/b", "from . import _C\nfrom .a import f\n")):
+        path = tmp_path / (folder + (".py" if "/" in folder else "/__init__.py"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    (tmp_path / "pkg" / "_C.so").write_bytes(b"")
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGE_DIR", str(tmp_path / "pkg"))
+    graph = import_graph()
+    assert graph == {"pkg": {"pkg.a"}, "pkg.a": {"pkg"}, "pkg.b": {"pkg.a"}}
+    assert find_cycle(graph) == ["pkg", "pkg.a", "pkg"]
 
 
 # SPEC section 8, and the sampler's documented path.
