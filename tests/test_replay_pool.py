@@ -108,7 +108,7 @@ def test_pool_strategies_count_their_featurizations_and_stay_in_the_pool(tmp_pat
 
 def test_full_strategies_featurize_everything_and_random_nothing(tmp_path):
     path = write_rows(tmp_path / "b.json.gz", synthetic_rows())
-    result = replay(load_benchmark(path, cache=False), ("aquasurf", "random", "outputs"), trials=1,
+    result = replay(load_benchmark(path, cache=False), ("paper", "random", "outputs"), trials=1,
                     budget=20, n_embeddings=1, progress=False)
-    assert (result.featurized["aquasurf"] == len(result.pool)).all()
+    assert (result.featurized["paper"] == len(result.pool)).all()
     assert (result.featurized["random"] == 0).all() and (result.featurized["outputs"] == 0).all()

@@ -55,7 +55,7 @@ def test_baselines_come_first_in_order(tmp_path):
 
 
 def test_suggest_returns_top_predicted_unclaimed(tmp_path):
-    study = make_study(tmp_path / "s.db")
+    study = make_study(tmp_path / "s.db", strategy="paper")
     for name in BASELINES:
         study.tell(name, fake_score(name))
     pred = study.predictions()

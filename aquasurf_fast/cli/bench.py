@@ -52,14 +52,15 @@ def cmd_bench_replay(args) -> int:
     print(describe(bench), flush=True)
     result = replay(bench, strategies, trials=args.trials, budget=args.budget, seed=args.seed,
                     n_embeddings=args.embeddings, progress=not args.no_progress,
-                    pool_size=args.pool)
+                    pool_size=args.pool, workers=args.parallel)
     pool = result.pool
     seeds = f"median over {bench.n_seeds} seeds" if bench.n_seeds > 1 else "one seed"
     print(f"{len(pool)} candidates; top-1% = {pool.n_top('top-1%')} classes "
           f"(validation accuracy >= {pool.top_threshold('top-1%'):.4f}); {args.trials} trials of "
-          f"{result.budget} evaluations; medians over trials, share of trials that got there in "
-          f"parentheses; regret in test accuracy ({seeds}) with its interquartile range; pool "
-          f"strategies start from {args.pool} featurized classes and the baselines")
+          f"{result.budget} evaluations, {args.parallel} suggestion(s) out at a time; medians over "
+          f"trials, share of trials that got there in parentheses, 95% bootstrap intervals of the "
+          f"medians in brackets; regret in test accuracy ({seeds}); pool strategies start from "
+          f"{args.pool} featurized classes and the baselines")
     print(result.table())
     for path in result.plot(args.out):
         print(f"wrote {path}")
@@ -67,7 +68,8 @@ def cmd_bench_replay(args) -> int:
 
 
 def add_bench_parsers(sub) -> None:
-    from ..bench.replay import STRATEGIES
+    from ..bench.replay import N_EMBEDDINGS, STRATEGIES
+    from ..surrogate.strategy import N_LAYOUTS
 
     bench = sub.add_parser("bench", help="build a benchmark (every class trained) or replay searches "
                                          "on one", description="Benchmarks in the Act-Bench layout.")
@@ -108,8 +110,12 @@ def add_bench_parsers(sub) -> None:
                     help="featurized classes the pool strategies start from, besides the baselines "
                          "(default 100)")
     sp.add_argument("--seed", type=int, default=0, help="seed of the trials (default 0)")
-    sp.add_argument("--embeddings", type=int, default=5,
-                    help="UMAP seeds the trials cycle through (default 5; each is cached)")
+    sp.add_argument("--embeddings", type=int, default=N_EMBEDDINGS,
+                    help=f"UMAP layout seeds per feature set that the trials draw from (default "
+                         f"{N_EMBEDDINGS}; at least {N_LAYOUTS} for the ensemble; each is cached)")
+    sp.add_argument("--parallel", type=int, default=1, metavar="W",
+                    help="suggestions out at a time: each is made while the W-1 before it still "
+                         "train, as search --workers W does (default 1)")
     sp.add_argument("--out", default=".", help="directory for replay.png (default: here)")
     add_no_progress(sp)
     sp.set_defaults(fn=cmd_bench_replay)

@@ -10,9 +10,10 @@ from typing import List, Optional, Sequence
 
 from ..defaults import DEFAULT_GROW, DEFAULT_GROW_EVERY
 from ..expr import BENCHMARK_SCHEMA
+from ..surrogate.regression import REGRESSOR_NAMES
 from .bench import add_bench_parsers
-from .common import (UsageError, add_executor_options, add_no_progress, add_unary_option, executor_from_args,
-                     open_study, unary_ops)
+from .common import (UsageError, add_executor_options, add_no_progress, add_strategy_option,
+                     add_unary_option, executor_from_args, open_study, unary_ops)
 
 
 def _fmt(x: Optional[float], digits: int = 4) -> str:
@@ -61,7 +62,7 @@ def cmd_init(args, next_step: bool = True) -> int:
     t0 = time.perf_counter()
     study = Study(args.study, task=args.task, baselines=baselines, regressor=args.regressor,
                   random_state=args.random_state, lease_s=args.lease, max_retries=args.max_retries,
-                  create=True)
+                  strategy=args.strategy, create=True)
     try:
         for schema in schemas:
             print(f"adding {len(SchemaSpace(schema, unary=unary)):,} names of {schema} "
@@ -100,7 +101,7 @@ def cmd_featurize(args) -> int:
 
 
 def cmd_search(args) -> int:
-    study = open_study(args.study)
+    study = open_study(args.study, strategy=args.strategy)
     if study.has_fisher() is False and study.settings.get("task"):
         raise UsageError(f"{args.study} has no Fisher features yet: run "
                          f"`aquasurf featurize {args.study}` first")
@@ -181,8 +182,9 @@ def cmd_status(args) -> int:
     c = study.counts()
     meta = study.settings
     print(f"study     {args.study}")
-    print(f"task      {meta.get('task') or '-'}   regressor {meta['regressor']}   "
-          f"lease {meta['lease_s']:g} s   retries {meta['max_retries']}")
+    print(f"task      {meta.get('task') or '-'}   strategy {meta.get('strategy', 'ensemble')}   "
+          f"regressor {meta['regressor']}   lease {meta['lease_s']:g} s   "
+          f"retries {meta['max_retries']}")
     print(f"space     {c['names']:,} names, {c['classes']:,} classes, {c['candidates']:,} candidates")
     for _, source in study.store.spaces():
         print(f"          {source.describe()}")
@@ -311,14 +313,14 @@ def cmd_quickstart(args) -> int:
         init = argparse.Namespace(study=args.study, task=args.task, schema=None, names=None,
                                   unary="benchmark", baselines=None, regressor="knn",
                                   random_state=None, lease=None, max_retries=None, force=False,
-                                  no_progress=args.no_progress)
+                                  strategy=args.strategy, no_progress=args.no_progress)
         cmd_init(init, next_step=False)
     study = open_study(args.study)
     study.featurize(progress=not args.no_progress)
     ns = argparse.Namespace(study=args.study, budget=args.budget, workers=args.workers,
                             timeout=None, no_progress=args.no_progress, top=args.top,
                             executor="local", address=None, gpus=None, grow=DEFAULT_GROW,
-                            grow_every=DEFAULT_GROW_EVERY)
+                            grow_every=DEFAULT_GROW_EVERY, strategy=args.strategy)
     return cmd_search(ns)
 
 
@@ -359,8 +361,10 @@ def _add_init(sub) -> None:
     add_unary_option(sp)
     sp.add_argument("--baselines", help="comma-separated functions evaluated first (default: "
                                         "elu,relu,selu,sigmoid,softplus,softsign,swish,tanh)")
-    sp.add_argument("--regressor", default="knn", choices=["knn", "rf", "svr"],
-                    help="surrogate regressor (default knn)")
+    sp.add_argument("--regressor", default="knn", choices=REGRESSOR_NAMES,
+                    help="surrogate regressor (default knn: 3 nearest neighbours, weighted by "
+                         "inverse distance in the ensemble strategy)")
+    add_strategy_option(sp)
     sp.add_argument("--random-state", type=int, help="surrogate seed (default 42)")
     sp.add_argument("--lease", type=float, help="claim lease in seconds (default 600)")
     sp.add_argument("--max-retries", type=int, help="retries of a failing evaluation (default 2)")
@@ -393,6 +397,7 @@ def _add_search(sub) -> None:
     sp.add_argument("--grow-every", type=int, default=DEFAULT_GROW_EVERY,
                     help=f"results per round (default {DEFAULT_GROW_EVERY})")
     sp.add_argument("--top", type=int, default=5, help="best functions to print at the end")
+    add_strategy_option(sp)
     add_no_progress(sp)
     add_executor_options(sp, "training")
 
@@ -446,6 +451,7 @@ def _add_quickstart(sub) -> None:
     sp.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 1)),
                     help="worker processes (default: number of CPUs)")
     sp.add_argument("--top", type=int, default=5, help="best functions to print at the end")
+    add_strategy_option(sp)
     add_no_progress(sp)
 
 

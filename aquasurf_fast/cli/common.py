@@ -10,12 +10,25 @@ class UsageError(Exception):
     """A mistake on the command line: reported in one line, without a traceback."""
 
 
-def open_study(path: str):
+def open_study(path: str, **settings):
+    """The study at ``path``; ``settings`` given (not None) are changed in it (as ``Study``)."""
     from ..study import Study
 
     if not os.path.exists(path):
         raise UsageError(f"{path}: no such study (create it with `aquasurf init {path} ...`)")
-    return Study(path)
+    return Study(path, **{k: v for k, v in settings.items() if v is not None})
+
+
+def add_strategy_option(sp, default: Optional[str] = None) -> None:
+    """--strategy: how candidates are chosen after the baselines."""
+    from ..surrogate.strategy import DEFAULT_STRATEGY, STRATEGY_NAMES
+
+    kept = "default: the study's own, ensemble for a new one" if default is None else \
+        f"default {default}"
+    sp.add_argument("--strategy", choices=STRATEGY_NAMES, default=default,
+                    help=f"search strategy after the baselines: {DEFAULT_STRATEGY} (the default: "
+                         "k-NN averaged over several UMAP layouts, after picks spread over the "
+                         f"space), paper (the paper's k-NN on one layout) or random ({kept})")
 
 
 def unary_ops(choice: str):

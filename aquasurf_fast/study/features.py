@@ -32,6 +32,8 @@ class FeatureService:
         self.regressor = regressor
         self._features: Optional[Tuple[Any, ...]] = None
         self._surrogate = None
+        self._layout_cache = EmbeddingCache(store)
+        self._layouts_memo: Optional[Tuple[Any, ...]] = None
 
     @property
     def settings(self) -> Dict[str, Any]:
@@ -193,6 +195,13 @@ class FeatureService:
         self._features = (version, ids, out, fisher)
         return ids, out, fisher
 
+    def regressor_in_use(self) -> Any:
+        """The study's regressor: the instance it was given, or its name from the settings."""
+        if self.regressor is None and self.settings["regressor"] == "custom":
+            raise StudyError("this study was created with a regressor instance, which is not "
+                             "stored in the file: pass it again, Study(path, regressor=...)")
+        return self.regressor or self.settings["regressor"]
+
     def surrogate(self):
         """A Surrogate fitted on the current results (embedding from the study's cache). A new
         embedding (the candidates changed) is logged with the seconds it took."""
@@ -200,11 +209,8 @@ class FeatureService:
 
         meta = self.settings
         if self._surrogate is None:
-            self._surrogate = Surrogate(cache=EmbeddingCache(self.store))
-        if self.regressor is None and meta["regressor"] == "custom":
-            raise StudyError("this study was created with a regressor instance, which is not "
-                             "stored in the file: pass it again, Study(path, regressor=...)")
-        self._surrogate.regressor = self.regressor or meta["regressor"]
+            self._surrogate = Surrogate(cache=self._layout_cache)
+        self._surrogate.regressor = self.regressor_in_use()
         self._surrogate.random_state = meta["random_state"]
         ids, out, fisher = self.candidate_features()
         done = dict(self.store.query(
@@ -215,10 +221,33 @@ class FeatureService:
         self._surrogate.fit(out, fisher, idx, scores)
         self._surrogate.class_ids_ = ids
         if self._surrogate.embed_seconds_ is not None:
-            with self.store.transaction() as c:
-                self.store.log(c, "embed", owner=self.owner, detail=json.dumps(
-                    {"candidates": int(ids.size), "seconds": round(self._surrogate.embed_seconds_, 3)}))
+            self._log_embedding(ids.size, self._surrogate.embed_seconds_)
         return self._surrogate
+
+    def layouts(self, n_layouts: int):
+        """(candidate class ids, float32 [n_layouts, n_candidates, 2]): the candidates' fuzzy
+        graph laid out under seeds random_state, random_state + 1, ... (``compute_layouts``), kept
+        in the study file like the single embedding. A new set is logged with its seconds."""
+        from ..surrogate.embedding import cached_layouts
+
+        version = self.store.features_version()
+        memo = self._layouts_memo
+        if memo is not None and memo[:2] == (version, n_layouts):
+            return memo[2], memo[3]
+        ids, out, fisher = self.candidate_features()
+        if n_layouts < 1 or ids.size == 0:
+            return ids, np.zeros((max(n_layouts, 0), ids.size, 2), dtype=np.float32)
+        layouts, seconds = cached_layouts(self._layout_cache, out, fisher,
+                                          self.settings["random_state"], n_layouts)
+        if seconds is not None:
+            self._log_embedding(ids.size, seconds)
+        self._layouts_memo = (version, n_layouts, ids, layouts)
+        return ids, layouts
+
+    def _log_embedding(self, n_candidates: int, seconds: float) -> None:
+        with self.store.transaction() as c:
+            self.store.log(c, "embed", owner=self.owner, detail=json.dumps(
+                {"candidates": int(n_candidates), "seconds": round(seconds, 3)}))
 
     def predictions(self) -> Dict[int, float]:
         """Predicted score per candidate class id (NaN before any finite result)."""

@@ -21,6 +21,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from ..defaults import DEFAULT_BASELINES, expression_name
+from ..surrogate.strategy import DEFAULT_STRATEGY, STRATEGY_NAMES, Strategy, rank_classes
 from .claim import Claim
 from .features import FeatureService
 from .loop import run_study
@@ -73,6 +74,8 @@ class Study:
     baselines : evaluated first, in this order; added to the search space if missing.
     regressor : "knn" (default), "rf", "svr", or a scikit-learn regressor instance (instances are not
         stored in the file; pass it again when reopening).
+    strategy : how candidates are chosen after the baselines: "ensemble" (default), "paper" (the
+        paper's k-NN on one UMAP layout) or "random" (``aquasurf_fast.surrogate.strategy``).
     random_state : seed of the surrogate and of the order of the first suggestions.
     lease_s : how long a claim lives without renewal before its candidate returns to the pool.
     max_retries : a failing evaluation is tried again at most this many times.
@@ -85,7 +88,8 @@ class Study:
                  baselines: Optional[Sequence[str]] = None, regressor: Any = None,
                  random_state: Optional[int] = None, lease_s: Optional[float] = None,
                  max_retries: Optional[int] = None, order: Optional[str] = None,
-                 create: Optional[bool] = None, owner: Optional[str] = None):
+                 strategy: Optional[str] = None, create: Optional[bool] = None,
+                 owner: Optional[str] = None):
         exists = os.path.exists(path) and os.path.getsize(path) > 0
         if create is None:
             create = not exists
@@ -101,11 +105,14 @@ class Study:
             if regressor not in REGRESSOR_NAMES:
                 raise StudyError(
                     f"unknown regressor {regressor!r}: use one of {', '.join(REGRESSOR_NAMES)}")
+        if strategy is not None and strategy not in STRATEGY_NAMES:
+            raise StudyError(f"unknown strategy {strategy!r}: use one of {', '.join(STRATEGY_NAMES)}")
         if order is not None and order not in ORDERS:
             raise StudyError(f"unknown order {order!r}: use one of {', '.join(ORDERS)}")
         settings = {
             "task": task,
             "order": order or "surrogate",
+            "strategy": strategy or DEFAULT_STRATEGY,
             "baselines": list(DEFAULT_BASELINES if baselines is None else baselines),
             "regressor": regressor if isinstance(regressor, str) or regressor is None else "custom",
             "random_state": 42 if random_state is None else random_state,
@@ -120,7 +127,7 @@ class Study:
         self.owner = owner or _default_owner()
         given = {k: v for k, v in dict(task=task, baselines=baselines, random_state=random_state,
                                        lease_s=lease_s, max_retries=max_retries,
-                                       order=order).items()
+                                       order=order, strategy=strategy).items()
                  if v is not None}
         if not create and given:
             if "baselines" in given:
@@ -202,20 +209,58 @@ class Study:
         out["candidates"] = self.features.n_candidates()
         return out
 
-    def _ranking(self) -> List[int]:
-        """Candidate class ids, most promising first."""
+    def _ranking(self, n: int = 1) -> List[int]:
+        """Candidate class ids, the next to evaluate first (the first ``n`` chosen together)."""
         random_state = self.settings["random_state"]
         if self.settings.get("order") == "exhaustive":
             ids = np.array([r[0] for r in self.store.query(
                 f"SELECT id FROM classes WHERE {self.features.pool_filter()} ORDER BY id")], dtype=np.int64)
             return ids[np.random.RandomState(random_state).permutation(ids.size)].tolist()
-        s = self.features.surrogate()
-        ids = s.class_ids_
+        strategy = self.settings.get("strategy", DEFAULT_STRATEGY)
+        if strategy == "paper":
+            s = self.features.surrogate()
+            if s.class_ids_.size == 0:
+                return []
+            from ..surrogate.regression import rank_by_prediction
+
+            return rank_by_prediction(s.class_ids_, s.predict(), random_state).tolist()
+        return self._strategy_ranking(Strategy(strategy, self._strategy_regressor()), n,
+                                      random_state)
+
+    def _baseline_ids(self) -> List[int]:
+        """The classes of the study's baselines, in their order."""
+        base_ids: List[int] = []
+        for name in self.settings["baselines"]:
+            # As given ("elu" may be a class's own name) or as an expression; explicit, or held
+            # by a names file.
+            for form in dict.fromkeys((name, expression_name(name))):
+                try:
+                    class_id = self.store.class_of(form)[0]
+                except ValueError:
+                    continue
+                if class_id not in base_ids:
+                    base_ids.append(class_id)
+                break
+        return base_ids
+
+    def _strategy_regressor(self) -> Any:
+        """The regressor a strategy fits: the study's instance or named one; None (the strategy's
+        own) for the default "knn", which the ensemble weights by inverse distance."""
+        regressor = self.features.regressor_in_use()
+        return None if isinstance(regressor, str) and regressor == "knn" else regressor
+
+    def _strategy_ranking(self, strategy: Strategy, n: int, random_state) -> List[int]:
+        """The ranking of a ``surrogate.strategy`` strategy from the study's results and claims."""
+        ids, layouts = self.features.layouts(strategy.n_layouts)
         if ids.size == 0:
             return []
-        from ..surrogate.regression import rank_by_prediction
-
-        return rank_by_prediction(ids, s.predict(), random_state).tolist()
+        status = self.store.query("SELECT id, status, score FROM classes WHERE status IN "
+                                  "('done', 'running')")
+        scores = {cid: score for cid, st, score in status if st == "done"}
+        pending = [cid for cid, st, _ in status if st == "running"]
+        in_candidates = set(ids.tolist())
+        n_start = sum(1 for cid in self._baseline_ids() if cid in in_candidates)
+        return rank_classes(strategy, ids, layouts, scores, pending, n_start, n, random_state)
 
     # -- suggest and tell --------------------------------------------------------------------------
 
@@ -231,24 +276,13 @@ class Study:
         lease_s = float(meta["lease_s"])
         with self.store.transaction() as c:
             self.store.expire_leases(c, time.time())
-        base_ids = []
-        for name in meta["baselines"]:
-            # As given ("elu" may be a class's own name) or as an expression; explicit, or held
-            # by a names file.
-            for form in dict.fromkeys((name, expression_name(name))):
-                try:
-                    class_id = self.store.class_of(form)[0]
-                except ValueError:
-                    continue
-                if class_id not in base_ids:
-                    base_ids.append(class_id)
-                break
+        base_ids = self._baseline_ids()
         pending_base = [cid for cid in base_ids if self.store.query(
             "SELECT status FROM classes WHERE id = ?", (cid,))[0][0] == "pending"]
         # The surrogate is fitted outside the write lock: the first fit of a large space takes a
         # while (UMAP), and other processes must keep writing meanwhile. The ranking is re-checked
         # against the statuses inside the transaction.
-        ranking = [] if len(pending_base) >= n else self._ranking()
+        ranking = [] if len(pending_base) >= n else self._ranking(n - len(pending_base))
         claims = []
         with self.store.transaction() as c:
             now = time.time()

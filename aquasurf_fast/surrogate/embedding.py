@@ -7,6 +7,7 @@ set; ``embedding_key`` names it for the caches that keep it.
 from __future__ import annotations
 
 import hashlib
+import time
 import warnings
 from typing import Optional
 
@@ -80,6 +81,27 @@ def _pca_2d(x: np.ndarray) -> np.ndarray:
     return out
 
 
+def _fuzzy_graphs(umap, parts, n: int, random_state):
+    """One UMAP fuzzy graph per feature set, as fitted models (``transform_mode="graph"``)."""
+    with warnings.catch_warnings():
+        # Tiny sets make umap-learn truncate n_neighbors or fall back to random initialisation, and a
+        # fixed random_state disables its parallelism; all expected here, none actionable by a user.
+        warnings.filterwarnings("ignore", module=r"umap(\.|$)")
+        warnings.filterwarnings("ignore", category=UserWarning, message=r".*n_jobs.*")
+        return [umap.UMAP(n_neighbors=min(k, n - 1), metric=m, n_components=2,
+                          random_state=random_state, transform_mode="graph").fit(f)
+                for f, k, m in parts]
+
+
+def _feature_sets(out_feats, fisher_feats):
+    parts = [(f, k, m) for f, k, m in ((out_feats, OUTPUT_NEIGHBORS, OUTPUT_METRIC),
+                                       (fisher_feats, FISHER_NEIGHBORS, FISHER_METRIC))
+             if f is not None]
+    if not parts:
+        raise ValueError("an embedding needs output features, Fisher features or both")
+    return parts
+
+
 def compute_embedding(
     out_feats: Optional[np.ndarray], fisher_feats: Optional[np.ndarray],
     random_state: Optional[int]
@@ -91,32 +113,69 @@ def compute_embedding(
     umap-learn's union operator. That operator lays the union out with its own fixed seed (42), so
     for any other ``random_state`` the union graph is laid out again with that seed.
     """
-    parts = [(f, k, m) for f, k, m in ((out_feats, OUTPUT_NEIGHBORS, OUTPUT_METRIC),
-                                       (fisher_feats, FISHER_NEIGHBORS, FISHER_METRIC))
-             if f is not None]
-    if not parts:
-        raise ValueError("compute_embedding needs output features, Fisher features or both")
+    parts = _feature_sets(out_feats, fisher_feats)
     n = parts[0][0].shape[0]
     if n < MIN_UMAP_CANDIDATES:
         return _pca_2d(np.hstack([f for f, _, _ in parts]))
-    umap = _import_umap()
+    models = _fuzzy_graphs(_import_umap(), parts, n, random_state)
+    if len(models) == 1:
+        return layout_graph(models[0].graph_, random_state)
     with warnings.catch_warnings():
-        # Tiny sets make umap-learn truncate n_neighbors or fall back to random initialisation, and a
-        # fixed random_state disables its parallelism; all expected here, none actionable by a user.
         warnings.filterwarnings("ignore", module=r"umap(\.|$)")
-        warnings.filterwarnings("ignore", category=UserWarning, message=r".*n_jobs.*")
-        models = [umap.UMAP(n_neighbors=min(k, n - 1), metric=m, n_components=2,
-                            random_state=random_state, transform_mode="graph").fit(f)
-                  for f, k, m in parts]
-        if len(models) == 1:
-            return _layout(models[0].graph_, random_state)
         union = models[0] + models[1]
-        if random_state == 42:
-            return np.asarray(union.embedding_, dtype=np.float32)
-        return _layout(union.graph_, random_state)
+    if random_state == 42:
+        return np.asarray(union.embedding_, dtype=np.float32)
+    return layout_graph(union.graph_, random_state)
 
 
-def _layout(graph, random_state) -> np.ndarray:
+def compute_layouts(out_feats: Optional[np.ndarray], fisher_feats: Optional[np.ndarray],
+                    seeds) -> np.ndarray:
+    """float32 [len(seeds), n, 2]: the candidates' fuzzy graph (as ``compute_embedding``: each
+    feature set's, joined by union) laid out in 2-D once per seed. The graph, the costly part, is
+    built once (under the first seed); a layout of 2,500 candidates takes about a second."""
+    seeds = [int(s) for s in seeds]
+    parts = _feature_sets(out_feats, fisher_feats)
+    n = parts[0][0].shape[0]
+    if n < MIN_UMAP_CANDIDATES:
+        return np.stack([_pca_2d(np.hstack([f for f, _, _ in parts]))] * len(seeds))
+    graph = union_graph(out_feats, fisher_feats, seeds[0])
+    return np.stack([layout_graph(graph, s) for s in seeds])
+
+
+def cached_layouts(cache, out_feats: np.ndarray, fisher_feats: Optional[np.ndarray],
+                   random_state: Optional[int], n_layouts: int):
+    """(float32 [n_layouts, n, 2], seconds spent or None): ``compute_layouts`` under seeds
+    random_state, random_state + 1, ..., read from or written to ``cache`` (a mapping from key
+    to a float32 [n, 2 * n_layouts] array: the layouts side by side, as the caches keep arrays)."""
+
+    n = out_feats.shape[0]
+    key = embedding_key(out_feats, fisher_feats, random_state) + f"-layouts{n_layouts}"
+    side_by_side = cache.get(key)
+    seconds = None
+    if side_by_side is None or np.shape(side_by_side) != (n, 2 * n_layouts):
+        start = time.perf_counter()
+        first = 0 if random_state is None else int(random_state)
+        layouts = compute_layouts(out_feats, fisher_feats, range(first, first + n_layouts))
+        side_by_side = np.concatenate(list(layouts), axis=1)
+        cache[key] = side_by_side
+        seconds = time.perf_counter() - start
+    return np.asarray(side_by_side, dtype=np.float32).reshape(n, n_layouts, 2).transpose(1, 0, 2), seconds
+
+
+def union_graph(out_feats: Optional[np.ndarray], fisher_feats: Optional[np.ndarray], random_state):
+    """The candidates' fuzzy graph (scipy sparse [n, n]): each feature set's UMAP graph, joined by
+    umap-learn's fuzzy union (the graph its ``+`` operator lays out)."""
+    from umap.umap_ import general_simplicial_set_union, reset_local_connectivity
+
+    parts = _feature_sets(out_feats, fisher_feats)
+    models = _fuzzy_graphs(_import_umap(), parts, parts[0][0].shape[0], random_state)
+    if len(models) == 1:
+        return models[0].graph_
+    return reset_local_connectivity(general_simplicial_set_union(models[0].graph_,
+                                                                 models[1].graph_), True)
+
+
+def layout_graph(graph, random_state) -> np.ndarray:
     """Lay a fuzzy graph out in 2-D with umap-learn's default settings and the given seed."""
     from scipy.sparse.csgraph import connected_components
     from sklearn.utils import check_random_state
@@ -147,4 +206,5 @@ def _layout(graph, random_state) -> np.ndarray:
 
 
 __all__ = ["OUTPUT_NEIGHBORS", "OUTPUT_METRIC", "FISHER_NEIGHBORS", "FISHER_METRIC", "check_features",
-           "compute_embedding", "embedding_key"]
+           "cached_layouts", "compute_embedding", "compute_layouts", "embedding_key", "layout_graph",
+           "union_graph"]

@@ -13,7 +13,7 @@ import numpy as np
 
 from .embedding import check_features, compute_embedding, embedding_key
 
-REGRESSOR_NAMES = ("knn", "rf", "svr")
+REGRESSOR_NAMES = ("knn", "knn-distance", "rf", "svr")
 
 
 def _import_sklearn():
@@ -41,6 +41,11 @@ def make_regressor(regressor: Any, random_state: Optional[int], n_train: int):
             from sklearn.neighbors import KNeighborsRegressor
 
             model = KNeighborsRegressor(n_neighbors=3)
+        elif regressor == "knn-distance":
+            from sklearn.neighbors import KNeighborsRegressor
+
+            # The ensemble strategy's: the nearest of the three counts most.
+            model = KNeighborsRegressor(n_neighbors=3, weights="distance")
         elif regressor == "rf":
             from sklearn.ensemble import RandomForestRegressor
 

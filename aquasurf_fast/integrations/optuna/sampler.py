@@ -42,7 +42,9 @@ from .cache import EmbeddingFiles, fisher_features_cached
 from .space import ActivationSpace, as_space
 from .trials import read_history
 from ...defaults import DEFAULT_BASELINES, expression_name
+from ...surrogate.embedding import cached_layouts
 from ...surrogate.regression import Surrogate, make_regressor, rank_by_prediction
+from ...surrogate.strategy import DEFAULT_STRATEGY, Strategy, rank_classes
 
 
 class AquaSurfSampler(optuna.samplers.BaseSampler):
@@ -63,7 +65,10 @@ class AquaSurfSampler(optuna.samplers.BaseSampler):
         features alone embed the candidates (unless the study file has Fisher features).
     device : where the Fisher features are computed (default: where ``inputs`` live).
     baselines : drawn first, in this order (those among the choices).
-    regressor : "knn" (the paper's), "rf", "svr" or a scikit-learn regressor.
+    strategy : "ensemble" (the default), "paper" or "random": how classes are ranked after the
+        baselines, as in ``aq.Study`` (``aquasurf_fast.surrogate.strategy``).
+    regressor : "knn" (3 nearest neighbours; the ensemble weights them by inverse distance),
+        "knn-distance", "rf", "svr" or a scikit-learn regressor.
     seed : seed of the UMAP layout and of the order of ties (as a study's ``random_state``), and of
         the default base sampler.
     base_sampler : draws every other parameter; ``TPESampler(seed=seed)`` by default.
@@ -81,10 +86,11 @@ class AquaSurfSampler(optuna.samplers.BaseSampler):
     def __init__(self, space, *, param_name: str = "activation", task: Optional[str] = None,
                  build: Optional[Callable] = None, inputs: Any = None, targets: Any = None,
                  device: Any = None, baselines: Sequence[str] = DEFAULT_BASELINES,
-                 regressor: Any = "knn", seed: int = 42,
+                 strategy: str = DEFAULT_STRATEGY, regressor: Any = "knn", seed: int = 42,
                  base_sampler: Optional[optuna.samplers.BaseSampler] = None, cache: bool = True,
                  progress: bool = True):
         make_regressor(regressor, seed, 3)  # a bad regressor fails here, not at the ninth trial
+        self.strategy = Strategy(strategy, None if regressor == "knn" else regressor)
         self.param_name = param_name
         self.regressor = regressor
         self.seed = seed
@@ -106,7 +112,14 @@ class AquaSurfSampler(optuna.samplers.BaseSampler):
         self._embeddings = EmbeddingFiles(cache, space.embeddings)
         # The embedding depends only on the candidates: computed (or loaded) once, here, so that
         # each suggestion only fits the regressor.
-        Surrogate(regressor, seed, cache=self._embeddings).embed(*self._features)
+        if self.strategy.name == "paper":
+            Surrogate(regressor, seed, cache=self._embeddings).embed(*self._features)
+            self._layouts = None
+        elif self.strategy.n_layouts:
+            self._layouts, _ = cached_layouts(self._embeddings, *self._features, seed,
+                                              self.strategy.n_layouts)
+        else:
+            self._layouts = None
         self._baselines: List[int] = []
         for b in baselines:
             found = space.class_of_name(b)
@@ -147,7 +160,8 @@ class AquaSurfSampler(optuna.samplers.BaseSampler):
         free = [c for c in self._baselines if c in choice_of and c not in history.tried]
         if len(free) <= history.rank:
             taken = history.tried.union(free)
-            free += [c for c in self._ranking(history.scores) if c in choice_of and c not in taken]
+            free += [c for c in self._ranking(history, history.rank + 1)
+                     if c in choice_of and c not in taken]
         if history.rank < len(free):
             return choice_of[free[history.rank]]
         scored = sorted(c for c in choice_of if np.isfinite(history.scores.get(c, np.nan)))
@@ -168,9 +182,15 @@ class AquaSurfSampler(optuna.samplers.BaseSampler):
 
     # -- AQuaSurF ----------------------------------------------------------------------------------
 
-    def _ranking(self, scores: Dict[int, float]) -> List[int]:
-        """Candidate classes, most promising first: a study's ranking (``Study._ranking``)."""
+    def _ranking(self, history, n: int) -> List[int]:
+        """Candidate classes, the next to draw first (the first ``n`` chosen together), as a
+        study with the same strategy would rank them."""
         cand = self._candidates
+        scores = history.scores
+        if self.strategy.name != "paper":
+            n_start = len(set(self._baselines) & set(cand.tolist()))
+            return rank_classes(self.strategy, cand, self._layouts, scores, history.pending,
+                                n_start, n, self.seed)
         position = {c: i for i, c in enumerate(cand.tolist())}
         idx = [position[c] for c in sorted(scores) if c in position]
         surrogate = Surrogate(self.regressor, self.seed, cache=self._embeddings)

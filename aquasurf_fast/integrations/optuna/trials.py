@@ -21,6 +21,7 @@ class TrialHistory:
     higher is better (infinite values are kept; the surrogate leaves them out of its fit).
     tried: classes that a finished, running or enqueued trial has drawn; failed and pruned trials
     count here but give no score.
+    pending: the classes of running or enqueued trials (their results are not known yet).
     rank: running trials older than this one that have not drawn the parameter yet. They are
     drawing it at this very moment (``n_jobs``, other processes): each takes the next free class
     in their order, so that workers starting together draw distinct classes.
@@ -29,6 +30,7 @@ class TrialHistory:
     scores: Dict[int, float]
     tried: FrozenSet[int]
     rank: int
+    pending: FrozenSet[int] = frozenset()
 
 
 def _drawn(trial: FrozenTrial, param_name: str) -> Any:
@@ -45,7 +47,7 @@ def read_history(study, trial: FrozenTrial, param_name: str,
     """The history of ``param_name`` seen by ``trial``; ``class_of`` maps a choice to its class."""
     sign = 1.0 if study.direction == StudyDirection.MAXIMIZE else -1.0
     scores: Dict[int, float] = {}
-    tried = set()
+    tried, pending = set(), set()
     rank = 0
     for other in study.get_trials(deepcopy=False):
         if other.number == trial.number:
@@ -59,11 +61,13 @@ def read_history(study, trial: FrozenTrial, param_name: str,
         if cls is None:
             continue  # a value outside these choices: Optuna refuses it when the trial runs
         tried.add(cls)
+        if other.state in _CLAIMING:
+            pending.add(cls)
         if other.state == TrialState.COMPLETE and other.value is not None:
             score = sign * other.value
             if cls not in scores or score > scores[cls]:
                 scores[cls] = score
-    return TrialHistory(scores, frozenset(tried), rank)
+    return TrialHistory(scores, frozenset(tried), rank, frozenset(pending))
 
 
 __all__ = ["TrialHistory", "read_history"]

@@ -18,13 +18,16 @@ class EmbeddingTable:
         if not row:
             return None
         n, blob = row[0]
-        return from_blob(blob).reshape(n, 2).copy()
+        # [n, 2]: one layout; [n, 2M]: M layouts side by side (the ensemble strategy's).
+        return from_blob(blob).reshape(n, -1).copy()
 
     def put_embedding(self, key: str, coords: np.ndarray) -> None:
         coords = np.asarray(coords, dtype=np.float32)
         with self.transaction() as c:
-            # Only the current candidate set matters; older embeddings are dead weight.
-            c.execute("DELETE FROM embeddings WHERE key != ?", (key,))
+            # Only the current candidate set matters; older embeddings are dead weight. The newest
+            # other one stays: a study reads two (the paper's single layout and the ensemble's).
+            c.execute("DELETE FROM embeddings WHERE key != ? AND key NOT IN (SELECT key FROM "
+                      "embeddings WHERE key != ? ORDER BY created DESC LIMIT 1)", (key, key))
             c.execute("INSERT OR REPLACE INTO embeddings (key, n, coords, created) VALUES (?, ?, ?, ?)",
                       (key, coords.shape[0], to_blob(coords), time.time()))
 
@@ -42,12 +45,17 @@ class EmbeddingCache:
         emb = self.store.get_embedding(key)
         if emb is None:
             return default
-        self._memo = {key: emb}
+        self._remember(key, emb)
         return emb
 
     def __setitem__(self, key: str, value: np.ndarray) -> None:
-        self._memo = {key: np.asarray(value, dtype=np.float32)}
+        self._remember(key, np.asarray(value, dtype=np.float32))
         self.store.put_embedding(key, value)
+
+    def _remember(self, key: str, emb: np.ndarray) -> None:
+        """Keep this and the last other embedding in memory, as the store keeps them on disk."""
+        self._memo = {k: v for k, v in list(self._memo.items())[-1:] if k != key}
+        self._memo[key] = emb
 
     def __getitem__(self, key: str) -> np.ndarray:
         emb = self.get(key)

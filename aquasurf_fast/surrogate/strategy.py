@@ -1,0 +1,188 @@
+"""Search strategies: which unevaluated candidates to train next, given the evaluated ones.
+
+A strategy ranks candidates from their 2-D UMAP layouts (``layouts``: float32 [M, n, 2], see
+``embedding.compute_layouts``), the positions already evaluated with their scores, and the positions
+claimed by other workers whose results are not known yet (``pending``). ``Study.suggest``,
+``aquasurf search``, ``quickstart``, ``bench replay`` and the Optuna sampler all rank through here,
+so a replayed strategy is the strategy a search runs.
+
+- ``"ensemble"`` (the default): after the baselines, ``N_SPREAD`` candidates spread over the layout
+  by D² sampling (k-means++ seeding: each next one drawn with probability proportional to its squared
+  distance from everything chosen so far), then the best mean prediction of a regressor fitted on
+  each of ``N_LAYOUTS`` UMAP layouts of the same fuzzy graph (the 3 nearest neighbours weighted by
+  inverse distance by default). One layout puts similar functions far apart by chance; the mean over
+  several does not. Pending candidates count as scoring the mean of the known scores (a "constant
+  liar"), so that parallel workers do not all train the same neighbourhood.
+- ``"paper"``: the paper's strategy (Bingham & Miikkulainen 2023): the best prediction of a 3-NN
+  regressor on one layout; pending candidates are only excluded.
+- ``"random"``: uniform random order.
+
+Why these and not others, with the replays that chose them: benchmarks/README.md.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, Iterable, List, Optional
+
+import numpy as np
+
+STRATEGY_NAMES = ("ensemble", "paper", "random")
+DEFAULT_STRATEGY = "ensemble"
+N_LAYOUTS = 5   # layouts the ensemble averages over
+N_SPREAD = 8    # candidates the ensemble spreads over the layout after the baselines
+
+
+def spread_picks(coords: np.ndarray, chosen: np.ndarray, n: int, rng: np.random.Generator) -> list:
+    """``n`` positions drawn by D² sampling over ``coords`` [n_points, d]: each with probability
+    proportional to its squared distance from ``chosen`` and the picks before it (uniform when
+    nothing is chosen yet). Points at distance 0 (chosen ones, duplicates) are never drawn."""
+    coords = np.asarray(coords, dtype=np.float64)
+    picks: list = []
+    if len(chosen):
+        d2 = np.full(len(coords), np.inf)
+        for c in np.asarray(chosen, dtype=np.int64):
+            d2 = np.minimum(d2, ((coords - coords[c]) ** 2).sum(axis=1))
+    else:
+        d2 = np.ones(len(coords))
+    for _ in range(n):
+        total = d2.sum()
+        if not np.isfinite(total) or total <= 0.0:
+            break  # every point coincides with a chosen one
+        pick = int(rng.choice(len(coords), p=d2 / total))
+        picks.append(pick)
+        d2 = np.minimum(d2, ((coords - coords[pick]) ** 2).sum(axis=1))
+    return picks
+
+
+def _order(scores: np.ndarray, taken: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Positions not ``taken``, best score first; ties in a random order."""
+    free = np.flatnonzero(~taken)
+    key = np.where(np.isfinite(scores[free]), scores[free], -np.inf)
+    return free[np.lexsort((rng.permutation(free.size), -key))]
+
+
+@dataclass
+class Strategy:
+    """A named strategy (see the module docstring) with the regressor it fits on the layouts.
+
+    ``regressor``: a name of ``regression.REGRESSOR_NAMES`` or a scikit-learn regressor instance
+    (cloned before each fit); None takes the strategy's own (3-NN, weighted by inverse distance in
+    the ensemble, uniform in the paper's).
+    """
+
+    name: str = DEFAULT_STRATEGY
+    regressor: Any = None
+
+    def __post_init__(self):
+        if self.name not in STRATEGY_NAMES:
+            raise ValueError(f"unknown strategy {self.name!r}: use one of "
+                             f"{', '.join(STRATEGY_NAMES)}")
+        if self.regressor is None:
+            self.regressor = "knn-distance" if self.name == "ensemble" else "knn"
+
+    @property
+    def n_layouts(self) -> int:
+        """How many layouts ``rank`` reads (0: none)."""
+        return {"ensemble": N_LAYOUTS, "paper": 1, "random": 0}[self.name]
+
+    def rank(self, layouts: Optional[np.ndarray], evaluated: np.ndarray, scores: np.ndarray,
+             pending: np.ndarray, n_start: int, n: int, rng: np.random.Generator,
+             n_candidates: Optional[int] = None) -> np.ndarray:
+        """Candidate positions neither evaluated nor pending, the next to train first.
+
+        ``layouts`` [M, n_candidates, 2] (M >= ``n_layouts``; random search takes ``n_candidates``
+        instead); ``evaluated``
+        and ``scores`` the evaluated positions and their scores (non-finite ones are failures and
+        left out of the fit); ``pending`` the positions claimed and not yet scored; ``n_start`` how
+        many of the evaluated and pending are the baselines the caller placed first; ``n`` how many
+        will be taken from the front (each chosen knowing the ones before it are pending).
+        """
+        evaluated = np.asarray(evaluated, dtype=np.int64)
+        scores = np.asarray(scores, dtype=np.float64)
+        pending = np.asarray(pending, dtype=np.int64)
+        n_cand = n_candidates if layouts is None else layouts.shape[1]
+        if n_cand is None or (layouts is None and self.n_layouts):
+            raise ValueError(f"the {self.name} strategy ranks candidates by their layouts: pass "
+                             f"{self.n_layouts or 'n_candidates or'} layout(s)")
+        if layouts is not None and len(layouts) < self.n_layouts:
+            raise ValueError(f"the {self.name} strategy needs {self.n_layouts} layouts, got "
+                             f"{len(layouts)}")
+        taken = np.zeros(n_cand, dtype=bool)
+        taken[evaluated] = True
+        taken[pending] = True
+        if self.name == "random":
+            free = np.flatnonzero(~taken)
+            return free[rng.permutation(free.size)]
+        ok = np.isfinite(scores)
+        evaluated, scores = evaluated[ok], scores[ok]
+        if self.name == "paper":
+            return _order(self._predict(layouts[:1], evaluated, scores), taken, rng)
+        return self._rank_ensemble(layouts[:N_LAYOUTS], evaluated, scores, pending, taken,
+                                   n_start, max(n, 1), rng)
+
+    def _rank_ensemble(self, layouts, evaluated, scores, pending, taken, n_start, n, rng):
+        picks: list = []
+        n_chosen = int(taken.sum())
+        n_spread = max(0, n_start + N_SPREAD - n_chosen)
+        if n_spread:
+            picks = spread_picks(layouts[0], np.flatnonzero(taken), min(n_spread, n), rng)
+            taken = taken.copy()
+            taken[picks] = True
+        lie = float(scores.mean()) if scores.size else 0.0
+        known = np.concatenate([evaluated, pending, np.array(picks, dtype=np.int64)])
+        y = np.concatenate([scores, np.full(known.size - scores.size, lie)])
+        while len(picks) < n - 1:
+            order = _order(self._predict(layouts, known, y), taken, rng)
+            if order.size == 0:
+                return np.array(picks, dtype=np.int64)
+            picks.append(int(order[0]))
+            taken[order[0]] = True
+            known, y = np.append(known, order[0]), np.append(y, lie)
+        rest = _order(self._predict(layouts, known, y), taken, rng)
+        return np.concatenate([np.array(picks, dtype=np.int64), rest])
+
+    def _predict(self, layouts: np.ndarray, idx: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """The mean prediction over ``layouts`` of the regressor fitted on (``idx``, ``y``); zeros
+        while the scores do not differ (nothing to learn: the random tie order decides)."""
+        from .regression import make_regressor
+
+        n = layouts.shape[1]
+        if idx.size < 2 or np.ptp(y) == 0.0:
+            return np.zeros(n)
+        pred = np.zeros(n)
+        for coords in layouts:
+            model = make_regressor(self.regressor, 0, idx.size)
+            x = np.asarray(coords, dtype=np.float64)
+            model.fit(x[idx], y)
+            pred += np.asarray(model.predict(x), dtype=np.float64)
+        return pred / len(layouts)
+
+
+def rank_classes(strategy: Strategy, ids: np.ndarray, layouts: Optional[np.ndarray],
+                 scores: Dict[int, float], pending: Iterable[int], n_start: int, n: int,
+                 random_state: Optional[int]) -> List[int]:
+    """``Strategy.rank`` over candidate classes: ``ids`` the candidates' class ids (``layouts``
+    [M, len(ids), 2] in their order), ``scores`` the evaluated classes' scores, ``pending`` the
+    claimed ones. Returns class ids. The random generator is seeded by ``random_state`` and the
+    numbers of results and claims, so a search is reproducible and still differs per turn."""
+    pos = {int(c): i for i, c in enumerate(np.asarray(ids).tolist())}
+    done = [(pos[c], v) for c, v in scores.items() if c in pos]
+    evaluated = np.array([p for p, _ in done], dtype=np.int64)
+    values = np.array([np.nan if v is None else v for _, v in done], dtype=np.float64)
+    claimed = np.array([pos[c] for c in pending if c in pos], dtype=np.int64)
+    rng = np.random.default_rng([0 if random_state is None else int(random_state),
+                                 evaluated.size, claimed.size])
+    order = strategy.rank(layouts if strategy.n_layouts else None, evaluated, values, claimed,
+                          n_start, n, rng, n_candidates=len(pos))
+    return np.asarray(ids)[order].tolist()
+
+
+def as_strategy(strategy: Any, regressor: Any = None) -> Strategy:
+    """A ``Strategy`` from a name (or one as it is)."""
+    if isinstance(strategy, Strategy):
+        return strategy
+    return Strategy(str(strategy), regressor)
+
+
+__all__ = ["DEFAULT_STRATEGY", "N_LAYOUTS", "N_SPREAD", "STRATEGY_NAMES", "Strategy", "as_strategy",
+           "rank_classes", "spread_picks"]
