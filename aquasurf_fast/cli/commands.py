@@ -272,8 +272,8 @@ def cmd_plot(args) -> int:
     pyplot()  # matplotlib missing: say so before fitting the surrogate
     study = open_study(args.study)
     os.makedirs(args.out, exist_ok=True)
-    surrogate = study.surrogate()  # a new embedding is computed and logged here
-    for path in plot_study(study, args.out, surrogate):
+    prediction_map = study.prediction_map()  # a new embedding is computed and logged here
+    for path in plot_study(study, args.out, prediction_map):
         print(path)
     return 0
 

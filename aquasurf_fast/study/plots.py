@@ -30,15 +30,16 @@ def _color_limits(values: np.ndarray):
     return lo, hi
 
 
-def plot_study(study, out_dir: str, surrogate) -> List[str]:
+def plot_study(study, out_dir: str, prediction_map) -> List[str]:
     """Write embedding_observed.png, embedding_predicted.png and best_so_far.png; return paths.
 
-    ``surrogate`` is the study's fitted surrogate (``study.surrogate()``, which computes and logs
-    the embedding when the candidates changed): plotting reads the study and writes nothing to it.
+    ``prediction_map`` is what the study's strategy sees (``study.prediction_map()``, which computes
+    and logs the embedding when the candidates changed): plotting reads the study and writes
+    nothing to it.
     """
     plt = pyplot()
     results = [r for r in study.results(members=False) if r["status"] == "done"]
-    view = _EmbeddingView(surrogate, results)
+    view = _EmbeddingView(*prediction_map, results)
     evaluated = {r["class_id"] for r in study.results(members=False)}
     figures = [("embedding_observed.png", lambda: _plot_observed(plt, view)),
                ("embedding_predicted.png", lambda: _plot_predicted(plt, view, evaluated)),
@@ -55,10 +56,8 @@ def plot_study(study, out_dir: str, surrogate) -> List[str]:
 class _EmbeddingView:
     """The candidates' embedding with their observed and predicted scores, on one colour scale."""
 
-    def __init__(self, surrogate, results):
-        self.ids = surrogate.class_ids_
-        self.emb = surrogate.embedding_
-        self.pred = surrogate.predict()
+    def __init__(self, ids, emb, pred, results):
+        self.ids, self.emb, self.pred = ids, emb, pred
         pos = {cid: i for i, cid in enumerate(self.ids.tolist())}
         self.scored = [(pos[r["class_id"]], r) for r in results
                        if r["class_id"] in pos and math.isfinite(r["score"])]
@@ -103,7 +102,7 @@ def _plot_observed(plt, view: _EmbeddingView):
 
 def _plot_predicted(plt, view: _EmbeddingView, evaluated):
     """The surrogate's view of the whole space, on the observed scores' colour scale, with the
-    next suggestions (the best predicted of the classes not in ``evaluated``) marked."""
+    best predicted of the classes not in ``evaluated`` marked."""
     emb, pred, ids = view.emb, view.pred, view.ids
     fig, ax = plt.subplots(figsize=(7.5, 6), dpi=120)
     size = float(np.clip(4000.0 / max(len(ids), 1), 6, 30))
@@ -115,7 +114,7 @@ def _plot_predicted(plt, view: _EmbeddingView, evaluated):
         nxt = [i for i in np.argsort(-pred, kind="stable") if ids[i] not in evaluated][:5]
         if nxt:
             ax.scatter(emb[nxt, 0], emb[nxt, 1], marker="x", s=50, c="red", lw=1.5, zorder=4,
-                       label="next suggestions")
+                       label="highest predicted, not evaluated")
     else:
         ax.scatter(emb[:, 0], emb[:, 1], s=6, c="0.6", lw=0)
     if view.scored:

@@ -227,6 +227,27 @@ class Study:
         return self._strategy_ranking(Strategy(strategy, self._strategy_regressor()), n,
                                       random_state)
 
+    def prediction_map(self):
+        """(candidate class ids, float32 [n, 2] coordinates, predicted scores): what the study's
+        strategy sees, for plots. The paper's strategy: its surrogate's embedding and predictions;
+        the ensemble: its first layout and the mean prediction over its layouts; random search:
+        the first layout, no predictions (NaN). A new embedding is computed and logged here."""
+        name = self.settings.get("strategy", DEFAULT_STRATEGY)
+        if name == "paper":
+            s = self.features.surrogate()
+            return s.class_ids_, s.embedding_, s.predict()
+        strategy = Strategy(name, self._strategy_regressor())
+        ids, layouts = self.features.layouts(max(strategy.n_layouts, 1))
+        if name == "random":
+            return ids, layouts[0], np.full(ids.size, np.nan)
+        pos = {cid: i for i, cid in enumerate(ids.tolist())}
+        done = [(pos[cid], score) for cid, score in self.store.query(
+            "SELECT id, score FROM classes WHERE status = 'done' AND score IS NOT NULL") if cid in pos]
+        idx = np.array([p for p, _ in done], dtype=np.int64)
+        y = np.array([v for _, v in done], dtype=np.float64)
+        finite = np.isfinite(y)
+        return ids, layouts[0], strategy.predict(layouts, idx[finite], y[finite])
+
     def _baseline_ids(self) -> List[int]:
         """The classes of the study's baselines, in their order."""
         base_ids: List[int] = []

@@ -116,7 +116,7 @@ class Strategy:
         ok = np.isfinite(scores)
         evaluated, scores = evaluated[ok], scores[ok]
         if self.name == "paper":
-            return _order(self._predict(layouts[:1], evaluated, scores), taken, rng)
+            return _order(self.predict(layouts[:1], evaluated, scores), taken, rng)
         return self._rank_ensemble(layouts[:N_LAYOUTS], evaluated, scores, pending, taken,
                                    n_start, max(n, 1), rng)
 
@@ -132,18 +132,19 @@ class Strategy:
         known = np.concatenate([evaluated, pending, np.array(picks, dtype=np.int64)])
         y = np.concatenate([scores, np.full(known.size - scores.size, lie)])
         while len(picks) < n - 1:
-            order = _order(self._predict(layouts, known, y), taken, rng)
+            order = _order(self.predict(layouts, known, y), taken, rng)
             if order.size == 0:
                 return np.array(picks, dtype=np.int64)
             picks.append(int(order[0]))
             taken[order[0]] = True
             known, y = np.append(known, order[0]), np.append(y, lie)
-        rest = _order(self._predict(layouts, known, y), taken, rng)
+        rest = _order(self.predict(layouts, known, y), taken, rng)
         return np.concatenate([np.array(picks, dtype=np.int64), rest])
 
-    def _predict(self, layouts: np.ndarray, idx: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """The mean prediction over ``layouts`` of the regressor fitted on (``idx``, ``y``); zeros
-        while the scores do not differ (nothing to learn: the random tie order decides)."""
+    def predict(self, layouts: np.ndarray, idx: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """The mean prediction over ``layouts`` [M, n, 2] of the regressor fitted on the positions
+        ``idx`` with finite scores ``y``; zeros while the scores do not differ (nothing to learn:
+        the random tie order decides)."""
         from .regression import make_regressor
 
         n = layouts.shape[1]
