@@ -1,5 +1,6 @@
 """Running evaluations and featurization jobs: in this process, in worker processes
-(``executors``) or as Ray tasks (``ray_executor``, which imports ray when used)."""
+(``executors``) or as Ray tasks (``ray_executor``, which imports ray when used); how many threads
+the numerical work in each of them uses (``threads``)."""
 from .executors import InlineExecutor, ProcessExecutor, default_executor, make_executor
 
 __all__ = ["InlineExecutor", "ProcessExecutor", "default_executor", "make_executor"]

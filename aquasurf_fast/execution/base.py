@@ -1,9 +1,8 @@
 """The interface every executor implements (``Executor``), what a job returns (``Outcome``), and
-what runs a job in a worker (``run_one``, ``limit_threads``).
+what runs a job in a worker (``run_one``).
 """
 from __future__ import annotations
 
-import sys
 import time
 import traceback
 from abc import ABC, abstractmethod
@@ -92,14 +91,4 @@ class Executor(ABC):
     def shutdown(self) -> None: ...
 
 
-def limit_threads(n_threads: int) -> None:
-    """Cap this worker's threads: torch's (when loaded) and the fused activation kernels' pool,
-    which otherwise starts one thread per core in every worker."""
-    from ..kernels import set_num_threads
-
-    set_num_threads(n_threads)
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(n_threads)
-
-
-__all__ = ["Executor", "Outcome", "limit_threads", "run_one", "split_result"]
+__all__ = ["Executor", "Outcome", "run_one", "split_result"]

@@ -20,7 +20,8 @@ import signal
 import time
 from typing import List, Optional, Tuple
 
-from .base import Executor, Outcome, limit_threads, run_one, split_result
+from .base import Executor, Outcome, run_one, split_result
+from .threads import limit_threads
 
 
 class InlineExecutor(Executor):

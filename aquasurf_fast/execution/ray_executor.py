@@ -16,7 +16,8 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Dict, Optional, Tuple
 
-from .base import Executor, Outcome, limit_threads, run_one
+from .base import Executor, Outcome, run_one
+from .threads import limit_threads
 
 
 def import_ray():

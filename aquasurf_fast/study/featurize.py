@@ -18,6 +18,9 @@ class FisherChunkJob:
 
     Carries either a task spec (workers load the task, its model and its Fisher batch themselves)
     or an explicit ``build``/``inputs``/``targets``, which must then be picklable.
+    Each chunk runs on one thread (``thread_limit(1)``), in the driver as in a worker: a chunk is
+    many candidates one after another, and several chunks at once (the executor's workers) are
+    what uses the cores.
     """
 
     returns_raw = True
@@ -55,14 +58,19 @@ class FisherChunkJob:
         return self._loaded
 
     def __call__(self, chunk: str):
+        from ..execution.threads import thread_limit
+
         build, inputs, targets = self._model_and_batch()
         featurizer = self.featurizer
         if featurizer is None:
             from ..fisher.spectrum import fisher_features_for
 
             featurizer = fisher_features_for
-        return featurizer(build, chunk.split(" "), inputs, targets, seed=self.seed,
-                          device=self.device, progress=False)
+        # Limited here rather than through fisher_features_for's own "auto", so that a custom
+        # featurizer and every model size follow it too.
+        with thread_limit(1):
+            return featurizer(build, chunk.split(" "), inputs, targets, seed=self.seed,
+                              device=self.device, progress=False)
 
 
 def run_chunks(executor, job: FisherChunkJob, chunks: Sequence[List[str]],
