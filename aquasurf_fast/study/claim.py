@@ -18,5 +18,10 @@ class Claim(str):
         obj.token, obj.class_id, obj.lease_until = token, class_id, lease_until
         return obj
 
+    def __reduce__(self):
+        # str's own reduction would call ``Claim(name)`` without the claim's fields, so a claim
+        # could not travel to a worker process or a Ray task.
+        return (Claim, (str(self), self.token, self.class_id, self.lease_until))
+
 
 __all__ = ["Claim"]
