@@ -7,6 +7,7 @@ import pytest
 
 import aquasurf_fast as aq
 from aquasurf_fast.study import store as aq_store
+from aquasurf_fast.study.claim import Claim
 from aquasurf_fast.study.store import StudyError
 from search_helpers import fake_score, make_study, told_by_workers, synthetic_space
 
@@ -118,3 +119,57 @@ def test_adding_in_batches_merges_equal_outputs(tmp_path):
     n_classes, n_names = study.add_classes([["h0"], ["h1"]], np.stack([out[0], out[7]]))
     assert (n_classes, n_names) == (1, 2)
     assert study.store.class_of("h0") == study.store.class_of(classes[0][0])
+
+
+def test_claim_survives_pickling(tmp_path):
+    import pickle
+
+    study = make_study(tmp_path / "s.db", n_extra=2)
+    (claim,) = study.suggest(1)
+    copy = pickle.loads(pickle.dumps(claim))
+    assert (str(copy), copy.token, copy.class_id, copy.lease_until) == (
+        str(claim), claim.token, claim.class_id, claim.lease_until)
+    assert type(copy) is Claim
+    assert study.tell(copy, 0.5)
+
+
+@pytest.mark.parametrize("strategy", ["ensemble", "paper"])
+def test_threads_share_one_study(tmp_path, strategy):
+    import threading
+
+    study = make_study(tmp_path / "s.db", n_extra=24, strategy=strategy)
+    n_classes = study.counts()["classes"]
+    told, errors = [], []
+
+    def work():
+        try:
+            while True:
+                claims = study.suggest(1)
+                if not claims:
+                    return
+                for claim in claims:
+                    assert study.tell(claim, fake_score(claim))
+                    told.append(str(claim))
+        except Exception as exc:  # collected: a failing thread must fail the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert errors == []
+    assert len(told) == len(set(told)) == n_classes
+    assert {r["name"] for r in study.results() if r["status"] == "done"} == set(told)
+    assert [e[1] for e in study.events(10_000)].count("embed") == 1  # one thread embedded
+
+
+def test_a_fitted_surrogate_is_not_changed_by_a_later_fit(tmp_path):
+    study = make_study(tmp_path / "s.db", n_extra=8, strategy="paper")
+    study.tell("relu", 0.9)
+    study.tell("tanh", 0.1)
+    first = study.surrogate()
+    before = first.predict()
+    study.tell("elu", 0.8)
+    assert not np.array_equal(study.surrogate().predict(), before)
+    np.testing.assert_array_equal(first.predict(), before)

@@ -6,7 +6,9 @@ embedding is recomputed when, and only when, that set changes.
 """
 from __future__ import annotations
 
+import copy
 import json
+import threading
 import time
 from typing import Any, Callable, Dict, Optional, Tuple
 
@@ -34,6 +36,9 @@ class FeatureService:
         self._surrogate = None
         self._layout_cache = EmbeddingCache(store)
         self._layouts_memo: Optional[Tuple[Any, ...]] = None
+        # Threads sharing a study fit one surrogate at a time: the first fit (UMAP) is computed
+        # once, not by every thread, and a fit never rebinds arrays that another thread reads.
+        self._fit_lock = threading.RLock()
 
     @property
     def settings(self) -> Dict[str, Any]:
@@ -204,7 +209,13 @@ class FeatureService:
 
     def surrogate(self):
         """A Surrogate fitted on the current results (embedding from the study's cache). A new
-        embedding (the candidates changed) is logged with the seconds it took."""
+        embedding (the candidates changed) is logged with the seconds it took.
+
+        Each call returns its own copy, which a later fit (another thread's) leaves unchanged."""
+        with self._fit_lock:
+            return copy.copy(self._fit_surrogate())
+
+    def _fit_surrogate(self):
         from ..surrogate.regression import Surrogate
 
         meta = self.settings
@@ -234,14 +245,15 @@ class FeatureService:
         memo = self._layouts_memo
         if memo is not None and memo[:2] == (version, n_layouts):
             return memo[2], memo[3]
-        ids, out, fisher = self.candidate_features()
-        if n_layouts < 1 or ids.size == 0:
-            return ids, np.zeros((max(n_layouts, 0), ids.size, 2), dtype=np.float32)
-        layouts, seconds = cached_layouts(self._layout_cache, out, fisher,
-                                          self.settings["random_state"], n_layouts)
-        if seconds is not None:
-            self._log_embedding(ids.size, seconds)
-        self._layouts_memo = (version, n_layouts, ids, layouts)
+        with self._fit_lock:
+            ids, out, fisher = self.candidate_features()
+            if n_layouts < 1 or ids.size == 0:
+                return ids, np.zeros((max(n_layouts, 0), ids.size, 2), dtype=np.float32)
+            layouts, seconds = cached_layouts(self._layout_cache, out, fisher,
+                                              self.settings["random_state"], n_layouts)
+            if seconds is not None:
+                self._log_embedding(ids.size, seconds)
+            self._layouts_memo = (version, n_layouts, ids, layouts)
         return ids, layouts
 
     def _log_embedding(self, n_candidates: int, seconds: float) -> None:

@@ -3,6 +3,9 @@
 Arrays are raw little-endian bytes read back with ``np.frombuffer``: no text encoding, no eval,
 no pickle. Every write runs in a ``BEGIN IMMEDIATE`` transaction, so a writer takes the lock before
 reading what it will change.
+
+Threads of one process share the connection; a lock held for each transaction and each read keeps
+one thread's statements out of another's transaction.
 """
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import contextlib
 import json
 import os
 import sqlite3
+import threading
 import time
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
 
@@ -55,7 +59,8 @@ def fingerprints(rows: np.ndarray) -> List[bytes]:
 
 
 class Database:
-    """The SQLite file of one study, opened by one process (open one per process)."""
+    """The SQLite file of one study, opened by one process (open one per process); its threads may
+    share it."""
 
     def __init__(self, path: str, create: bool = False, meta: Optional[Mapping[str, Any]] = None):
         self.path = os.fspath(path)
@@ -64,6 +69,8 @@ class Database:
             raise StudyError(f"{self.path}: no such study (create it first, e.g. `aquasurf init`)")
         if os.path.isdir(self.path):
             raise StudyError(f"{self.path} is a directory, not a study file")
+        # Reentrant: a transaction's body may read through ``query``.
+        self._lock = threading.RLock()
         if exists:
             self._check_header()
         try:
@@ -163,7 +170,7 @@ class Database:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """A write transaction that holds the database lock from its first statement."""
-        with self._translate_errors():
+        with self._lock, self._translate_errors():
             self.conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self.conn
@@ -173,11 +180,11 @@ class Database:
             self.conn.execute("COMMIT")
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> List[tuple]:
-        with self._translate_errors():
+        with self._lock, self._translate_errors():
             return self.conn.execute(sql, params).fetchall()
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
+        with self._lock, contextlib.suppress(Exception):
             self.conn.close()
 
     # -- settings ----------------------------------------------------------------------------------
