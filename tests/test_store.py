@@ -1,3 +1,4 @@
+import math
 import os
 import sqlite3
 import time
@@ -173,3 +174,13 @@ def test_a_fitted_surrogate_is_not_changed_by_a_later_fit(tmp_path):
     study.tell("elu", 0.8)
     assert not np.array_equal(study.surrogate().predict(), before)
     np.testing.assert_array_equal(first.predict(), before)
+
+
+def test_non_finite_metrics_read_back_as_written(tmp_path):
+    study = make_study(tmp_path / "s.db", n_extra=2)
+    study.tell("relu", 0.9, loss=float("inf"), margin=np.float32(-np.inf), grad=float("nan"))
+    study.close()
+    (row,) = aq.Study(str(tmp_path / "s.db")).results()
+    assert row["metrics"]["loss"] == float("inf")
+    assert row["metrics"]["margin"] == float("-inf")
+    assert math.isnan(row["metrics"]["grad"])

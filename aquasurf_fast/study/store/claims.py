@@ -20,18 +20,19 @@ from .database import StudyError
 
 
 def _metrics_json(metrics: Mapping[str, Any]) -> str:
+    """The metrics as JSON text. Infinities and NaN are written as Python's json writes them
+    (``Infinity``, ``-Infinity``, ``NaN``) so that ``json.loads`` reads them back as they were;
+    nothing reads this column with SQLite's JSON functions, which would refuse them."""
     clean = {}
     for key, value in metrics.items():
         if isinstance(value, (np.generic,)):
             value = value.item()
-        if isinstance(value, float) and not math.isfinite(value):
-            value = None if math.isnan(value) else (1e308 if value > 0 else -1e308)
         if not isinstance(value, (int, float, str, bool, type(None))):
             raise StudyError(
                 f"metric {key!r} must be a number, string, bool or None, got {type(value).__name__}"
             )
         clean[str(key)] = value
-    return json.dumps(clean, sort_keys=True)
+    return json.dumps(clean, sort_keys=True, allow_nan=True)
 
 
 class ClaimTables:
