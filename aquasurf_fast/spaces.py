@@ -128,7 +128,9 @@ class NamesFileSource:
             try:
                 names.append(canonical_name(text))
             except ValueError as exc:
-                raise ValueError(f"{self.source} line {i + 1}: {exc}") from None
+                raise ValueError(f"{self.source}:{i + 1}: {text!r} is not a function expression "
+                                 f"({exc}); a names file holds one expression per line, such as "
+                                 "'mul(x,sigmoid(x))', and # comments") from None
             lines.append(i)
             if len(names) == CHUNK:
                 yield np.array(lines, dtype=np.int64), names

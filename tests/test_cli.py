@@ -139,3 +139,41 @@ def test_search_trains_with_the_engine_activation(capsys, tmp_path):
     study = aq.Study(str(path))
     assert study.counts()["done"] == 3
     assert all(0.5 < r["score"] <= 1.0 and "test_acc" in r["metrics"] for r in study.top(3))
+
+
+def _usage_error(capsys, *argv):
+    """The exit code and stderr of a command that argparse refuses."""
+    with pytest.raises(SystemExit) as exc:
+        main([str(a) for a in argv])
+    return exc.value.code, capsys.readouterr().err
+
+
+def test_bench_replay_refuses_a_negative_pool(capsys, tmp_path):
+    code, err = _usage_error(capsys, "bench", "replay", tmp_path / "b.json", "--pool", -1)
+    assert code == 2 and "argument --pool: must be an integer >= 0, got '-1'" in err
+
+
+def test_bench_build_refuses_zero_seeds_before_any_work(capsys, tmp_path):
+    code, err = _usage_error(capsys, "bench", "build", "--seeds", 0, "--task", "digits",
+                             "--space", "unary(x)", "--unary", "relu,tanh",
+                             "--out", tmp_path / "b.json")
+    assert code == 2 and "argument --seeds: must be an integer >= 1, got '0'" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_init_with_a_broken_task_file_is_one_clear_line(capsys, tmp_path):
+    task = tmp_path / "task.py"
+    task.write_text("def build(:\n    pass\n")
+    code, out, err = run_cli(capsys, "init", tmp_path / "s.db", "--task", task,
+                             "--schema", "unary(x)", "--unary", "relu,tanh")
+    assert code == 1 and err.count("\n") == 1 and f"{task}:1: SyntaxError" in err
+    assert not (tmp_path / "s.db").exists()
+
+
+def test_init_with_a_bad_names_line_names_file_and_line(capsys, tmp_path):
+    names = tmp_path / "names.txt"
+    names.write_text("relu(x)\n# a comment\nadd(x,\n")
+    code, out, err = run_cli(capsys, "init", tmp_path / "s.db", "--names", names, "--no-progress")
+    assert code == 1 and err.count("\n") == 1 and f"{names}:3: 'add(x,'" in err
+    assert "one expression per line" in err
+    assert not (tmp_path / "s.db").exists()

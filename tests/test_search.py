@@ -1,5 +1,6 @@
 import multiprocessing as mp
 import os
+import re
 import signal
 import time
 
@@ -221,3 +222,38 @@ def test_custom_regressor_instance_is_used_and_asked_for_again(tmp_path):
     with pytest.raises(aq.StudyError, match="pass it again"):
         aq.Study(path).suggest(1)
     assert aq.Study(path, regressor=Ridge()).suggest(1)
+
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(lease_s=-5), "lease_s must be a number > 0 (seconds), got -5"),
+    (dict(lease_s=float("nan")), "lease_s must be a number > 0 (seconds), got nan"),
+    (dict(max_retries=-1), "max_retries must be an integer >= 0, got -1"),
+])
+def test_bad_setting_is_refused_before_the_file_is_written(tmp_path, settings, message):
+    path = tmp_path / "s.db"
+    with pytest.raises(aq.StudyError, match=re.escape(message)):
+        aq.Study(str(path), **settings)
+    assert not path.exists()
+
+
+def test_bad_setting_is_refused_when_reopening(tmp_path):
+    path = str(tmp_path / "s.db")
+    make_study(path, n_extra=2).close()
+    with pytest.raises(aq.StudyError, match=re.escape("lease_s must be a number > 0")):
+        aq.Study(path, lease_s=-5)
+    assert aq.Study(path).settings["lease_s"] == 600
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda s: s.top(-1), "k must be an integer >= 0, got -1"),
+    (lambda s: s.featurize(chunk=0, progress=False), "chunk must be an integer >= 1, got 0"),
+    (lambda s: s.run(fake_evaluate, budget=2, workers=0, grow_every=0, progress=False),
+     "grow_every must be an integer >= 1, got 0"),
+])
+def test_bad_argument_is_refused_before_any_work(tmp_path, call, message):
+    study = make_study(tmp_path / "s.db", n_extra=4)
+    n_events = len(study.events(10_000))
+    with pytest.raises(ValueError, match=re.escape(message)):
+        call(study)
+    assert len(study.events(10_000)) == n_events
+

@@ -1,4 +1,5 @@
 import pickle
+import re
 import sys
 import textwrap
 
@@ -99,3 +100,13 @@ def test_task_evaluator_pickles_without_its_loaded_task():
     ev._task = object()  # something unpicklable-in-spirit that must not travel
     clone = pickle.loads(pickle.dumps(ev))
     assert clone.spec == "digits" and clone._task is None
+
+
+def test_task_file_that_fails_to_import_names_the_file_and_line(tmp_path):
+    path = tmp_path / "broken.py"
+    path.write_text("import math\n\ndef build(:\n    pass\n")
+    with pytest.raises(ValueError, match=re.escape(f"task file {path}:3: SyntaxError")):
+        load_task(str(path))
+    path.write_text("import math\nx = 1 / 0\n")
+    with pytest.raises(ValueError, match=re.escape(f"task file {path}:2: ZeroDivisionError")):
+        load_task(str(path))

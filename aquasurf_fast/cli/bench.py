@@ -6,7 +6,7 @@ import time
 
 from ..expr import BENCHMARK_SCHEMA
 from .common import (UsageError, add_executor_options, add_no_progress, add_unary_option, executor_from_args,
-                     unary_ops)
+                     int_at_least, unary_ops)
 
 
 def cmd_bench_build(args) -> int:
@@ -83,7 +83,7 @@ def add_bench_parsers(sub) -> None:
     sp.add_argument("--space", default="benchmark",
                     help=f"benchmark ({BENCHMARK_SCHEMA}, 5,103 names) or another schema")
     add_unary_option(sp)
-    sp.add_argument("--seeds", type=int, default=1,
+    sp.add_argument("--seeds", type=int_at_least(1), default=1,
                     help="trainings per class under seeds 0..S-1; the median run is kept (default 1)")
     sp.add_argument("--out", required=True, help="the JSON file to write (.json or .json.gz)")
     sp.add_argument("--study", help="the study file that holds the progress (default: next to "
@@ -106,7 +106,7 @@ def add_bench_parsers(sub) -> None:
                     help=f"comma-separated, from {', '.join(STRATEGIES)} (default: all)")
     sp.add_argument("--trials", type=int, default=50, help="searches per strategy (default 50)")
     sp.add_argument("--budget", type=int, default=100, help="evaluations per search (default 100)")
-    sp.add_argument("--pool", type=int, default=100,
+    sp.add_argument("--pool", type=int_at_least(0), default=100,
                     help="featurized classes the pool strategies start from, besides the baselines "
                          "(default 100)")
     sp.add_argument("--seed", type=int, default=0, help="seed of the trials (default 0)")

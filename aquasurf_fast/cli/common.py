@@ -2,6 +2,7 @@
 the --unary choice and the executor options."""
 from __future__ import annotations
 
+import argparse
 import os
 from typing import Optional
 
@@ -40,6 +41,22 @@ def unary_ops(choice: str):
     if choice == "all":
         return UNARY_OPS
     return tuple(u.strip() for u in choice.split(",") if u.strip())
+
+
+def int_at_least(minimum: int):
+    """An argparse ``type``: an integer >= ``minimum``, refused while the command line is read,
+    before any work, as "argument --NAME: must be an integer >= M, got 'V'"."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text!r}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
 
 
 def add_no_progress(sp) -> None:
@@ -89,4 +106,4 @@ def add_executor_options(sp, what: str, workers: bool = True) -> None:
 
 
 __all__ = ["UsageError", "add_executor_options", "add_no_progress", "add_unary_option", "executor_from_args",
-           "open_study", "unary_ops"]
+           "int_at_least", "open_study", "unary_ops"]

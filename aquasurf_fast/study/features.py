@@ -14,6 +14,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
+from .._checks import check_int
 from .store import EmbeddingCache, StudyError, from_blob
 
 
@@ -81,6 +82,9 @@ class FeatureService:
         study's task themselves, or receive ``build``/``inputs``/``targets``, which must then be
         picklable. With ``embed`` the surrogate's UMAP embedding is computed and stored at the end.
         """
+        chunk = check_int("chunk", chunk, 1, StudyError)
+        if pool is not None:
+            check_int("pool", pool, 0, StudyError)
         # Explicit classes added without features get them first: the pool is chosen among
         # classes whose outputs are known to be finite.
         n_out = self.pool.fill_output_features("space_id IS NULL")

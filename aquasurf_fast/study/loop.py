@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Dict, List, Optional
 
+from .._checks import check_int
 from ..defaults import DEFAULT_GROW, DEFAULT_GROW_EVERY
 from .claim import Claim
 from .store import StudyError
@@ -39,6 +40,9 @@ def run_study(study, evaluate: Optional[Callable[[str], Any]] = None, budget: in
     """
     from ..execution.executors import default_executor
 
+    budget = check_int("budget", budget, 0, StudyError)
+    grow = check_int("grow", grow, 0, StudyError)
+    grow_every = check_int("grow_every", grow_every, 1, StudyError)
     if evaluate is None:
         spec = study.settings.get("task")
         if not spec:
@@ -46,8 +50,6 @@ def run_study(study, evaluate: Optional[Callable[[str], Any]] = None, budget: in
         from ..tasks import TaskEvaluator
 
         evaluate = TaskEvaluator(spec)
-    if budget < 0:
-        raise StudyError(f"budget must be >= 0, got {budget}")
     executor = executor or default_executor(workers, timeout=timeout)
     if study.settings.get("order") != "surrogate" or not study.settings.get("task"):
         grow = 0

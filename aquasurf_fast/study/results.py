@@ -5,6 +5,9 @@ import json
 import math
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
+from .._checks import check_int
+from .store import StudyError
+
 _COLUMNS = ("c.id, c.canonical, c.status, c.score, c.metrics, c.runtime, c.attempts, c.error, "
             "c.eval_index, c.baseline, c.claim_owner, c.claimed_at, c.finished_at, c.n_members, "
             "c.n_members > (SELECT count(*) FROM functions g WHERE g.class_id = c.id), "
@@ -71,6 +74,7 @@ class ResultsView:
 
     def top(self, k: int = 10) -> List[Dict[str, Any]]:
         """The ``k`` best evaluated classes, best first."""
+        k = check_int("k", k, 0, StudyError)
         rows = self._result_rows("WHERE c.status = 'done' AND c.score IS NOT NULL",
                                  f"c.score DESC, c.eval_index LIMIT {int(k)}")
         return [r for r in rows if math.isfinite(r["score"])]

@@ -20,6 +20,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from .._checks import check_int, check_positive
 from ..defaults import DEFAULT_BASELINES, expression_name
 from ..surrogate.strategy import DEFAULT_STRATEGY, STRATEGY_NAMES, Strategy, rank_classes
 from .claim import Claim
@@ -109,6 +110,10 @@ class Study:
             raise StudyError(f"unknown strategy {strategy!r}: use one of {', '.join(STRATEGY_NAMES)}")
         if order is not None and order not in ORDERS:
             raise StudyError(f"unknown order {order!r}: use one of {', '.join(ORDERS)}")
+        if lease_s is not None:
+            lease_s = check_positive("lease_s", lease_s, "seconds", StudyError)
+        if max_retries is not None:
+            max_retries = check_int("max_retries", max_retries, 0, StudyError)
         settings = {
             "task": task,
             "order": order or "surrogate",

@@ -22,6 +22,7 @@ import importlib.util
 import math
 import os
 import sys
+import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional, Tuple
 
@@ -54,6 +55,19 @@ def resolve_spec(spec: str) -> str:
     return spec
 
 
+def _import_failure(path: str, exc: Exception) -> ValueError:
+    """A one-line error for a task file that fails to import, at the file's own line that failed
+    (a syntax error's line, or the last frame of the traceback inside the file)."""
+    if isinstance(exc, SyntaxError):
+        line, text = exc.lineno, exc.msg
+    else:
+        frames = [f for f in traceback.extract_tb(exc.__traceback__)
+                  if os.path.abspath(f.filename) == path]
+        line, text = (frames[-1].lineno if frames else "?"), str(exc)
+    return ValueError(f"task file {path}:{line}: {type(exc).__name__}: {text} (a task file must "
+                      "import without errors)")
+
+
 def _load_module(spec: str):
     if spec in BUILTIN_TASKS:
         return importlib.import_module(f"aquasurf_fast.tasks.{spec}")
@@ -68,8 +82,10 @@ def _load_module(spec: str):
         sys.modules[name] = module  # worker processes unpickle references to it by this name
         try:
             module_spec.loader.exec_module(module)
-        except BaseException:
+        except BaseException as exc:
             del sys.modules[name]
+            if isinstance(exc, Exception):
+                raise _import_failure(os.path.abspath(spec), exc) from exc
             raise
         return module
     try:
