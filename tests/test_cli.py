@@ -177,3 +177,42 @@ def test_init_with_a_bad_names_line_names_file_and_line(capsys, tmp_path):
     assert code == 1 and err.count("\n") == 1 and f"{names}:3: 'add(x,'" in err
     assert "one expression per line" in err
     assert not (tmp_path / "s.db").exists()
+
+
+BROKEN_BUILD_TASK = """
+import torch
+
+fisher_batch = (torch.zeros(4, 3), torch.zeros(4, dtype=torch.long))
+
+def build(activation):
+    raise RuntimeError("my build is broken")
+
+def train_eval(activation):
+    return {"val_acc": 0.5}
+"""
+
+
+def test_featurize_with_a_failing_build_says_why_and_search_refuses(capsys, tmp_path):
+    task = tmp_path / "task.py"
+    task.write_text(BROKEN_BUILD_TASK)
+    names = tmp_path / "names.txt"
+    names.write_text("max(relu(x),tanh(x))\nmul(x,sigmoid(x))\n")
+    path = tmp_path / "s.db"
+    assert run_cli(capsys, "init", path, "--task", task, "--names", names)[0] == 0
+    code, out, err = run_cli(capsys, "featurize", path, "--no-progress")
+    assert code == 1 and err.count("\n") == 1
+    assert "Fisher features failed for all" in err and "my build is broken" in err
+    code, out, err = run_cli(capsys, "search", path, "--budget", 2, "--no-progress")
+    assert code == 2 and "no valid Fisher features" in err and "my build is broken" in err
+
+
+def test_status_says_which_features_the_surrogate_uses(capsys, tmp_path):
+    from search_helpers import synthetic_space
+
+    classes, out, _ = synthetic_space(4)
+    study = aq.Study(str(tmp_path / "s.db"))
+    study.add_classes(classes, out)
+    study.suggest(len(BASELINES) + 1)
+    study.close()
+    code, out, _ = run_cli(capsys, "status", tmp_path / "s.db")
+    assert code == 0 and "features  output features alone" in out

@@ -257,3 +257,55 @@ def test_bad_argument_is_refused_before_any_work(tmp_path, call, message):
         call(study)
     assert len(study.events(10_000)) == n_events
 
+
+class FailingFeaturizer:
+    """Fisher features that always fail, as with a task whose ``build`` raises."""
+
+    def __init__(self):
+        self.seen = []
+
+    def __call__(self, build, names, inputs, targets, seed=42, device=None, progress=False):
+        self.seen += list(names)
+        return (np.full((len(names), 20), np.nan, dtype=np.float32), np.zeros(len(names), bool),
+                ["RuntimeError: build failed"] * len(names))
+
+
+def test_featurize_stops_at_once_when_every_fisher_feature_fails(tmp_path):
+    from search_helpers import synthetic_space
+
+    classes, out, _ = synthetic_space(12)
+    study = aq.Study(str(tmp_path / "s.db"))
+    study.add_classes(classes, out)
+    failing = FailingFeaturizer()
+    with pytest.raises(aq.StudyError, match=re.escape(
+            "Fisher features failed for all 12 classes tried (most often, 12 times: "
+            "RuntimeError: build failed): check that the task's build(activation)")):
+        study.featurize(pool=4, build=object(), inputs=0, targets=0, featurizer=failing, chunk=4,
+                        progress=False, embed=False)
+    assert len(failing.seen) == 12  # the baselines and 4 others: no rounds of topping up
+    (detail,) = [e[4] for e in study.events() if e[1] == "featurize"]
+    assert '"failed": 12' in detail
+
+
+def test_featurize_reports_failures_and_their_reasons(tmp_path):
+    from search_helpers import synthetic_space
+
+    classes, out, _ = synthetic_space(12)
+    study = aq.Study(str(tmp_path / "s.db"))
+    study.add_classes(classes, out)
+    done = study.featurize(build=object(), inputs=0, targets=0, featurizer=FlakyFeaturizer(),
+                           progress=False, embed=False)
+    assert (done["fisher"], done["failed"], done["reasons"]) == (20, 1, [("empty spectrum", 1)])
+
+
+def test_a_change_of_feature_set_is_logged(tmp_path):
+    from search_helpers import synthetic_space
+
+    classes, out, fisher = synthetic_space(4)
+    study = aq.Study(str(tmp_path / "s.db"))
+    study.add_classes(classes, out)
+    study.suggest(len(BASELINES) + 1)  # the last one ranked by the surrogate
+    study.set_fisher_features([c[0] for c in classes], fisher)
+    study.suggest(1)
+    sets = [e[4] for e in reversed(study.events()) if e[1] == "feature_set"]
+    assert sets == ['{"features": "output"}', '{"features": "fisher"}']

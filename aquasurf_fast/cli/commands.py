@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -97,12 +98,23 @@ def cmd_featurize(args) -> int:
     print(f"featurized {done['fisher']:,} classes in {time.perf_counter() - t0:.1f} s; the Fisher "
           f"pool holds {c['pool']:,} of {c['classes']:,} classes, {c['candidates']:,} of them "
           "surrogate candidates")
+    if done["failed"]:
+        print(f"{done['failed']:,} Fisher features failed; most common reasons:")
+        for reason, count in done["reasons"]:
+            print(f"  {count:,} x {reason[:200]}")
     return 0
 
 
 def cmd_search(args) -> int:
     study = open_study(args.study, strategy=args.strategy)
     if study.has_fisher() is False and study.settings.get("task"):
+        failed = study.store.query("SELECT fisher_reason, count(*) AS n FROM classes WHERE pool IS "
+                                   "NOT NULL AND fisher_ok = 0 AND out_finite = 1 "
+                                   "GROUP BY fisher_reason ORDER BY n DESC LIMIT 1")
+        if failed:
+            raise UsageError(f"{args.study} has no valid Fisher features: every one computed failed "
+                             f"(most often, {failed[0][1]:,} times: {failed[0][0]}); fix the task, "
+                             f"then run `aquasurf featurize {args.study}` again")
         raise UsageError(f"{args.study} has no Fisher features yet: run "
                          f"`aquasurf featurize {args.study}` first")
     t0 = time.perf_counter()
@@ -152,8 +164,6 @@ def _print_top(study, k: int) -> None:
 
 def _pool_lines(study) -> List[str]:
     """The status lines about the Fisher pool, its growth and the embeddings."""
-    import json
-
     (n, ok, bad, todo), = study.store.query(
         "SELECT count(*), total(fisher_ok = 1), total(fisher_ok = 0), "
         "total(fisher_ok IS NULL AND out_finite = 1) FROM classes WHERE pool IS NOT NULL")
@@ -190,6 +200,12 @@ def cmd_status(args) -> int:
         print(f"          {source.describe()}")
     for line in _pool_lines(study):
         print(line)
+    feature_set = study.store.query("SELECT detail FROM events WHERE kind = 'feature_set' "
+                                    "ORDER BY id DESC LIMIT 1")
+    if feature_set:  # the features the surrogate embedded the candidates by, last time
+        fisher = json.loads(feature_set[0][0])["features"] == "fisher"
+        print("features  " + ("Fisher and output features" if fisher else
+                              "output features alone: no class has valid Fisher features"))
     print(f"status    {c['done']} done, {c['running']} running, {c['pending']:,} pending, "
           f"{c['failed']} failed")
     best = study.best()

@@ -6,11 +6,12 @@ embedding is recomputed when, and only when, that set changes.
 """
 from __future__ import annotations
 
+import collections
 import copy
 import json
 import threading
 import time
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Counter, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -81,6 +82,12 @@ class FeatureService:
         With ``executor`` (worker processes, Ray) the chunks run as its jobs; workers load the
         study's task themselves, or receive ``build``/``inputs``/``targets``, which must then be
         picklable. With ``embed`` the surrogate's UMAP embedding is computed and stored at the end.
+
+        Returns the counts of output and Fisher features computed, of classes with non-finite
+        outputs, of Fisher features that failed, and the three most common reasons why. When
+        every Fisher feature failed (a bug in the task's ``build``, say), it stops after the
+        first round with a StudyError that gives the most common reason, rather than letting the
+        search run on output features alone.
         """
         chunk = check_int("chunk", chunk, 1, StudyError)
         if pool is not None:
@@ -89,6 +96,7 @@ class FeatureService:
         # classes whose outputs are known to be finite.
         n_out = self.pool.fill_output_features("space_id IS NULL")
         n_fisher = 0
+        failures: Counter[str] = collections.Counter()
         # A pool class whose Fisher features fail (its activations overflow in the model) is no
         # candidate: the pool is topped up until it holds the classes asked for with valid or
         # pending features, or the space runs out.
@@ -99,14 +107,28 @@ class FeatureService:
                                     "fisher_ok IS NULL AND out_finite = 1 ORDER BY pool, id")
             if not todo:
                 break
-            self._compute_fisher([name for _, name in todo], build, inputs, targets, featurizer,
-                                 chunk, seed, device, progress, executor)
+            failures += self._compute_fisher([name for _, name in todo], build, inputs, targets,
+                                             featurizer, chunk, seed, device, progress, executor)
             n_fisher += len(todo)
+            if not self.has_fisher():
+                break  # every one failed: another round would fail the same way
         with self.store.transaction() as c:
             n_bad = c.execute(
                 "UPDATE classes SET fisher_ok = 0, fisher_reason = 'non-finite output features' "
                 "WHERE out_finite = 0 AND fisher_ok IS NULL AND space_id IS NULL").rowcount
         self.store.bump_features_version()
+        reasons = failures.most_common(3)
+        if n_fisher:
+            with self.store.transaction() as c:
+                self.store.log(c, "featurize", owner=self.owner, detail=json.dumps(
+                    {"fisher": n_fisher, "failed": sum(failures.values()), "reasons": reasons}))
+        if n_fisher and not self.has_fisher():
+            reason, count = reasons[0]
+            raise StudyError(
+                f"Fisher features failed for all {n_fisher} classes tried (most often, {count} "
+                f"times: {reason}): check that the task's build(activation) returns its model and "
+                "that fisher_batch() gives inputs and targets the model accepts; the search "
+                "would otherwise run on output features alone")
         if embed and self.n_candidates():
             # Fit UMAP now, once, so that the search's first surrogate suggestion does not keep every
             # worker waiting; the embedding is stored in the study for all processes.
@@ -115,13 +137,21 @@ class FeatureService:
             if progress:
                 print(f"embedded {self.n_candidates()} candidates in "
                       f"{time.perf_counter() - t0:.1f} s", flush=True)
-        return {"output": n_out, "fisher": n_fisher, "non_finite": n_bad}
+        return {"output": n_out, "fisher": n_fisher, "non_finite": n_bad,
+                "failed": sum(failures.values()), "reasons": reasons}
 
     def _compute_fisher(self, names, build, inputs, targets, featurizer, chunk, seed, device,
-                        progress, executor) -> None:
-        """Fisher features of ``names`` in committed chunks, in this process or by ``executor``."""
+                        progress, executor) -> Counter[str]:
+        """Fisher features of ``names`` in committed chunks, in this process or by ``executor``.
+        Returns how often each reason of failure occurred."""
+        failures: Counter[str] = collections.Counter()
         if not names:
-            return
+            return failures
+
+        def record(part, feats, ok, reasons) -> None:
+            self.set_fisher_features(part, feats, ok, reasons)
+            failures.update(r for o, r in zip(ok, reasons) if not o)
+
         from .featurize import FisherChunkJob, run_chunks
 
         spec = self.settings.get("task")
@@ -138,15 +168,15 @@ class FeatureService:
         try:
             if executor is None:
                 for part in chunks:
-                    self.set_fisher_features(part, *job(" ".join(part)))
+                    record(part, *job(" ".join(part)))
                     if bar is not None:
                         bar.update(len(part))
             else:
-                run_chunks(executor, job, chunks, self.set_fisher_features,
-                           int(self.settings["max_retries"]), bar)
+                run_chunks(executor, job, chunks, record, int(self.settings["max_retries"]), bar)
         finally:
             if bar is not None:
                 bar.close()
+        return failures
 
     # -- candidates and the surrogate --------------------------------------------------------------
 
@@ -187,6 +217,7 @@ class FeatureService:
         if self._features is not None and self._features[0] == version:
             return self._features[1:]
         use_fisher = self.has_fisher()
+        self._log_feature_set("fisher" if use_fisher else "output")
         if not use_fisher and not self.store.pool_size() and self.store.spaces():
             # A schema or names file searched without Fisher features (an evaluate function, no
             # task): its candidates are the default pool, as featurize would choose it.
@@ -203,6 +234,16 @@ class FeatureService:
                       else np.zeros((0, 1), dtype=np.float32))
         self._features = (version, ids, out, fisher)
         return ids, out, fisher
+
+    def _log_feature_set(self, features: str) -> None:
+        """Log the features the candidates are embedded by ("fisher": Fisher and output features,
+        "output": output features alone) whenever they differ from the last ones logged."""
+        detail = json.dumps({"features": features})
+        with self.store.transaction() as c:
+            last = c.execute("SELECT detail FROM events WHERE kind = 'feature_set' "
+                             "ORDER BY id DESC LIMIT 1").fetchone()
+            if last is None or last[0] != detail:
+                self.store.log(c, "feature_set", owner=self.owner, detail=detail)
 
     def regressor_in_use(self) -> Any:
         """The study's regressor: the instance it was given, or its name from the settings."""
