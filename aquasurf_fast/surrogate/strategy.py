@@ -91,9 +91,8 @@ class Strategy:
         """Candidate positions neither evaluated nor pending, the next to train first.
 
         ``layouts`` [M, n_candidates, 2] (M >= ``n_layouts``; random search takes ``n_candidates``
-        instead); ``evaluated``
-        and ``scores`` the evaluated positions and their scores (non-finite ones are failures and
-        left out of the fit); ``pending`` the positions claimed and not yet scored; ``n_start`` how
+        instead); ``evaluated`` and ``scores`` the evaluated positions and their scores
+        (non-finite ones are failures and left out of the fit); ``pending`` the positions claimed and not yet scored; ``n_start`` how
         many of the evaluated and pending are the baselines the caller placed first; ``n`` how many
         will be taken from the front (each chosen knowing the ones before it are pending).
         """
@@ -121,6 +120,9 @@ class Strategy:
                                    n_start, max(n, 1), rng)
 
     def _rank_ensemble(self, layouts, evaluated, scores, pending, taken, n_start, n, rng):
+        """The ensemble's ranking: spread picks while fewer than ``n_start + N_SPREAD`` candidates
+        are taken, then the best mean predictions, each of the first ``n`` counting as pending
+        (scoring the mean so far) for the next."""
         picks: list = []
         n_chosen = int(taken.sum())
         n_spread = max(0, n_start + N_SPREAD - n_chosen)
