@@ -382,3 +382,60 @@ CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, k
 CREATE TABLE embeddings (key TEXT PRIMARY KEY, n INTEGER NOT NULL, coords BLOB NOT NULL,
   created REAL NOT NULL);
 """
+
+
+def _pool_rounds_are_consistent(study):
+    """Each round's event names the classes that joined in it, rounds logged in increasing order."""
+    import json
+
+    events = [json.loads(e[4]) for e in reversed(study.events(10_000)) if e[1] == "pool"]
+    rounds = [e["round"] for e in events]
+    held = dict(study.store.query("SELECT pool, count(*) FROM classes WHERE pool IS NOT NULL "
+                                  "GROUP BY pool"))
+    assert rounds == sorted(set(rounds))
+    assert {e["round"]: e["added"] for e in events} == held
+
+
+def test_a_pool_round_chosen_while_another_process_adds_one_is_chosen_again(tmp_path, monkeypatch):
+    from aquasurf_fast.study import pool as study_pool
+
+    path = tmp_path / "s.db"
+    study = schema_study(path)
+    other = aq.Study(str(path))  # another process's view of the same file
+    real = study_pool.choose_pool
+
+    def meanwhile(*args):
+        monkeypatch.setattr(study_pool, "choose_pool", real)
+        other.choose_pool(50)
+        return real(*args)
+
+    monkeypatch.setattr(study_pool, "choose_pool", meanwhile)
+    study.choose_pool(100)
+    n_others = study.store.query("SELECT count(*) FROM classes WHERE pool IS NOT NULL AND "
+                                 "baseline = 0")[0][0]
+    assert n_others == 100
+    _pool_rounds_are_consistent(study)
+
+
+def test_growth_while_another_process_grows_adds_other_classes(tmp_path, monkeypatch):
+    from aquasurf_fast.study import pool as study_pool
+
+    path = tmp_path / "s.db"
+    study = schema_study(path)
+    study.choose_pool(100)
+    study.tell(study.suggest(1)[0], 0.99)
+    other = aq.Study(str(path))
+    real = study_pool.take_turns
+    theirs = []
+
+    def meanwhile(*args):
+        monkeypatch.setattr(study_pool, "take_turns", real)
+        theirs.extend(other.pool.grow(5))
+        return real(*args)
+
+    monkeypatch.setattr(study_pool, "take_turns", meanwhile)
+    size = study.counts()["pool"]
+    ours = study.pool.grow(5)
+    assert len(ours) == len(theirs) == 5 and not set(ours) & set(theirs)
+    assert study.counts()["pool"] == size + 10
+    _pool_rounds_are_consistent(study)

@@ -4,6 +4,11 @@ Output features cost microseconds, Fisher features up to seconds each: in a larg
 pool of classes gets them. The pool starts as the baselines plus classes chosen to cover the
 output-feature space (``surrogate.coverage.choose_pool``), and during a search it grows by the classes
 nearest the best results (``grow``).
+
+Each addition is a round, numbered in the order rounds are written. A round is chosen outside the
+write lock (choosing takes a while) from the pool as it was, and written only if the pool is still
+the same (``Store.pool_state``); otherwise it is chosen again from the pool as it now is. So two
+processes growing one study never share a round number, nor add what the other just added.
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ from .store import StudyError, from_blob, to_blob
 ALL_UP_TO = 10_000
 DEFAULT_POOL = 5_000
 GROW_SHORTLIST = 20   # classes per added one that the projection shortlists for the exact distance
+ROUND_TRIES = 10      # times a round is chosen again when other processes keep adding rounds
 
 
 class FisherPool:
@@ -62,29 +68,41 @@ class FisherPool:
         if n is not None and n < 0:
             raise StudyError(f"the pool size must be >= 0, got {n}")
         target = (n_finite if n_finite <= ALL_UP_TO else DEFAULT_POOL) if n is None else n
-        round_ = self.store.next_pool_round()
-        with self.store.transaction() as c:
-            joined = c.execute("UPDATE classes SET pool = ? WHERE baseline = 1 AND out_finite = 1 "
-                               "AND pool IS NULL", (round_,)).rowcount
-            if target >= n_finite:
-                joined += c.execute("UPDATE classes SET pool = ? WHERE out_finite = 1 AND pool IS NULL",
-                                    (round_,)).rowcount
-        # Classes whose Fisher features failed do not count: they are no candidates.
-        have = int(self.store.query("SELECT count(*) FROM classes WHERE pool IS NOT NULL AND "
-                                    "baseline = 0 AND out_finite = 1 AND "
-                                    "(fisher_ok IS NULL OR fisher_ok = 1)")[0][0])
-        if target < n_finite and target > have:
-            self._ensure_projections()
-            ids, coords, in_pool = self.store.projections()
-            seed = int(self.store.meta()["random_state"] if random_state is None else random_state)
-            picks = choose_pool(coords, target - have, np.flatnonzero(in_pool), seed)
-            self.store.add_to_pool(ids[picks].tolist(), round_)
-            joined += len(picks)
-        if joined:
+        for _ in range(ROUND_TRIES):
+            state = self.store.pool_state()
+            # Classes whose Fisher features failed do not count: they are no candidates.
+            have = int(self.store.query("SELECT count(*) FROM classes WHERE pool IS NOT NULL AND "
+                                        "baseline = 0 AND out_finite = 1 AND "
+                                        "(fisher_ok IS NULL OR fisher_ok = 1)")[0][0])
+            picks: List[int] = []
+            if target < n_finite and target > have:
+                self._ensure_projections()
+                ids, coords, in_pool = self.store.projections()
+                baselines = [i for i, in self.store.query(
+                    "SELECT id FROM classes WHERE baseline = 1 AND out_finite = 1")]
+                in_pool |= np.isin(ids, baselines)  # they join in this round
+                seed = int(self.store.meta()["random_state"] if random_state is None else random_state)
+                rows = choose_pool(coords, target - have, np.flatnonzero(in_pool), seed)
+                picks = ids[rows].tolist()
             with self.store.transaction() as c:
-                self.store.log(c, "pool", detail=json.dumps(
-                    {"round": round_, "added": joined, "how": "coverage", "size": target}))
-        return joined
+                if self.store.pool_state(c) != state:
+                    continue  # another process added a round meanwhile: choose again
+                round_ = state[0]
+                joined = c.execute("UPDATE classes SET pool = ? WHERE baseline = 1 AND "
+                                   "out_finite = 1 AND pool IS NULL", (round_,)).rowcount
+                if target >= n_finite:
+                    joined += c.execute("UPDATE classes SET pool = ? WHERE out_finite = 1 AND "
+                                        "pool IS NULL", (round_,)).rowcount
+                joined += self.store.add_to_pool(c, picks, round_)
+                if joined:
+                    self.store.log(c, "pool", detail=json.dumps(
+                        {"round": round_, "added": joined, "how": "coverage", "size": target}))
+            return joined
+        raise self._busy()
+
+    def _busy(self) -> StudyError:
+        return StudyError(f"the Fisher pool changed {ROUND_TRIES} times while a round was being "
+                          "chosen (other processes are adding to it): try again")
 
     def grow(self, k: int) -> List[int]:
         """Add to the pool the ``k`` classes not yet in it that are nearest, in output-feature
@@ -92,11 +110,31 @@ class FisherPool:
         shortlists ``GROW_SHORTLIST`` x k classes per best result over the whole space; the exact
         distance over all 1,000 outputs picks among them. Returns the ids of the classes that
         joined, which still need their features (the event log records their names)."""
-        best = self.store.query("SELECT id, canonical FROM classes WHERE status = 'done' AND "
-                                "score IS NOT NULL AND out_finite = 1 ORDER BY score DESC, "
-                                "eval_index LIMIT ?", (GROW_FROM,))
-        if k <= 0 or not best:
+        if k <= 0:
             return []
+        for _ in range(ROUND_TRIES):
+            state = self.store.pool_state()
+            best = self.store.query("SELECT id, canonical FROM classes WHERE status = 'done' AND "
+                                    "score IS NOT NULL AND out_finite = 1 ORDER BY score DESC, "
+                                    "eval_index LIMIT ?", (GROW_FROM,))
+            if not best:
+                return []
+            chosen = self._nearest_to(best, k)
+            if not chosen:
+                return []
+            with self.store.transaction() as c:
+                if self.store.pool_state(c) != state:
+                    continue  # another process added a round meanwhile: choose again
+                round_ = state[0]
+                self.store.add_to_pool(c, chosen, round_)
+                self.store.log(c, "pool", detail=json.dumps(
+                    {"round": round_, "added": len(chosen), "how": "grow",
+                     "near": [n for _, n in best], "names": self.names_of(chosen)}))
+            return chosen
+        raise self._busy()
+
+    def _nearest_to(self, best, k: int) -> List[int]:
+        """The ``k`` classes not in the pool nearest the ``best`` (id, name) pairs, taking turns."""
         from ..features import output_features
 
         self._ensure_projections()
@@ -115,16 +153,7 @@ class FisherPool:
             feats = output_features([names[class_id]] + [cand[int(i)] for i in shortlist])
             d2 = ((feats[1:].astype(np.float64) - feats[0]) ** 2).sum(axis=1)
             turns.append([int(i) for i in shortlist[np.lexsort((shortlist, d2))]])
-        chosen = take_turns(turns, k)
-        if not chosen:
-            return []
-        round_ = self.store.next_pool_round()
-        self.store.add_to_pool(chosen, round_)
-        with self.store.transaction() as c:
-            self.store.log(c, "pool", detail=json.dumps(
-                {"round": round_, "added": len(chosen), "how": "grow",
-                 "near": [n for _, n in best], "names": self.names_of(chosen)}))
-        return chosen
+        return take_turns(turns, k)
 
     def names_of(self, class_ids: List[int]) -> List[str]:
         """The canonical names of classes, in the order of their ids."""

@@ -232,14 +232,19 @@ class ClassTables:
     def pool_size(self) -> int:
         return int(self.query("SELECT count(*) FROM classes WHERE pool IS NOT NULL")[0][0])
 
-    def next_pool_round(self) -> int:
-        """The round number the next classes to join the pool get (0 for the first)."""
-        return int(self.query("SELECT coalesce(max(pool) + 1, 0) FROM classes")[0][0])
+    def pool_state(self, c: Optional[sqlite3.Connection] = None) -> Tuple[int, int]:
+        """(the number of the next round of the pool, 0 for the first; classes in the pool),
+        read inside the transaction ``c`` when given. A round chosen from one state is written
+        only while the state is the same, so that rounds of several processes never mix."""
+        sql = "SELECT coalesce(max(pool) + 1, 0), count(pool) FROM classes"
+        next_round, size = c.execute(sql).fetchone() if c is not None else self.query(sql)[0]
+        return int(next_round), int(size)
 
-    def add_to_pool(self, class_ids: Sequence[int], round_: int) -> None:
-        with self.transaction() as c:
-            c.executemany("UPDATE classes SET pool = ? WHERE id = ? AND pool IS NULL",
-                          [(round_, int(i)) for i in class_ids])
+    def add_to_pool(self, c: sqlite3.Connection, class_ids: Sequence[int], round_: int) -> int:
+        """Put classes in the pool in round ``round_`` (inside a transaction); returns how many
+        joined (the others were in it already)."""
+        return c.executemany("UPDATE classes SET pool = ? WHERE id = ? AND pool IS NULL",
+                             [(round_, int(i)) for i in class_ids]).rowcount
 
     def projections(self) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(class ids, coordinates [n, DIMS], in pool) of every class with finite outputs that has
