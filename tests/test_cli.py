@@ -216,3 +216,15 @@ def test_status_says_which_features_the_surrogate_uses(capsys, tmp_path):
     study.close()
     code, out, _ = run_cli(capsys, "status", tmp_path / "s.db")
     assert code == 0 and "features  output features alone" in out
+
+
+def test_search_with_another_strategy_changes_it_and_logs_it(capsys, tmp_path):
+    path = tmp_path / "s.db"
+    make_study(path, n_extra=4, task="digits").close()
+    code, out, err = run_cli(capsys, "search", path, "--strategy", "random", "--budget", 0,
+                             "--no-progress")
+    assert code == 0, err
+    study = aq.Study(str(path))
+    assert study.settings["strategy"] == "random"
+    assert [e[4] for e in study.events() if e[1] == "settings"] == [
+        '{"strategy": ["ensemble", "random"]}']

@@ -73,7 +73,8 @@ def study_suggestions(study_file, tmp_path, n, outcome=None, **settings):
     path = str(tmp_path / "copy.db")
     shutil.copy(study_file, path)
     drawn = []
-    with aq.Study(path, **settings) as study:
+    with aq.Study(path) as study:
+        study.update_settings(**settings)
         for i in range(n):
             (claim,) = study.suggest(1)
             drawn.append(str(claim))

@@ -1,3 +1,4 @@
+import json
 import multiprocessing as mp
 import os
 import re
@@ -309,3 +310,26 @@ def test_a_change_of_feature_set_is_logged(tmp_path):
     study.suggest(1)
     sets = [e[4] for e in reversed(study.events()) if e[1] == "feature_set"]
     assert sets == ['{"features": "output"}', '{"features": "fisher"}']
+
+
+def test_reopening_with_another_setting_is_refused_and_says_how_to_change_it(tmp_path):
+    path = str(tmp_path / "s.db")
+    make_study(path, n_extra=2).close()
+    with pytest.raises(aq.StudyError, match=re.escape("study.update_settings(lease_s=30.0)")):
+        aq.Study(path, lease_s=30)
+    study = aq.Study(path, lease_s=600, strategy="ensemble")  # the stored values: no change
+    assert study.settings["lease_s"] == 600
+    assert [e for e in study.events(10_000) if e[1] == "settings"] == []
+
+
+def test_update_settings_changes_them_for_every_process_and_logs_it(tmp_path):
+    path = str(tmp_path / "s.db")
+    study = make_study(path, n_extra=2)
+    study.update_settings(lease_s=30, strategy="paper")
+    assert aq.Study(path).settings["lease_s"] == 30.0
+    (event,) = [e for e in study.events(10_000) if e[1] == "settings"]
+    assert json.loads(event[4]) == {"lease_s": [600.0, 30.0], "strategy": ["ensemble", "paper"]}
+    with pytest.raises(aq.StudyError, match=re.escape("max_retries must be an integer >= 0")):
+        study.update_settings(max_retries=-1)
+    with pytest.raises(aq.StudyError, match="unknown setting 'lease'"):
+        study.update_settings(lease=3)

@@ -106,7 +106,9 @@ def cmd_featurize(args) -> int:
 
 
 def cmd_search(args) -> int:
-    study = open_study(args.study, strategy=args.strategy)
+    study = open_study(args.study)
+    if args.strategy:
+        study.update_settings(strategy=args.strategy)
     if study.has_fisher() is False and study.settings.get("task"):
         failed = study.store.query("SELECT fisher_reason, count(*) AS n FROM classes WHERE pool IS "
                                    "NOT NULL AND fisher_ok = 0 AND out_finite = 1 "

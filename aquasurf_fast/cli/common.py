@@ -11,13 +11,13 @@ class UsageError(Exception):
     """A mistake on the command line: reported in one line, without a traceback."""
 
 
-def open_study(path: str, **settings):
-    """The study at ``path``; ``settings`` given (not None) are changed in it (as ``Study``)."""
+def open_study(path: str):
+    """The study at ``path``."""
     from ..study import Study
 
     if not os.path.exists(path):
         raise UsageError(f"{path}: no such study (create it with `aquasurf init {path} ...`)")
-    return Study(path, **{k: v for k, v in settings.items() if v is not None})
+    return Study(path)
 
 
 def add_strategy_option(sp, default: Optional[str] = None) -> None:

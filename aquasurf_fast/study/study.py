@@ -13,6 +13,7 @@ the class back in the pool. Results belong to the whole equivalence class.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import socket
 import time
@@ -34,6 +35,37 @@ from .store import Store, StudyError
 DEFAULT_LEASE_S = 600.0
 DEFAULT_MAX_RETRIES = 2
 ORDERS = ("surrogate", "exhaustive")
+
+
+SETTINGS = ("task", "baselines", "regressor", "random_state", "lease_s", "max_retries", "order",
+            "strategy")
+
+
+def _checked_settings(**values: Any) -> Dict[str, Any]:
+    """The settings given (not None), checked and in their stored form."""
+    task, regressor = values.get("task"), values.get("regressor")
+    strategy, order = values.get("strategy"), values.get("order")
+    if task is not None:
+        from ..tasks import resolve_spec
+
+        values["task"] = resolve_spec(task)
+    if regressor is not None:
+        from ..surrogate.regression import REGRESSOR_NAMES
+
+        if regressor not in REGRESSOR_NAMES:
+            raise StudyError(
+                f"unknown regressor {regressor!r}: use one of {', '.join(REGRESSOR_NAMES)}")
+    if strategy is not None and strategy not in STRATEGY_NAMES:
+        raise StudyError(f"unknown strategy {strategy!r}: use one of {', '.join(STRATEGY_NAMES)}")
+    if order is not None and order not in ORDERS:
+        raise StudyError(f"unknown order {order!r}: use one of {', '.join(ORDERS)}")
+    if values.get("lease_s") is not None:
+        values["lease_s"] = check_positive("lease_s", values["lease_s"], "seconds", StudyError)
+    if values.get("max_retries") is not None:
+        values["max_retries"] = check_int("max_retries", values["max_retries"], 0, StudyError)
+    if values.get("baselines") is not None:
+        values["baselines"] = list(values["baselines"])
+    return {k: v for k, v in values.items() if v is not None}
 
 
 def _default_owner() -> str:
@@ -66,7 +98,8 @@ class Study:
 
     or drive it yourself: ``for name in study.suggest(2): study.tell(name, train(name))``.
 
-    Parameters (used when creating; an existing study keeps its stored settings unless given here)
+    Parameters (used when creating; an existing study keeps its stored settings, and reopening it
+    with another value is refused: ``update_settings`` changes them for every process)
     ----------
     path : the study file.
     task : the task whose model gives the Fisher features and whose ``train_eval`` scores candidates:
@@ -96,50 +129,35 @@ class Study:
             create = not exists
         if create and exists:
             raise StudyError(f"{path} already exists; open it with Study({path!r})")
-        if task is not None:
-            from ..tasks import resolve_spec
-
-            task = resolve_spec(task)
-        if isinstance(regressor, str):
-            from ..surrogate.regression import REGRESSOR_NAMES
-
-            if regressor not in REGRESSOR_NAMES:
-                raise StudyError(
-                    f"unknown regressor {regressor!r}: use one of {', '.join(REGRESSOR_NAMES)}")
-        if strategy is not None and strategy not in STRATEGY_NAMES:
-            raise StudyError(f"unknown strategy {strategy!r}: use one of {', '.join(STRATEGY_NAMES)}")
-        if order is not None and order not in ORDERS:
-            raise StudyError(f"unknown order {order!r}: use one of {', '.join(ORDERS)}")
-        if lease_s is not None:
-            lease_s = check_positive("lease_s", lease_s, "seconds", StudyError)
-        if max_retries is not None:
-            max_retries = check_int("max_retries", max_retries, 0, StudyError)
+        given = _checked_settings(task=task, baselines=baselines, random_state=random_state,
+                                  lease_s=lease_s, max_retries=max_retries, order=order,
+                                  strategy=strategy,
+                                  regressor=regressor if isinstance(regressor, str) else None)
         settings = {
-            "task": task,
-            "order": order or "surrogate",
-            "strategy": strategy or DEFAULT_STRATEGY,
-            "baselines": list(DEFAULT_BASELINES if baselines is None else baselines),
-            "regressor": regressor if isinstance(regressor, str) or regressor is None else "custom",
-            "random_state": 42 if random_state is None else random_state,
-            "lease_s": DEFAULT_LEASE_S if lease_s is None else float(lease_s),
-            "max_retries": DEFAULT_MAX_RETRIES if max_retries is None else int(max_retries),
+            "task": None,
+            "order": "surrogate",
+            "strategy": DEFAULT_STRATEGY,
+            "baselines": list(DEFAULT_BASELINES),
+            "regressor": "knn" if regressor is None else "custom",
+            "random_state": 42,
+            "lease_s": DEFAULT_LEASE_S,
+            "max_retries": DEFAULT_MAX_RETRIES,
+            **given,
             "features_version": 0,
         }
-        if settings["regressor"] is None:
-            settings["regressor"] = "knn"
         self.path = os.fspath(path)
         self.store = Store(self.path, create=create, meta=settings)
         self.owner = owner or _default_owner()
-        given = {k: v for k, v in dict(task=task, baselines=baselines, random_state=random_state,
-                                       lease_s=lease_s, max_retries=max_retries,
-                                       order=order, strategy=strategy).items()
-                 if v is not None}
-        if not create and given:
-            if "baselines" in given:
-                given["baselines"] = list(given["baselines"])
-            self.store.set_meta(**given)
-        if isinstance(regressor, str) and not create:
-            self.store.set_meta(regressor=regressor)
+        if not create:
+            stored = self.store.meta()
+            changed = {k: v for k, v in given.items() if stored.get(k) != v}
+            if changed:
+                self.store.close()
+                key, value = next(iter(changed.items()))
+                raise StudyError(
+                    f"{self.path} has {key}={stored.get(key)!r}, not {value!r}: a setting is "
+                    "shared by every process that opens the study, so it is changed explicitly, "
+                    f"with study.update_settings({key}={value!r})")
         self.space = SpaceBuilder(self.store)
         self.pool = FisherPool(self.store, self.space)
         self.features = FeatureService(self.store, self.pool, self.owner,
@@ -186,6 +204,24 @@ class Study:
     @property
     def settings(self) -> Dict[str, Any]:
         return self.store.meta()
+
+    def update_settings(self, **values: Any) -> Dict[str, List[Any]]:
+        """Change settings that every process using the study shares (``task``, ``baselines``,
+        ``regressor`` by name, ``random_state``, ``lease_s``, ``max_retries``, ``order``,
+        ``strategy``), checked as ``Study`` checks them. The change is logged as a "settings"
+        event. Returns ``{setting: [old, new]}`` for those that changed."""
+        unknown = sorted(set(values) - set(SETTINGS))
+        if unknown:
+            raise StudyError(f"unknown setting {unknown[0]!r}: the settings are "
+                             f"{', '.join(SETTINGS)}")
+        given = _checked_settings(**values)
+        with self.store.transaction() as c:
+            stored = self.store.meta()
+            changed = {k: [stored.get(k), v] for k, v in given.items() if stored.get(k) != v}
+            if changed:
+                self.store.put_meta(c, **{k: new for k, (_, new) in changed.items()})
+                self.store.log(c, "settings", owner=self.owner, detail=json.dumps(changed))
+        return changed
 
     def close(self) -> None:
         self.store.close()

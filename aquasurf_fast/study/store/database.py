@@ -200,11 +200,13 @@ class Database:
 
     def set_meta(self, **values: Any) -> None:
         with self.transaction() as c:
-            c.executemany(
-                "INSERT INTO meta (key, value) VALUES (?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                [(k, json.dumps(v)) for k, v in values.items()],
-            )
+            self.put_meta(c, **values)
+
+    def put_meta(self, c: sqlite3.Connection, **values: Any) -> None:
+        """Write settings inside the transaction ``c``."""
+        c.executemany("INSERT INTO meta (key, value) VALUES (?, ?) "
+                      "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                      [(k, json.dumps(v)) for k, v in values.items()])
 
     def features_version(self) -> int:
         """A counter raised whenever the candidates' features may have changed (classes added,
