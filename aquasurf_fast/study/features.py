@@ -133,7 +133,7 @@ class FeatureService:
             # Fit UMAP now, once, so that the search's first surrogate suggestion does not keep every
             # worker waiting; the embedding is stored in the study for all processes.
             t0 = time.perf_counter()
-            self.surrogate()
+            self.prepare_embedding()
             if progress:
                 print(f"embedded {self.n_candidates()} candidates in "
                       f"{time.perf_counter() - t0:.1f} s", flush=True)
@@ -279,6 +279,17 @@ class FeatureService:
         if self._surrogate.embed_seconds_ is not None:
             self._log_embedding(ids.size, self._surrogate.embed_seconds_)
         return self._surrogate
+
+    def prepare_embedding(self) -> None:
+        """Compute and store what the study's strategy ranks by: the paper's single embedding, the
+        ensemble's layouts (random search needs none)."""
+        from ..surrogate.strategy import DEFAULT_STRATEGY, Strategy
+
+        name = self.settings.get("strategy", DEFAULT_STRATEGY)
+        if name == "paper":
+            self.surrogate()
+        elif Strategy(name).n_layouts:
+            self.layouts(Strategy(name).n_layouts)
 
     def layouts(self, n_layouts: int):
         """(candidate class ids, float32 [n_layouts, n_candidates, 2]): the candidates' fuzzy
