@@ -212,7 +212,7 @@ def read_study(path: str) -> dict:
         for i in np.flatnonzero(ok):
             fisher[i] = from_blob(rows[i][3])
     return {"classes": classes, "out_feats": out, "fisher": fisher, "fisher_ok": ok,
-            "embeddings": {key: from_blob(coords).reshape(n, 2).copy()
+            "embeddings": {key: from_blob(coords).reshape(n, -1).copy()
                            for key, n, coords in embeddings}}
 
 
