@@ -180,12 +180,5 @@ def rank_classes(strategy: Strategy, ids: np.ndarray, layouts: Optional[np.ndarr
     return np.asarray(ids)[order].tolist()
 
 
-def as_strategy(strategy: Any, regressor: Any = None) -> Strategy:
-    """A ``Strategy`` from a name (or one as it is)."""
-    if isinstance(strategy, Strategy):
-        return strategy
-    return Strategy(str(strategy), regressor)
-
-
-__all__ = ["DEFAULT_STRATEGY", "N_LAYOUTS", "N_SPREAD", "STRATEGY_NAMES", "Strategy", "as_strategy",
-           "rank_classes", "spread_picks"]
+__all__ = ["DEFAULT_STRATEGY", "N_LAYOUTS", "N_SPREAD", "STRATEGY_NAMES", "Strategy", "rank_classes",
+           "spread_picks"]
