@@ -488,6 +488,10 @@ def fisher_features_for(build, fns, inputs, targets, loss=None, labels="given", 
     # The limit is entered once for all candidates: entering it costs about 1 ms, a small
     # candidate 20-40 ms.
     with contextlib.ExitStack() as limits:
+        # Every candidate is built under ``seed``; the caller's global RNG is forked and restored,
+        # not reseeded behind their back.
+        cuda = [dev] if torch.device(dev).type == "cuda" else []
+        limits.enter_context(torch.random.fork_rng(devices=cuda))
         for i, name in enumerate(iterator):
             try:
                 torch.manual_seed(seed)

@@ -17,6 +17,7 @@ importable module (``mypackage.mytask``) with the same names.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import math
@@ -74,7 +75,10 @@ def _load_module(spec: str):
     if spec.endswith(".py") or os.path.isfile(spec):
         if not os.path.isfile(spec):
             raise ValueError(f"task file {spec!r} does not exist")
-        name = "aquasurf_user_task_" + str(abs(hash(os.path.abspath(spec))))
+        # A name every process derives alike (hash() of a str is salted per process), so that
+        # worker processes find the module their pickled references name.
+        digest = hashlib.sha256(os.path.abspath(spec).encode()).hexdigest()[:16]
+        name = "aquasurf_user_task_" + digest
         if name in sys.modules:
             return sys.modules[name]
         module_spec = importlib.util.spec_from_file_location(name, spec)
