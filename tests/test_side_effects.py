@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -39,3 +40,16 @@ def test_a_task_file_gets_the_same_module_name_in_every_process(tmp_path):
                              text=True, check=True)
         names.add(out.stdout.strip())
     assert len(names) == 1 and names.pop().startswith("aquasurf_user_task_")
+
+
+def test_a_type_error_inside_training_is_not_taken_for_a_missing_seed_argument(tmp_path):
+    from aquasurf_fast.tasks import TaskEvaluator
+
+    task = tmp_path / "buggy_task.py"
+    task.write_text("def build(act):\n    return act\n\n"
+                    "def fisher_batch():\n    return None, None\n\n"
+                    "def train_eval(act, seed=0):\n"
+                    "    raise TypeError(f'bad seed type in my own sampler: {seed!r}')\n")
+    # The task's own error comes through as it is, not as "train_eval takes no seed=".
+    with pytest.raises(TypeError, match="bad seed type in my own sampler"):
+        TaskEvaluator(str(task), seeds=2)("tanh(x)")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import inspect
 import importlib.util
 import math
 import os
@@ -67,6 +68,17 @@ def _import_failure(path: str, exc: Exception) -> ValueError:
         line, text = (frames[-1].lineno if frames else "?"), str(exc)
     return ValueError(f"task file {path}:{line}: {type(exc).__name__}: {text} (a task file must "
                       "import without errors)")
+
+
+def _takes_seed(fn) -> bool:
+    """Whether ``fn`` accepts ``seed=``: read from its signature, not guessed from a TypeError
+    (which may come from inside the training and mention a seed of its own)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return True  # no signature to read (a builtin, a C extension): let the call decide
+    return any(p.name == "seed" and p.kind != p.POSITIONAL_ONLY or p.kind == p.VAR_KEYWORD
+               for p in params)
 
 
 def _load_module(spec: str):
@@ -159,13 +171,11 @@ class TaskEvaluator:
     def _train(self, name: str, seed: int) -> dict:
         from ..nn import Activation
 
-        try:
-            return dict(self._loaded().train_eval(Activation(name), seed=seed))
-        except TypeError as exc:
-            if "seed" not in str(exc):
-                raise
+        train_eval = self._loaded().train_eval
+        if not _takes_seed(train_eval):
             raise ValueError(f"task {self.spec}: train_eval takes no seed= argument, so it "
-                             "cannot be trained under several seeds; use seeds=1") from None
+                             "cannot be trained under several seeds; use seeds=1")
+        return dict(train_eval(Activation(name), seed=seed))
 
     def __call__(self, name: str) -> dict:
         from ..nn import Activation
