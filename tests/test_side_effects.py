@@ -53,3 +53,20 @@ def test_a_type_error_inside_training_is_not_taken_for_a_missing_seed_argument(t
     # The task's own error comes through as it is, not as "train_eval takes no seed=".
     with pytest.raises(TypeError, match="bad seed type in my own sampler"):
         TaskEvaluator(str(task), seeds=2)("tanh(x)")
+
+
+def test_plotting_leaves_the_matplotlib_backend_alone(tmp_path):
+    # A fresh process, so that the backend is whatever the caller chose, not a test's leftover.
+    script = (
+        "import matplotlib; matplotlib.use('svg'); import numpy as np\n"
+        "from aquasurf_fast.study.plots import new_figure\n"
+        "fig = new_figure(figsize=(3, 2)); ax = fig.subplots(); ax.plot([0, 1], [1, 0])\n"
+        f"fig.savefig({str(tmp_path / 'f.png')!r})\n"
+        "print(matplotlib.get_backend())\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip().lower() == "svg"
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(tmp_path / "f.png").convert("L"))
+    assert pixels.shape == (200, 300) and pixels.min() < 128  # a line was drawn, not a blank

@@ -120,11 +120,11 @@ class Replay:
 
     def plot(self, out_dir: str) -> List[str]:
         """Best-so-far test accuracy and the share of trials that reached a top-1% class."""
-        from ..study.plots import pyplot
+        from ..study.plots import new_figure
 
-        plt = pyplot()
+        fig = new_figure(figsize=(12, 4.5))
         os.makedirs(out_dir, exist_ok=True)
-        fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+        axes = fig.subplots(1, 2)
         x = np.arange(1, self.budget + 1)
         for s in self.orders:
             best = self.best_so_far(s)
@@ -148,7 +148,6 @@ class Replay:
         fig.tight_layout()
         path = os.path.join(out_dir, "replay.png")
         fig.savefig(path, dpi=110)
-        plt.close(fig)
         return [path]
 
 

@@ -285,9 +285,9 @@ def cmd_members(args) -> int:
 
 
 def cmd_plot(args) -> int:
-    from ..study.plots import plot_study, pyplot
+    from ..study.plots import new_figure, plot_study
 
-    pyplot()  # matplotlib missing: say so before fitting the surrogate
+    new_figure()  # matplotlib missing: say so before fitting the surrogate
     study = open_study(args.study)
     os.makedirs(args.out, exist_ok=True)
     prediction_map = study.prediction_map()  # a new embedding is computed and logged here

@@ -1,4 +1,5 @@
-"""PNG plots of a study (matplotlib, Agg backend: no display needed)."""
+"""PNG plots of a study, drawn on matplotlib ``Figure`` objects: no display is needed, and the
+caller's pyplot state and backend (a notebook's, say) are left alone."""
 from __future__ import annotations
 
 import math
@@ -8,15 +9,14 @@ from typing import List
 import numpy as np
 
 
-def pyplot():
+def new_figure(**kwargs):
+    """A matplotlib ``Figure`` outside pyplot: drawing and saving it switches no backend and
+    registers nothing with pyplot, so nothing needs closing."""
     try:
-        import matplotlib
+        from matplotlib.figure import Figure
     except ImportError as exc:
         raise ImportError("plots need matplotlib: pip install 'aquasurf_fast[search]'") from exc
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(**kwargs)
 
 
 def _color_limits(values: np.ndarray):
@@ -37,19 +37,17 @@ def plot_study(study, out_dir: str, prediction_map) -> List[str]:
     and logs the embedding when the candidates changed): plotting reads the study and writes
     nothing to it.
     """
-    plt = pyplot()
     results = [r for r in study.results(members=False) if r["status"] == "done"]
     view = _EmbeddingView(*prediction_map, results)
     evaluated = {r["class_id"] for r in study.results(members=False)}
-    figures = [("embedding_observed.png", lambda: _plot_observed(plt, view)),
-               ("embedding_predicted.png", lambda: _plot_predicted(plt, view, evaluated)),
-               ("best_so_far.png", lambda: _plot_best_so_far(plt, results))]
+    figures = [("embedding_observed.png", lambda: _plot_observed(view)),
+               ("embedding_predicted.png", lambda: _plot_predicted(view, evaluated)),
+               ("best_so_far.png", lambda: _plot_best_so_far(results))]
     paths = []
     for name, draw in figures:
         fig = draw()
         paths.append(os.path.join(out_dir, name))
         fig.savefig(paths[-1])
-        plt.close(fig)
     return paths
 
 
@@ -85,10 +83,11 @@ class _EmbeddingView:
         ax.set_yticks([])
 
 
-def _plot_observed(plt, view: _EmbeddingView):
+def _plot_observed(view: _EmbeddingView):
     """Every candidate as a faint dot for context, the evaluated ones coloured by their score."""
     emb = view.emb
-    fig, ax = plt.subplots(figsize=(7.5, 6), dpi=120)
+    fig = new_figure(figsize=(7.5, 6), dpi=120)
+    ax = fig.subplots()
     ax.scatter(emb[:, 0], emb[:, 1], s=4, c="0.82", lw=0, label=None)
     if view.scored:
         sc = ax.scatter(emb[view.obs_idx, 0], emb[view.obs_idx, 1], c=view.obs, cmap="viridis",
@@ -100,11 +99,12 @@ def _plot_observed(plt, view: _EmbeddingView):
     return fig
 
 
-def _plot_predicted(plt, view: _EmbeddingView, evaluated):
+def _plot_predicted(view: _EmbeddingView, evaluated):
     """The surrogate's view of the whole space, on the observed scores' colour scale, with the
     best predicted of the classes not in ``evaluated`` marked."""
     emb, pred, ids = view.emb, view.pred, view.ids
-    fig, ax = plt.subplots(figsize=(7.5, 6), dpi=120)
+    fig = new_figure(figsize=(7.5, 6), dpi=120)
+    ax = fig.subplots()
     size = float(np.clip(4000.0 / max(len(ids), 1), 6, 30))
     if np.isfinite(pred).any():
         order = np.argsort(pred)  # the most promising drawn last, on top
@@ -126,9 +126,10 @@ def _plot_predicted(plt, view: _EmbeddingView, evaluated):
     return fig
 
 
-def _plot_best_so_far(plt, results):
+def _plot_best_so_far(results):
     """The best score so far against the number of evaluations, with relu's as a reference."""
-    fig, ax = plt.subplots(figsize=(8.5, 4.5), dpi=120)
+    fig = new_figure(figsize=(8.5, 4.5), dpi=120)
+    ax = fig.subplots()
     seq = sorted((r for r in results if r["eval_index"] is not None), key=lambda r: r["eval_index"])
     if seq:
         x = np.arange(1, len(seq) + 1)
