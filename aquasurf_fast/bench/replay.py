@@ -73,16 +73,9 @@ def _gp_scores(emb: np.ndarray, idx: np.ndarray, y: np.ndarray, seed: int, kerne
     return mean + UCB_KAPPA * std, gp.kernel_
 
 
-def _knn_scores(emb: np.ndarray, idx: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
-    """k-NN predictions at every embedded point from the evaluated ones (``idx``, scores ``y``);
-    zeros while those all score alike: there is nothing to learn yet, the tie-break order decides."""
-    from ..surrogate.regression import make_regressor
-
-    if idx.size < 2 or np.ptp(y) == 0.0:
-        return np.zeros(len(emb))
-    model = make_regressor("knn", seed, idx.size)
-    model.fit(emb[idx].astype(np.float64), y)
-    return model.predict(emb.astype(np.float64))
+def _knn_scores(emb: np.ndarray, idx: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The paper's predictions on one layout ``emb`` [n, 2] from the evaluated ``idx``."""
+    return Strategy("paper").predict(emb[None], idx, y)
 
 
 def _layout_seeds(strategy: str, trial: int, seed: int, n_embeddings: int,
@@ -134,7 +127,7 @@ def _run_gp_trial(pool: Pool, emb: np.ndarray, budget: int, seed: int, workers: 
             refit = kernel is None or idx.size % GP_REFIT_EVERY == 0
             scores, kernel = _gp_scores(emb, idx, y, seed, None if refit else kernel)
         else:
-            scores = _knn_scores(emb, idx, y, seed)
+            scores = _knn_scores(emb, idx, y)
         scores[chosen] = -np.inf
         chosen.append(int(np.lexsort((tiebreak, -scores))[0]))
     return np.array(chosen)
@@ -204,7 +197,7 @@ def run_pool_trial(strategy: str, pool: Pool, budget: int, trial: int, seed: int
         if seen.all():
             break  # the pool is used up (a fixed pool smaller than the budget)
         idx = np.flatnonzero(np.isin(local, known))
-        scores = np.where(seen, -np.inf, _knn_scores(emb, idx, pool.val[local[idx]], seed))
+        scores = np.where(seen, -np.inf, _knn_scores(emb, idx, pool.val[local[idx]]))
         pick = int(local[np.lexsort((tiebreak[local], -scores))[0]])
         chosen.append(pick)
         featurized.append(len(members))

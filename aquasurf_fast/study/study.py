@@ -23,7 +23,8 @@ import numpy as np
 
 from .._checks import check_int, check_positive
 from ..defaults import DEFAULT_BASELINES, expression_name
-from ..surrogate.strategy import DEFAULT_STRATEGY, STRATEGY_NAMES, Strategy, rank_classes
+from ..surrogate.strategy import (DEFAULT_STRATEGY, STRATEGY_NAMES, Strategy, predict_classes,
+                                  rank_classes)
 from .claim import Claim
 from .features import FeatureService
 from .loop import run_study
@@ -281,13 +282,9 @@ class Study:
         ids, layouts = self.features.layouts(max(strategy.n_layouts, 1))
         if name == "random":
             return ids, layouts[0], np.full(ids.size, np.nan)
-        pos = {cid: i for i, cid in enumerate(ids.tolist())}
-        done = [(pos[cid], score) for cid, score in self.store.query(
-            "SELECT id, score FROM classes WHERE status = 'done' AND score IS NOT NULL") if cid in pos]
-        idx = np.array([p for p, _ in done], dtype=np.int64)
-        y = np.array([v for _, v in done], dtype=np.float64)
-        finite = np.isfinite(y)
-        return ids, layouts[0], strategy.predict(layouts, idx[finite], y[finite])
+        scores = dict(self.store.query(
+            "SELECT id, score FROM classes WHERE status = 'done' AND score IS NOT NULL"))
+        return ids, layouts[0], predict_classes(strategy, ids, layouts, scores)
 
     def _baseline_ids(self) -> List[int]:
         """The classes of the study's baselines, in their order."""

@@ -161,6 +161,24 @@ class Strategy:
         return pred / len(layouts)
 
 
+def _positions(ids: np.ndarray, scores: Dict[int, float]):
+    """(class id -> candidate position, evaluated positions, their scores; None as NaN)."""
+    pos = {int(c): i for i, c in enumerate(np.asarray(ids).tolist())}
+    done = [(pos[c], v) for c, v in scores.items() if c in pos]
+    evaluated = np.array([p for p, _ in done], dtype=np.int64)
+    values = np.array([np.nan if v is None else v for _, v in done], dtype=np.float64)
+    return pos, evaluated, values
+
+
+def predict_classes(strategy: Strategy, ids: np.ndarray, layouts: np.ndarray,
+                    scores: Dict[int, float]) -> np.ndarray:
+    """``Strategy.predict`` for every candidate class from the evaluated classes' ``scores``
+    (failures, non-finite, left out)."""
+    _, evaluated, values = _positions(ids, scores)
+    ok = np.isfinite(values)
+    return strategy.predict(layouts, evaluated[ok], values[ok])
+
+
 def rank_classes(strategy: Strategy, ids: np.ndarray, layouts: Optional[np.ndarray],
                  scores: Dict[int, float], pending: Iterable[int], n_start: int, n: int,
                  random_state: Optional[int]) -> List[int]:
@@ -168,10 +186,7 @@ def rank_classes(strategy: Strategy, ids: np.ndarray, layouts: Optional[np.ndarr
     [M, len(ids), 2] in their order), ``scores`` the evaluated classes' scores, ``pending`` the
     claimed ones. Returns class ids. The random generator is seeded by ``random_state`` and the
     numbers of results and claims, so a search is reproducible and still differs per turn."""
-    pos = {int(c): i for i, c in enumerate(np.asarray(ids).tolist())}
-    done = [(pos[c], v) for c, v in scores.items() if c in pos]
-    evaluated = np.array([p for p, _ in done], dtype=np.int64)
-    values = np.array([np.nan if v is None else v for _, v in done], dtype=np.float64)
+    pos, evaluated, values = _positions(ids, scores)
     claimed = np.array([pos[c] for c in pending if c in pos], dtype=np.int64)
     rng = np.random.default_rng([0 if random_state is None else int(random_state),
                                  evaluated.size, claimed.size])
@@ -180,5 +195,5 @@ def rank_classes(strategy: Strategy, ids: np.ndarray, layouts: Optional[np.ndarr
     return np.asarray(ids)[order].tolist()
 
 
-__all__ = ["DEFAULT_STRATEGY", "N_LAYOUTS", "N_SPREAD", "STRATEGY_NAMES", "Strategy", "rank_classes",
-           "spread_picks"]
+__all__ = ["DEFAULT_STRATEGY", "N_LAYOUTS", "N_SPREAD", "STRATEGY_NAMES", "Strategy",
+           "predict_classes", "rank_classes", "spread_picks"]
