@@ -77,6 +77,21 @@ def test_worker_deaths_beyond_ray_retries_reach_the_study_as_failures(tmp_path):
     check_consistent(study, 3)
 
 
+def test_a_task_that_fails_in_its_worker_reports_its_own_exception(tmp_path):
+    from ray_helpers import LoadsInDriverOnly
+
+    study = make_study(tmp_path / "s.db", n_extra=2, max_retries=0)
+    with pytest.raises(aq.StudyError) as info:
+        study.run(LoadsInDriverOnly(os.getpid()), budget=2, executor=RayExecutor(max_retries=3),
+                  progress=False, max_consecutive_failures=1)
+    message = str(info.value)
+    # The exception the task raised, by its type and words: not a lost worker, and no retries
+    # (Ray re-runs only tasks whose worker died).
+    assert "raised ImportError: No module named 'my_lab_models'" in message
+    assert "retries" not in message and "lost" not in message
+    assert study.counts()["running"] == 0
+
+
 def test_timeout_cancels_the_task(tmp_path):
     from ray_helpers import Sleepy
 

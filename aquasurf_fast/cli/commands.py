@@ -7,6 +7,7 @@ import math
 import os
 import sys
 import time
+import traceback
 from typing import List, Optional, Sequence
 
 from ..defaults import DEFAULT_GROW, DEFAULT_GROW_EVERY
@@ -351,6 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "SQLite file; the study commands take its path first.",
         epilog="Typical use: aquasurf init s.db --task mnist1d; aquasurf featurize s.db; "
                "aquasurf search s.db --budget 50 --workers 2; aquasurf top s.db; aquasurf plot s.db")
+    p.add_argument("--debug", action="store_true",
+                   help="on an error, print its full traceback, not only its message (also "
+                        "AQUASURF_DEBUG=1)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for add_command in (_add_init, _add_featurize, _add_search, _add_status, _add_top, _add_plot,
@@ -480,6 +484,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return args.fn(args)
     except (UsageError, StudyError, ValueError, ImportError, OSError) as exc:
+        if args.debug or os.environ.get("AQUASURF_DEBUG", "") not in ("", "0"):
+            # Where the error came from, for a bug report; the message below still ends it.
+            traceback.print_exc(file=sys.stderr)
         msg = str(exc).strip() or type(exc).__name__
         # Multi-line messages (an evaluation's traceback) keep their lines; the rest is one line.
         print(f"aquasurf {args.command}: error: {msg}", file=sys.stderr)

@@ -3,6 +3,7 @@ what runs a job in a worker (``run_one``).
 """
 from __future__ import annotations
 
+import sys
 import time
 import traceback
 from abc import ABC, abstractmethod
@@ -13,6 +14,9 @@ from typing import Any, Callable, Dict, List, Mapping, Tuple
 @dataclass
 class Outcome:
     """What became of one job. ``score``/``metrics`` when ``ok``; otherwise ``error`` says why.
+
+    ``out_of_memory`` marks a failure of the machine, not of the candidate (a ``MemoryError``, or
+    torch's out-of-memory error on a GPU): its caller stops rather than retrying or recording it.
 
     Jobs marked ``returns_raw`` (featurization chunks) are not evaluations: their return value is
     passed back untouched in ``value``.
@@ -26,6 +30,7 @@ class Outcome:
     runtime: float = 0.0
     error: str = ""
     value: Any = None
+    out_of_memory: bool = False
 
 
 def split_result(value: Any) -> Tuple[float, Dict[str, Any]]:
@@ -54,6 +59,15 @@ def split_result(value: Any) -> Tuple[float, Dict[str, Any]]:
         ) from None
 
 
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` says the machine ran out of memory (host or GPU), whatever was evaluated."""
+    if isinstance(exc, MemoryError):
+        return True
+    torch = sys.modules.get("torch")  # never imported here: a job that ran torch already has it
+    oom = getattr(getattr(torch, "cuda", None), "OutOfMemoryError", None)
+    return oom is not None and isinstance(exc, oom)
+
+
 def run_one(evaluate: Callable[[str], Any], key: str, name: str) -> Outcome:
     """Evaluate one name, turning any exception into a failed Outcome with its traceback."""
     start = time.perf_counter()
@@ -62,9 +76,9 @@ def run_one(evaluate: Callable[[str], Any], key: str, name: str) -> Outcome:
         if getattr(evaluate, "returns_raw", False):
             return Outcome(key, name, True, runtime=time.perf_counter() - start, value=value)
         score, metrics = split_result(value)
-    except Exception:  # a failing training is data for the study, not a crash of the search
+    except Exception as exc:  # a failing training is data for the study, not a crash of the search
         return Outcome(key, name, False, runtime=time.perf_counter() - start,
-                       error=traceback.format_exc(limit=20))
+                       error=traceback.format_exc(limit=20), out_of_memory=is_out_of_memory(exc))
     runtime = float(metrics.pop("runtime", time.perf_counter() - start))
     return Outcome(key, name, True, score, metrics, runtime)
 
@@ -91,4 +105,4 @@ class Executor(ABC):
     def shutdown(self) -> None: ...
 
 
-__all__ = ["Executor", "Outcome", "run_one", "split_result"]
+__all__ = ["Executor", "Outcome", "is_out_of_memory", "run_one", "split_result"]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Dict, Optional, Tuple
 
-from .base import Executor, Outcome, run_one
+from .base import Executor, Outcome, is_out_of_memory, run_one
 from .threads import limit_threads
 
 
@@ -122,11 +122,8 @@ class RayExecutor(Executor):
             key, name, started = self._jobs.pop(ref)
             try:
                 done.append(ray.get(ref))
-            except Exception as exc:  # the task itself failed: its worker or node was lost
-                done.append(Outcome(
-                    key, name, False, runtime=time.monotonic() - started,
-                    error=f"Ray task evaluating {name} failed after {self.max_retries} "
-                          f"retries: {type(exc).__name__}: {exc}"))
+            except Exception as exc:  # run_one returned no Outcome: the task itself failed
+                done.append(self._failed_task(key, name, time.monotonic() - started, exc))
         if self.timeout is not None:
             now = time.monotonic()
             for ref, (key, name, started) in list(self._jobs.items()):
@@ -137,6 +134,31 @@ class RayExecutor(Executor):
                                         error=f"evaluation of {name} timed out after "
                                               f"{self.timeout:g} s"))
         return done
+
+    def _failed_task(self, key: str, name: str, runtime: float, exc: Exception) -> Outcome:
+        """The Outcome of a task that ended without one, saying what ended it.
+
+        Its own exception (a ``RayTaskError``: its arguments could not be loaded in the worker,
+        or it raised what ``run_one`` lets through) is named with its remote traceback; Ray
+        retries a task only when its worker or node was lost, or when Ray's memory monitor
+        killed it, which stops the run like any out-of-memory error.
+        """
+        ray_errors = self._ray.exceptions
+        if isinstance(exc, ray_errors.RayTaskError):
+            cause = exc.cause
+            while isinstance(cause, ray_errors.RaySystemError) and isinstance(
+                    getattr(cause, "client_exc", None), BaseException):
+                cause = cause.client_exc  # an argument failed to deserialize in the worker
+            return Outcome(key, name, False, runtime=runtime, out_of_memory=is_out_of_memory(cause),
+                           error=f"Ray task evaluating {name} raised {type(cause).__name__}: "
+                                 f"{cause}\n{exc}")
+        why = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, ray_errors.OutOfMemoryError):
+            return Outcome(key, name, False, runtime=runtime, out_of_memory=True,
+                           error=f"Ray task evaluating {name} was killed for memory: {why}")
+        return Outcome(key, name, False, runtime=runtime,
+                       error=f"Ray task evaluating {name} lost its worker or node after "
+                             f"{self.max_retries} retries: {why}")
 
     def stop(self):
         keys = []

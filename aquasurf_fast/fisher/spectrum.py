@@ -55,6 +55,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..execution.base import is_out_of_memory
 from ..execution.threads import thread_limit
 from .attention import AttentionProjection, explicit_attention, is_explicit
 from .factors import CONV_LAYERS, _Factor, _grad_factor, _input_factor
@@ -503,6 +504,8 @@ def fisher_features_for(build, fns, inputs, targets, loss=None, labels="given", 
                 spec = _spectrum(model, x, y, loss, labels, seed, input_cache=cache)
                 rows[i] = fisher_features(spec)
             except Exception as exc:  # one bad function never stops the rest
+                if is_out_of_memory(exc):
+                    raise  # the machine failed, not this function: no feature to mark invalid
                 reasons[i] = f"{type(exc).__name__}: {exc}"
     width = next((r.size for r in rows if r is not None), 0)
     features = np.full((len(fns), width), np.nan, dtype=np.float32)

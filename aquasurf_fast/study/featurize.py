@@ -12,6 +12,8 @@ from typing import Any, Callable, List, Optional, Sequence
 
 import numpy as np
 
+from .store import StudyError
+
 
 class FisherChunkJob:
     """``job("name1 name2 ...") -> (features, ok, reasons)`` for worker processes or Ray tasks.
@@ -61,6 +63,11 @@ class FisherChunkJob:
         from ..execution.threads import thread_limit
 
         build, inputs, targets = self._model_and_batch()
+        device = self.device
+        if isinstance(device, str):  # "auto" means this worker's GPU, which the driver may lack
+            from ..devices import resolve_device
+
+            device = resolve_device(device)
         featurizer = self.featurizer
         if featurizer is None:
             from ..fisher.spectrum import fisher_features_for
@@ -70,7 +77,7 @@ class FisherChunkJob:
         # featurizer and every model size follow it too.
         with thread_limit(1):
             return featurizer(build, chunk.split(" "), inputs, targets, seed=self.seed,
-                              device=self.device, progress=False)
+                              device=device, progress=False)
 
 
 def run_chunks(executor, job: FisherChunkJob, chunks: Sequence[List[str]],
@@ -96,6 +103,12 @@ def run_chunks(executor, job: FisherChunkJob, chunks: Sequence[List[str]],
                 if outcome.ok:
                     feats, ok, reasons = outcome.value
                     record(names, feats, ok, reasons)
+                elif outcome.out_of_memory:  # the machine failed, not these candidates
+                    raise StudyError(
+                        f"featurizing {len(names)} classes ran out of memory ("
+                        f"{(outcome.error.strip().splitlines() or ['MemoryError'])[-1]}); the "
+                        "features computed so far are kept. Free memory or use fewer workers or "
+                        "a smaller chunk, then featurize again.")
                 else:
                     failures += 1
                     attempts[chunk] += 1

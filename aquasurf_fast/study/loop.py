@@ -144,6 +144,11 @@ class _Loop:
                 else:
                     self.stats["stale"] += 1
                 continue
+            if outcome.out_of_memory:
+                # The machine, not the candidate, failed: recording it would spend the class's
+                # retries (or mark it failed) for nothing, and retrying would fail again.
+                self.study.release([claim])
+                raise StudyError(out_of_memory_message(str(claim), outcome.error))
             self.stats["failed_attempts"] += 1
             self.failures_in_row += 1
             self.study.fail(claim, outcome.error)
@@ -165,6 +170,14 @@ class _Loop:
         lost = len(self.in_flight) - self.study.renew(list(self.in_flight.values()))
         self.stats["stale"] += max(0, lost)
         self.last_renew = time.monotonic()
+
+
+def out_of_memory_message(name: str, error: str) -> str:
+    """Why a run stopped on a job that ran out of memory, and what to change before resuming."""
+    last = (error.strip().splitlines() or ["MemoryError"])[-1]
+    return (f"evaluating {name} ran out of memory ({last}); the run stopped and {name} was "
+            "given back unevaluated. Free memory or use fewer workers or a smaller model or "
+            "batch, then run again: the study goes on from what it holds.")
 
 
 __all__ = ["run_study"]
