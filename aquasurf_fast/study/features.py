@@ -38,6 +38,7 @@ class FeatureService:
         self._surrogate = None
         self._layout_cache = EmbeddingCache(store)
         self._layouts_memo: Optional[Tuple[Any, ...]] = None
+        self._n_candidates_memo: Optional[Tuple[Any, ...]] = None
         # Threads sharing a study fit one surrogate at a time: the first fit (UMAP) is computed
         # once, not by every thread, and a fit never rebinds arrays that another thread reads.
         self._fit_lock = threading.RLock()
@@ -202,8 +203,15 @@ class FeatureService:
         return self.candidate_filter()
 
     def n_candidates(self) -> int:
-        return int(self.store.query(
-            f"SELECT count(*) FROM classes WHERE {self.candidate_filter()}")[0][0])
+        """How many candidates there are. Counted again only when the features version or the
+        pool's size changed (everything that changes the candidates changes one of them): the
+        count reads every class of a space without a pool, and the search loop asks at every step."""
+        key = (self.store.features_version(), self.store.pool_size())
+        memo = self._n_candidates_memo
+        if memo is None or memo[0] != key:
+            n = int(self.store.query(f"SELECT count(*) FROM classes WHERE {self.candidate_filter()}")[0][0])
+            memo = self._n_candidates_memo = (key, n)
+        return memo[1]
 
     def has_pending_candidate(self) -> bool:
         """Whether a baseline or a class that suggestions are drawn from is still pending."""

@@ -241,12 +241,12 @@ class Study:
     # -- reading -----------------------------------------------------------------------------------
 
     def counts(self) -> Dict[str, int]:
-        """Classes by status, names, the Fisher pool and the surrogate candidates."""
-        rows = dict(self.store.query("SELECT status, count(*) FROM classes GROUP BY status"))
-        out = {s: int(rows.get(s, 0)) for s in ("pending", "running", "done", "failed")}
+        """Classes by status, names, the Fisher pool and the surrogate candidates. Costs O(pool),
+        not O(classes): the search loop reads it at every step."""
+        kept = self.store.counts()
+        out = {s: kept[s] for s in ("pending", "running", "done", "failed")}
         out["classes"] = sum(out.values())
-        out["names"] = (int(self.store.query("SELECT count(*) FROM functions")[0][0])
-                        + self.store.n_space_names())
+        out["names"] = kept["functions"] + self.store.n_space_names()
         out["pool"] = self.store.pool_size()
         out["candidates"] = self.features.n_candidates()
         return out

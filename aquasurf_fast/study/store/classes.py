@@ -97,6 +97,9 @@ class ClassTables:
                 [(to_blob(f), int(np.isfinite(f).all()), key, int(i))
                  for i, f, key in zip(class_ids, feats, fingerprints(feats) if len(feats) else [])],
             )
+            # Which classes are finite decides the candidates, whose caches read the version.
+            c.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 "
+                      "WHERE key = 'features_version'")
 
     def set_fisher_features(self, class_ids: Sequence[int], feats: np.ndarray,
                             ok: Sequence[bool], reasons: Sequence[str]) -> None:
@@ -236,7 +239,10 @@ class ClassTables:
         """(the number of the next round of the pool, 0 for the first; classes in the pool),
         read inside the transaction ``c`` when given. A round chosen from one state is written
         only while the state is the same, so that rounds of several processes never mix."""
-        sql = "SELECT coalesce(max(pool) + 1, 0), count(pool) FROM classes"
+        # Two statements, each answered by the pool's partial index; one ``count(pool)`` over
+        # the table would read every class.
+        sql = ("SELECT (SELECT coalesce(max(pool) + 1, 0) FROM classes WHERE pool IS NOT NULL), "
+               "(SELECT count(*) FROM classes WHERE pool IS NOT NULL)")
         next_round, size = c.execute(sql).fetchone() if c is not None else self.query(sql)[0]
         return int(next_round), int(size)
 
