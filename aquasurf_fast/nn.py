@@ -85,8 +85,15 @@ class Activation(torch.nn.Module):
         self._program = compile_fns(self.name, with_grad=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype in (torch.float16, torch.bfloat16):
+            # Mixed precision (autocast) hands half-precision tensors: the kernels compute in
+            # float32, as autocast itself does for the ops it keeps in float32, and the result
+            # returns in the input's dtype.
+            return _FusedActivation.apply(x.float(), self._program, self.shift,
+                                          self.scale).to(x.dtype)
         if not x.is_floating_point() or x.dtype not in (torch.float32, torch.float64):
-            raise TypeError(f"Activation({self.name}) takes float32 or float64 tensors, got {x.dtype}")
+            raise TypeError(f"Activation({self.name}) takes float16, bfloat16, float32 or float64 "
+                            f"tensors, got {x.dtype}")
         return _FusedActivation.apply(x, self._program, self.shift, self.scale)
 
     def extra_repr(self) -> str:

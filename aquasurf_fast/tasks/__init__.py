@@ -8,12 +8,16 @@ A task is anything exposing three things:
   no arguments returning it;
 - ``train_eval(activation) -> dict``: train the network and return at least ``val_acc`` (the score the
   search maximises), and ideally ``test_acc``, ``train_loss``, ``val_loss`` and ``runtime``.
+  It may take the keywords ``seed``, ``device``, ``epochs``, ``amp`` and ``data_dir``, which
+  ``TaskEvaluator`` passes on from the command line's options.
 
 Optionally ``RESOURCES``: what one evaluation needs on a cluster, e.g. ``{"num_gpus": 1}``; the Ray
 executor requests it for every task.
 
-Built in: ``mnist1d`` and ``digits``. A user task is a Python file (``path/to/task.py``) or an
-importable module (``mypackage.mytask``) with the same names.
+Built in: ``mnist1d`` and ``digits`` (small, on the CPU), and the paper's networks on CIFAR,
+``cifar100-allcnnc``, ``cifar10-resnet20`` and ``cifar10-vit`` (on a GPU when there is one; each
+module's docstring gives its training recipe). A user task is a Python file
+(``path/to/task.py``) or an importable module (``mypackage.mytask``) with the same names.
 """
 from __future__ import annotations
 
@@ -28,7 +32,9 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional, Tuple
 
-BUILTIN_TASKS = ("mnist1d", "digits")
+BUILTIN_TASKS = ("mnist1d", "digits", "cifar100-allcnnc", "cifar10-resnet20", "cifar10-vit")
+# What ``TaskEvaluator(options=...)`` may pass on to a task's ``train_eval`` as keywords.
+TRAIN_OPTIONS = ("device", "epochs", "amp", "data_dir")
 
 
 @dataclass(frozen=True)
@@ -70,20 +76,38 @@ def _import_failure(path: str, exc: Exception) -> ValueError:
                       "import without errors)")
 
 
-def _takes_seed(fn) -> bool:
-    """Whether ``fn`` accepts ``seed=``: read from its signature, not guessed from a TypeError
+def _takes(fn, keyword: str) -> bool:
+    """Whether ``fn`` accepts ``keyword=``: read from its signature, not guessed from a TypeError
     (which may come from inside the training and mention a seed of its own)."""
     try:
         params = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):
         return True  # no signature to read (a builtin, a C extension): let the call decide
-    return any(p.name == "seed" and p.kind != p.POSITIONAL_ONLY or p.kind == p.VAR_KEYWORD
+    return any(p.name == keyword and p.kind != p.POSITIONAL_ONLY or p.kind == p.VAR_KEYWORD
                for p in params)
+
+
+def _checked_options(options: Optional[Mapping[str, Any]]) -> dict:
+    """``options`` without its None entries, each checked: a known name and a valid value."""
+    from ..devices import check_device_name
+
+    out = {k: v for k, v in (options or {}).items() if v is not None}
+    unknown = sorted(set(out) - set(TRAIN_OPTIONS))
+    if unknown:
+        raise ValueError(f"training option {unknown[0]!r} is not one of {', '.join(TRAIN_OPTIONS)}")
+    if "device" in out:
+        out["device"] = check_device_name(out["device"])
+    if "epochs" in out and (isinstance(out["epochs"], bool) or not isinstance(out["epochs"], int)
+                            or out["epochs"] < 1):
+        raise ValueError(f"epochs must be an integer >= 1, got {out['epochs']!r}")
+    if "data_dir" in out:
+        out["data_dir"] = os.path.abspath(out["data_dir"])
+    return out
 
 
 def _load_module(spec: str):
     if spec in BUILTIN_TASKS:
-        return importlib.import_module(f"aquasurf_fast.tasks.{spec}")
+        return importlib.import_module(f"aquasurf_fast.tasks.{spec.replace('-', '_')}")
     if spec.endswith(".py") or os.path.isfile(spec):
         if not os.path.isfile(spec):
             raise ValueError(f"task file {spec!r} does not exist")
@@ -140,48 +164,65 @@ class TaskEvaluator:
     with fewer seeds): those seeds are not trained again, so extending a build costs only the
     missing seeds.
 
-    Picklable (it carries only the task spec and the known runs) so worker processes load the
-    task themselves.
+    ``options`` are keywords for every ``train_eval`` call, from ``TRAIN_OPTIONS``: ``device``
+    (auto, cpu, cuda, cuda:N), ``epochs``, ``amp`` (mixed precision), ``data_dir``; None entries
+    are left out, so the task's own defaults hold. A task whose ``train_eval`` does not take one
+    that is given is refused when it is loaded.
+
+    Picklable (it carries only the task spec, the options and the known runs) so worker
+    processes load the task themselves.
     """
 
     def __init__(self, spec: str, seeds: int = 1,
-                 known_runs: Optional[Mapping[str, Mapping[int, Mapping[str, Any]]]] = None):
+                 known_runs: Optional[Mapping[str, Mapping[int, Mapping[str, Any]]]] = None,
+                 options: Optional[Mapping[str, Any]] = None):
         if seeds < 1:
             raise ValueError(f"seeds must be at least 1, got {seeds}")
         self.spec = resolve_spec(spec)
         self.seeds = int(seeds)
         self.known_runs = {name: {int(s): dict(m) for s, m in runs.items()}
                            for name, runs in (known_runs or {}).items()}
+        self.options = _checked_options(options)
         self._task = None
 
     def __getstate__(self):
         return {"spec": self.spec, "seeds": self.seeds, "known_runs": self.known_runs,
-                "_task": None}
+                "options": self.options, "_task": None}
 
     def _loaded(self) -> Task:
         if self._task is None:
-            self._task = load_task(self.spec)
+            task = load_task(self.spec)
+            refused = [k for k in self.options if not _takes(task.train_eval, k)]
+            if refused:
+                raise ValueError(f"task {self.spec}: train_eval takes no {refused[0]}= argument, "
+                                 f"so the {refused[0]} option cannot reach its training; add the "
+                                 "parameter to train_eval or leave the option out")
+            self._task = task
         return self._task
 
     @property
     def resources(self) -> dict:
-        """What the task asks for per evaluation on a cluster (its ``RESOURCES``)."""
-        return self._loaded().resources
+        """What the task asks for per evaluation on a cluster (its ``RESOURCES``), less the GPU
+        when the evaluations are to run on the CPU."""
+        resources = dict(self._loaded().resources)
+        if self.options.get("device") == "cpu":
+            resources.pop("num_gpus", None)
+        return resources
 
     def _train(self, name: str, seed: int) -> dict:
         from ..nn import Activation
 
         train_eval = self._loaded().train_eval
-        if not _takes_seed(train_eval):
+        if not _takes(train_eval, "seed"):
             raise ValueError(f"task {self.spec}: train_eval takes no seed= argument, so it "
                              "cannot be trained under several seeds; use seeds=1")
-        return dict(train_eval(Activation(name), seed=seed))
+        return dict(train_eval(Activation(name), seed=seed, **self.options))
 
     def __call__(self, name: str) -> dict:
         from ..nn import Activation
 
         if self.seeds == 1:
-            return dict(self._loaded().train_eval(Activation(name)))
+            return dict(self._loaded().train_eval(Activation(name), **self.options))
         known = self.known_runs.get(name, {})
         runs = [dict(known[seed]) if seed in known else self._train(name, seed)
                 for seed in range(self.seeds)]
@@ -201,4 +242,4 @@ def _finite_or(value: Any, default: float) -> float:
     return float(value) if value is not None and math.isfinite(value) else default
 
 
-__all__ = ["BUILTIN_TASKS", "Task", "TaskEvaluator", "load_task", "resolve_spec"]
+__all__ = ["BUILTIN_TASKS", "TRAIN_OPTIONS", "Task", "TaskEvaluator", "load_task", "resolve_spec"]
