@@ -106,6 +106,11 @@ setup(
         "optuna": ["optuna>=4"],
         "tune": ["ray[tune]>=2.9"],  # Ray Tune's OptunaSearch with our sampler (it needs pandas)
         "cuda": ["cupy-cuda12x"],
+        # Downloads CIFAR for the built-in CIFAR tasks (their data is read without it). Each
+        # torchvision release is built for one torch release: 0.28.0 for torch 2.13.0. With a
+        # CPU-only torch, take torchvision's CPU build too (the PyPI wheel links CUDA's torch
+        # libraries): pip install torchvision==0.28.0 --index-url https://download.pytorch.org/whl/cpu
+        "vision": ["torchvision==0.28.0"],
         # The curvlinops agreement test (tests/test_fisher.py) is skipped without it. It is not
         # listed: its dependency chain (backpack-for-pytorch -> torchvision) pins a newer torch
         # and would replace the installed one. Install it beside the installed torch with
