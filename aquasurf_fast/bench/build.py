@@ -88,14 +88,17 @@ def earlier_runs(out: str, study) -> Dict[str, Dict[int, Dict[str, Any]]]:
 
 def build_benchmark(out: str, task: str = "mnist1d", *, names: Optional[Sequence[str]] = None,
                     seeds: int = 1, workers: int = 1, study_path: Optional[str] = None,
-                    executor=None, progress: bool = True) -> Dict[str, Any]:
+                    executor=None, progress: bool = True, device: Any = "auto",
+                    options: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Train every finite class of ``names`` (default: the benchmark space) and write ``out``.
 
     Resumable: the work lives in the study at ``study_path`` (default ``default_study_path(out,
     seeds)``); running again trains only what is missing. With ``seeds`` > 1 and ``out`` holding a
     one-seed build, that build's runs are kept as seed 0. ``executor`` (e.g. a ``RayExecutor``)
     runs both the featurization and the trainings; by default they run in ``workers`` local
-    processes and in this process. Returns the study's final counts plus ``kept_runs``.
+    processes and in this process. ``device`` is where the Fisher features are computed (auto:
+    a GPU when there is one); ``options`` go to every training (``TaskEvaluator``'s: device,
+    epochs, amp, data_dir). Returns the study's final counts plus ``kept_runs``.
     """
     from ..expr import BENCHMARK_UNARY_OPS, enumerate_schema
     from ..tasks import TaskEvaluator
@@ -106,9 +109,9 @@ def build_benchmark(out: str, task: str = "mnist1d", *, names: Optional[Sequence
     study = open_build_study(study_path, task, seeds, names)
     try:
         known = earlier_runs(out, study) if seeds > 1 else {}
-        study.featurize(progress=progress, embed=False, executor=executor)
+        study.featurize(progress=progress, embed=False, executor=executor, device=device)
         # Budget: every class; the run stops once no trainable candidate is left.
-        stats = study.run(TaskEvaluator(task, seeds, known_runs=known),
+        stats = study.run(TaskEvaluator(task, seeds, known_runs=known, options=options),
                           budget=study.counts()["classes"], workers=workers, executor=executor,
                           progress=progress)
         write_benchmark(study, out)

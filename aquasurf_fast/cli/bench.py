@@ -5,8 +5,9 @@ import sys
 import time
 
 from ..expr import BENCHMARK_SCHEMA
-from .common import (UsageError, add_executor_options, add_no_progress, add_unary_option, executor_from_args,
-                     int_at_least, unary_ops)
+from .common import (UsageError, add_device_option, add_executor_options, add_no_progress,
+                     add_training_options, add_unary_option, data_dir_env, executor_from_args,
+                     int_at_least, training_options, unary_ops)
 
 
 def cmd_bench_build(args) -> int:
@@ -20,11 +21,14 @@ def cmd_bench_build(args) -> int:
     print(f"building {args.out}: {len(names)} names of {space}, task {args.task}, "
           f"{args.seeds} seed(s), executor {args.executor}; progress is kept in {study_path}",
           flush=True)
+    options = training_options(args)
     t0 = time.perf_counter()
     try:
-        stats = build_benchmark(args.out, args.task, names=names, seeds=args.seeds,
-                                study_path=study_path, executor=executor_from_args(args, args.workers),
-                                progress=not args.no_progress)
+        with data_dir_env(args):
+            stats = build_benchmark(args.out, args.task, names=names, seeds=args.seeds,
+                                    study_path=study_path, progress=not args.no_progress,
+                                    executor=executor_from_args(args, args.workers),
+                                    device=options["device"] or "auto", options=options)
     except KeyboardInterrupt:
         print(f"\ninterrupted: run the same command to resume from {study_path}", file=sys.stderr)
         return 130
@@ -88,6 +92,10 @@ def add_bench_parsers(sub) -> None:
     sp.add_argument("--out", required=True, help="the JSON file to write (.json or .json.gz)")
     sp.add_argument("--study", help="the study file that holds the progress (default: next to "
                                     "--out, NAME.study.db)")
+    add_device_option(sp, "the Fisher pass and training", "default: auto for the Fisher pass; "
+                      "for training the task's own, auto for the CIFAR tasks, cpu for mnist1d "
+                      "and digits")
+    add_training_options(sp)
     add_no_progress(sp)
     add_executor_options(sp, "featurization and training")
     sp.set_defaults(fn=cmd_bench_build)

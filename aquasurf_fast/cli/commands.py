@@ -14,8 +14,9 @@ from ..defaults import DEFAULT_GROW, DEFAULT_GROW_EVERY
 from ..expr import BENCHMARK_SCHEMA
 from ..surrogate.regression import REGRESSOR_NAMES
 from .bench import add_bench_parsers
-from .common import (UsageError, add_executor_options, add_no_progress, add_strategy_option,
-                     add_unary_option, executor_from_args, open_study, unary_ops)
+from .common import (UsageError, add_device_option, add_executor_options, add_no_progress,
+                     add_strategy_option, add_training_options, add_unary_option, checked_device,
+                     data_dir_env, executor_from_args, open_study, training_options, unary_ops)
 
 
 def _fmt(x: Optional[float], digits: int = 4) -> str:
@@ -91,10 +92,12 @@ def cmd_init(args, next_step: bool = True) -> int:
 
 def cmd_featurize(args) -> int:
     study = open_study(args.study)
+    device = checked_device(args) or "auto"
     t0 = time.perf_counter()
-    done = study.featurize(pool=args.pool, chunk=args.chunk, device=args.device,
-                           progress=not args.no_progress,
-                           executor=executor_from_args(args, None, in_process=True))
+    with data_dir_env(args):
+        done = study.featurize(pool=args.pool, chunk=args.chunk, device=device,
+                               progress=not args.no_progress,
+                               executor=executor_from_args(args, None, in_process=True))
     c = study.counts()
     print(f"featurized {done['fisher']:,} classes in {time.perf_counter() - t0:.1f} s; the Fisher "
           f"pool holds {c['pool']:,} of {c['classes']:,} classes, {c['candidates']:,} of them "
@@ -120,11 +123,18 @@ def cmd_search(args) -> int:
                              f"then run `aquasurf featurize {args.study}` again")
         raise UsageError(f"{args.study} has no Fisher features yet: run "
                          f"`aquasurf featurize {args.study}` first")
+    evaluate = None
+    if study.settings.get("task"):
+        from ..tasks import TaskEvaluator
+
+        evaluate = TaskEvaluator(study.settings["task"], options=training_options(args))
     t0 = time.perf_counter()
     try:
-        stats = study.run(budget=args.budget, timeout=args.timeout, progress=not args.no_progress,
-                          executor=executor_from_args(args, args.workers, args.timeout), grow=args.grow,
-                          grow_every=args.grow_every)
+        with data_dir_env(args):
+            stats = study.run(evaluate, budget=args.budget, timeout=args.timeout,
+                              progress=not args.no_progress, grow=args.grow,
+                              executor=executor_from_args(args, args.workers, args.timeout),
+                              grow_every=args.grow_every)
     except KeyboardInterrupt:
         print("\ninterrupted: running claims given back; run the same command to resume",
               file=sys.stderr)
@@ -328,6 +338,7 @@ def cmd_space(args) -> int:
 # -- quickstart ------------------------------------------------------------------------------------
 
 def cmd_quickstart(args) -> int:
+    device = checked_device(args)  # a GPU that is not there: refused before the study is made
     if not os.path.exists(args.study):
         init = argparse.Namespace(study=args.study, task=args.task, schema=None, names=None,
                                   unary="benchmark", baselines=None, regressor="knn",
@@ -335,11 +346,13 @@ def cmd_quickstart(args) -> int:
                                   strategy=args.strategy, no_progress=args.no_progress)
         cmd_init(init, next_step=False)
     study = open_study(args.study)
-    study.featurize(progress=not args.no_progress)
+    with data_dir_env(args):
+        study.featurize(progress=not args.no_progress, device=device or "auto")
     ns = argparse.Namespace(study=args.study, budget=args.budget, workers=args.workers,
                             timeout=None, no_progress=args.no_progress, top=args.top,
                             executor="local", address=None, gpus=None, grow=DEFAULT_GROW,
-                            grow_every=DEFAULT_GROW_EVERY, strategy=args.strategy)
+                            grow_every=DEFAULT_GROW_EVERY, strategy=args.strategy, device=device,
+                            epochs=args.epochs, amp=args.amp, data_dir=args.data_dir)
     return cmd_search(ns)
 
 
@@ -373,7 +386,8 @@ def _study_command(sub, name: str, help_: str, fn) -> argparse.ArgumentParser:
 
 def _add_init(sub) -> None:
     sp = _study_command(sub, "init", "create a study for a task and a search space", cmd_init)
-    sp.add_argument("--task", help="mnist1d, digits, a .py file or a module exposing build, "
+    sp.add_argument("--task", help="mnist1d, digits, cifar100-allcnnc, cifar10-resnet20, "
+                                   "cifar10-vit, a .py file or a module exposing build, "
                                    "fisher_batch and train_eval")
     sp.add_argument("--schema", action="append",
                     help=f"a schema to enumerate (repeatable; default {BENCHMARK_SCHEMA} when no "
@@ -402,7 +416,10 @@ def _add_featurize(sub) -> None:
                          "the output-feature space (default: all when at most 10,000 have finite "
                          "outputs, else 5,000); a larger pool later adds to it")
     sp.add_argument("--chunk", type=int, default=128, help="classes per committed chunk")
-    sp.add_argument("--device", help="torch device for the Fisher features (default: automatic)")
+    add_device_option(sp, "the Fisher pass", "default auto")
+    sp.add_argument("--data-dir", metavar="DIR",
+                    help="folder of the datasets of the CIFAR tasks (default $AQUASURF_DATA, else "
+                         "$AQUASURF_CACHE/datasets)")
     add_no_progress(sp)
     add_executor_options(sp, "featurization", workers=False)
 
@@ -420,6 +437,9 @@ def _add_search(sub) -> None:
                     help=f"results per round (default {DEFAULT_GROW_EVERY})")
     sp.add_argument("--top", type=int, default=5, help="best functions to print at the end")
     add_strategy_option(sp)
+    add_device_option(sp, "training", "default: the task's own, auto for the CIFAR tasks, cpu "
+                                      "for mnist1d and digits")
+    add_training_options(sp)
     add_no_progress(sp)
     add_executor_options(sp, "training")
 
@@ -468,12 +488,18 @@ def _add_space(sub) -> None:
 
 def _add_quickstart(sub) -> None:
     sp = _study_command(sub, "quickstart", "init (if needed), featurize and search in one go", cmd_quickstart)
-    sp.add_argument("--task", default="mnist1d", help="task (default mnist1d)")
+    sp.add_argument("--task", default="mnist1d",
+                    help="mnist1d (the default), digits, cifar100-allcnnc, cifar10-resnet20, "
+                         "cifar10-vit, or a task file or module")
     sp.add_argument("--budget", type=int, default=30, help="total results (default 30)")
     sp.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 1)),
                     help="worker processes (default: number of CPUs)")
     sp.add_argument("--top", type=int, default=5, help="best functions to print at the end")
     add_strategy_option(sp)
+    add_device_option(sp, "the Fisher pass and training", "default: auto for the Fisher pass; "
+                      "for training the task's own, auto for the CIFAR tasks, cpu for mnist1d "
+                      "and digits")
+    add_training_options(sp)
     add_no_progress(sp)
 
 

@@ -3,6 +3,7 @@ the --unary choice and the executor options."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 from typing import Optional
 
@@ -70,12 +71,75 @@ def add_unary_option(sp) -> None:
                          "comma-separated list (default benchmark)")
 
 
+def add_device_option(sp, what: str, default: str) -> None:
+    """--device: where the networks of ``what`` run."""
+    sp.add_argument("--device", metavar="DEVICE",
+                    help=f"where {what} runs: auto (a GPU when there is one), cpu, cuda or cuda:N "
+                         f"({default}); local worker processes take one GPU each, round-robin, "
+                         "with auto or cuda")
+
+
+def add_training_options(sp) -> None:
+    """--epochs, --amp, --data-dir: passed on to the task's train_eval (see TaskEvaluator)."""
+    sp.add_argument("--epochs", type=int_at_least(1),
+                    help="training epochs per candidate (default: the task's recipe); use the "
+                         "same value for every run of a study, or its scores mix recipes")
+    sp.add_argument("--amp", action="store_true", default=None,
+                    help="train in mixed precision (float16 on a GPU, bfloat16 on the CPU)")
+    sp.add_argument("--data-dir", metavar="DIR",
+                    help="folder of the datasets of the CIFAR tasks (default $AQUASURF_DATA, else "
+                         "$AQUASURF_CACHE/datasets); downloaded there on first use")
+
+
+def checked_device(args) -> Optional[str]:
+    """--device, checked now, in this process: a malformed name, or a GPU asked for on a machine
+    without one, is one error before any work. With Ray the workers' GPUs are not this
+    machine's, so only the name is checked there."""
+    from ..devices import check_device_name, resolve_device
+
+    device = getattr(args, "device", None)
+    try:
+        if getattr(args, "executor", "local") != "ray" and device is not None:
+            resolve_device(device, "--device")
+        args.device = check_device_name(device, "--device")
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return args.device
+
+
+@contextlib.contextmanager
+def data_dir_env(args):
+    """--data-dir as AQUASURF_DATA while a command runs, restored afterwards: worker processes
+    started meanwhile inherit it, so the tasks' Fisher batch (which workers read through
+    ``fisher_batch()``, a function of no arguments) comes from that folder too."""
+    data_dir = getattr(args, "data_dir", None)
+    if data_dir is None:
+        yield
+        return
+    before = os.environ.get("AQUASURF_DATA")
+    os.environ["AQUASURF_DATA"] = os.path.abspath(data_dir)
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["AQUASURF_DATA"]
+        else:
+            os.environ["AQUASURF_DATA"] = before
+
+
+def training_options(args) -> dict:
+    """The options of ``add_training_options`` and --device, for ``TaskEvaluator(options=)``."""
+    return {"device": checked_device(args), "epochs": getattr(args, "epochs", None),
+            "amp": getattr(args, "amp", None), "data_dir": getattr(args, "data_dir", None)}
+
+
 def executor_from_args(args, workers: Optional[int], timeout: Optional[float] = None,
               in_process: bool = False):
     """The executor of --executor/--address/--gpus/--workers.
 
     ``workers`` None means the default: one local process per CPU, or as many Ray tasks as the
     cluster has CPUs. With ``in_process`` the local default is None (this process does the work).
+    Local workers take one GPU each unless --device names one GPU or the CPU.
     """
     from ..execution.executors import make_executor
 
@@ -87,7 +151,8 @@ def executor_from_args(args, workers: Optional[int], timeout: Optional[float] = 
         workers = 0 if args.executor == "ray" else max(1, os.cpu_count() or 1)
     try:
         return make_executor(args.executor, workers, address=args.address, timeout=timeout,
-                             gpus=args.gpus)
+                             gpus=args.gpus,
+                             one_gpu_each=getattr(args, "device", None) in (None, "auto", "cuda"))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
@@ -105,5 +170,6 @@ def add_executor_options(sp, what: str, workers: bool = True) -> None:
     sp.add_argument("--gpus", type=float, help="GPUs per Ray task (default 0)")
 
 
-__all__ = ["UsageError", "add_executor_options", "add_no_progress", "add_unary_option", "executor_from_args",
-           "int_at_least", "open_study", "unary_ops"]
+__all__ = ["UsageError", "add_device_option", "add_executor_options", "add_no_progress",
+           "add_training_options", "add_unary_option", "checked_device", "executor_from_args",
+           "data_dir_env", "int_at_least", "open_study", "training_options", "unary_ops"]

@@ -53,8 +53,13 @@ class InlineExecutor(Executor):
         self._queue = []
 
 
-def _worker_main(conn, evaluate_bytes: bytes, n_threads: int) -> None:
-    """A worker process: receive (key, name), send back an Outcome, until the pipe closes."""
+def _worker_main(conn, evaluate_bytes: bytes, n_threads: int, gpu: Optional[str] = None) -> None:
+    """A worker process: receive (key, name), send back an Outcome, until the pipe closes.
+    With ``gpu`` it sees that GPU only, as ``cuda:0``."""
+    from ..devices import pin_gpu
+
+    # Before anything can initialise CUDA (unpickling ``evaluate`` imports the task's modules).
+    pin_gpu(gpu)
     # The coordinator handles Ctrl-C and stops the workers itself; a worker dying on the same SIGINT
     # would be reported as a crashed evaluation.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -95,10 +100,14 @@ class ProcessExecutor(Executor):
     With ``timeout`` a job running longer is killed and reported as failed. ``threads_per_worker``
     caps each worker's torch/OpenMP threads so that K workers do not oversubscribe the cores.
     ``start_method`` defaults to "spawn": forking a parent that already runs torch threads can hang.
+    With ``one_gpu_each`` on a machine with GPUs, worker i sees only GPU i mod (the GPUs this
+    process may use), so that K workers share the machine's GPUs evenly; a replaced worker keeps
+    its GPU.
     """
 
     def __init__(self, n_workers: int = 1, timeout: Optional[float] = None,
-                 threads_per_worker: Optional[int] = None, start_method: str = "spawn"):
+                 threads_per_worker: Optional[int] = None, start_method: str = "spawn",
+                 one_gpu_each: bool = False):
         if n_workers < 1:
             raise ValueError(f"n_workers must be at least 1, got {n_workers}")
         if timeout is not None and not timeout > 0:
@@ -108,6 +117,8 @@ class ProcessExecutor(Executor):
         self.threads_per_worker = threads_per_worker or max(
             1, (os.cpu_count() or 1) // self.n_workers)
         self.start_method = start_method
+        self.one_gpu_each = bool(one_gpu_each)
+        self._gpus: List[str] = []
         self._slots: List[_Slot] = []
 
     def start(self, evaluate):
@@ -121,14 +132,22 @@ class ProcessExecutor(Executor):
                 f"an object of a module-level class): {exc}"
             ) from exc
         self._ctx = mp.get_context(self.start_method)
+        if self.one_gpu_each:
+            from ..devices import visible_gpus
+
+            self._gpus = visible_gpus()
         self._slots = [_Slot() for _ in range(self.n_workers)]
         for slot in self._slots:
             self._spawn(slot)
 
     def _spawn(self, slot: _Slot) -> None:
+        from ..devices import worker_gpu
+
         parent, child = self._ctx.Pipe()
+        gpu = worker_gpu(self._slots.index(slot), self._gpus)
         proc = self._ctx.Process(target=_worker_main, args=(child, self._evaluate_bytes,
-                                                            self.threads_per_worker), daemon=True)
+                                                            self.threads_per_worker, gpu),
+                                 daemon=True)
         proc.start()
         child.close()
         slot.proc, slot.conn, slot.job = proc, parent, None
@@ -213,16 +232,19 @@ class ProcessExecutor(Executor):
         self._slots = []
 
 
-def default_executor(workers: int, timeout: Optional[float] = None) -> Executor:
+def default_executor(workers: int, timeout: Optional[float] = None,
+                     one_gpu_each: bool = False) -> Executor:
     """Worker processes, or the calling process itself for ``workers=0``."""
     if workers == 0:
         return InlineExecutor()
-    return ProcessExecutor(workers, timeout=timeout)
+    return ProcessExecutor(workers, timeout=timeout, one_gpu_each=one_gpu_each)
 
 
 def make_executor(kind: str, workers: int, address: Optional[str] = None,
-                  timeout: Optional[float] = None, gpus: Optional[float] = None) -> Executor:
-    """The executor a command line asks for: "local" worker processes or "ray"."""
+                  timeout: Optional[float] = None, gpus: Optional[float] = None,
+                  one_gpu_each: bool = False) -> Executor:
+    """The executor a command line asks for: "local" worker processes or "ray". With
+    ``one_gpu_each``, local workers take one GPU each (Ray assigns GPUs itself)."""
     if kind == "ray":
         from .ray_executor import RayExecutor
 
@@ -232,7 +254,7 @@ def make_executor(kind: str, workers: int, address: Optional[str] = None,
         raise ValueError(f"unknown executor {kind!r}: use local or ray")
     if address is not None:
         raise ValueError("--address only applies to --executor ray")
-    return default_executor(workers, timeout=timeout)
+    return default_executor(workers, timeout=timeout, one_gpu_each=one_gpu_each)
 
 
 __all__ = ["Executor", "InlineExecutor", "ProcessExecutor", "Outcome", "default_executor",

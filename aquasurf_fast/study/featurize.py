@@ -39,12 +39,16 @@ class FisherChunkJob:
 
     @property
     def resources(self) -> dict:
-        """The task's ``RESOURCES`` (a GPU, say), requested by the Ray executor for each chunk."""
+        """The task's ``RESOURCES`` (a GPU, say), requested by the Ray executor for each chunk;
+        no GPU when the features are to be computed on the CPU."""
         if self.spec is None:
             return {}
         from ..tasks import load_task
 
-        return load_task(self.spec).resources
+        resources = dict(load_task(self.spec).resources)
+        if self.device is not None and str(self.device) == "cpu":
+            resources.pop("num_gpus", None)
+        return resources
 
     def _model_and_batch(self):
         if self._loaded is None:
