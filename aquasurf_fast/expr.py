@@ -6,6 +6,7 @@ turns its postfix output into immutable, hashable :class:`Expr` trees and enumer
 from __future__ import annotations
 
 import itertools
+import re
 from functools import lru_cache
 from typing import Iterator, Optional, Sequence, Tuple
 
@@ -57,6 +58,34 @@ class Expr:
         return (parse, (self._name,))
 
 
+# What the grammar can hold: printable ASCII and the whitespace the core skips. Anything else is
+# found here, because the core would report it by one of its UTF-8 bytes: a message cut short at a
+# NUL, or one that cannot be decoded, at a byte offset rather than the character's position (and a
+# lone surrogate, which has no UTF-8, would not reach it at all).
+_OUTSIDE_GRAMMAR = re.compile(r"[^\x21-\x7e \t\n\v\f\r]")
+
+
+def check_characters(text: str, prefix: str = "") -> None:
+    """Raise ``ParseError`` at the first character no name can contain (called when the core
+    refused ``text``, so that names it accepts cost nothing more)."""
+    bad = _OUTSIDE_GRAMMAR.search(text)
+    if bad is not None:
+        excerpt = text if len(text) <= 80 else text[:77] + "..."
+        raise ParseError(f"{prefix}character {bad.group()!r} is not allowed (names are made of "
+                         "letters, digits, '_', '-', '(', ')', ',' and spaces) at position "
+                         f"{bad.start()} in {excerpt!r}")
+
+
+def _postfix(text: str, allow_placeholders: bool = False) -> list:
+    """The core's postfix tokens of ``text``; its errors as clear ParseErrors."""
+    try:
+        return _C.parse_postfix(text, allow_placeholders)
+    except (ParseError, UnicodeDecodeError, TypeError):  # TypeError: a lone surrogate
+        if isinstance(text, str):
+            check_characters(text)
+        raise
+
+
 def _tree_from_postfix(postfix) -> Expr:
     stack: list = []
     for name, n_args in postfix:
@@ -79,7 +108,7 @@ def parse(name: str) -> Expr:
         return name
     if not isinstance(name, str):
         raise TypeError(f"an activation function name must be a str, got {type(name).__name__}")
-    return _tree_from_postfix(_C.parse_postfix(name))
+    return _tree_from_postfix(_postfix(name))
 
 
 def canonical_name(fn) -> str:
@@ -102,7 +131,7 @@ class SchemaSpace(Sequence):
         # Each field also remembers its placeholder's position in the postfix token list, which is
         # how ``index`` reads a name's operators back.
         stack: list = []
-        self._tokens = _C.parse_postfix(schema, True)
+        self._tokens = _postfix(schema, True)
         for pos, (name, n_args) in enumerate(self._tokens):
             if n_args == 0:
                 stack.append(("x", [], []))
@@ -136,13 +165,31 @@ class SchemaSpace(Sequence):
             fields.append(ops[d])
         return self._format.format(*reversed(fields))
 
+    def names(self, indices) -> list:
+        """The names at ``indices`` (a sequence or array of integers), decoded together: each
+        field's operators for all indices at once with numpy, then one format per name. Millions
+        of names (the representatives of a large space's classes) take a second or two, where
+        ``space[i]`` one at a time takes ten times longer."""
+        index = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if self._size > 2 ** 62:  # beyond int64 arithmetic: one at a time, in Python integers
+            return [self[int(i)] for i in index]
+        index = np.where(index < 0, index + self._size, index)
+        if index.size and not (0 <= index.min() and index.max() < self._size):
+            bad = index[(index < 0) | (index >= self._size)][0]
+            raise IndexError(f"index {bad} out of range for a space of {self._size} names")
+        fields = []
+        for ops in reversed(self._digits):
+            index, digit = np.divmod(index, len(ops))
+            fields.append(np.array(ops, dtype=object)[digit].tolist())
+        return list(map(self._format.format, *reversed(fields)))
+
     def index(self, name: str) -> int:
         """The index of ``name`` in the space (``space[space.index(name)] == canonical name``).
 
         Raises ``ParseError`` for a malformed name and ``ValueError`` for a name that is not in
         the space, saying where it departs from the schema.
         """
-        tokens = _C.parse_postfix(name, False)
+        tokens = _postfix(name)
         if len(tokens) != len(self._tokens):
             raise ValueError(f"{name!r} is not in the space of {self.schema}: it has "
                              f"{len(tokens) - sum(a == 0 for _, a in tokens)} operators, the "

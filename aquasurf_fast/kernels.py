@@ -12,7 +12,7 @@ from typing import Iterable, Union
 import numpy as np
 
 from . import _C
-from .expr import Expr
+from .expr import Expr, ParseError, check_characters
 
 FunctionsLike = Union[str, Expr, Iterable[Union[str, Expr]], "_C.Program"]
 
@@ -35,7 +35,12 @@ def compile(fns: FunctionsLike, with_grad: bool = False) -> "_C.Program":  # noq
 
 @lru_cache(maxsize=256)
 def _compile_names(names: tuple, with_grad: bool) -> "_C.Program":
-    return _C.compile(list(names), with_grad)
+    try:
+        return _C.compile(list(names), with_grad)
+    except (ParseError, UnicodeDecodeError, TypeError):
+        for i, name in enumerate(names):  # the core's own message is unclear about these
+            check_characters(name, prefix=f"name #{i}: ")
+        raise
 
 
 def cuda_available() -> bool:
