@@ -110,6 +110,7 @@ def cmd_featurize(args) -> int:
 
 
 def cmd_search(args) -> int:
+    options = training_options(args)  # a GPU that is not there: refused before anything else
     study = open_study(args.study)
     if args.strategy:
         study.update_settings(strategy=args.strategy)
@@ -127,7 +128,7 @@ def cmd_search(args) -> int:
     if study.settings.get("task"):
         from ..tasks import TaskEvaluator
 
-        evaluate = TaskEvaluator(study.settings["task"], options=training_options(args))
+        evaluate = TaskEvaluator(study.settings["task"], options=options)
     t0 = time.perf_counter()
     try:
         with data_dir_env(args):
