@@ -20,6 +20,11 @@ from typing import Iterator, Optional
 _active: Optional[int] = None
 
 
+def current_limit() -> Optional[int]:
+    """The threads the innermost active ``thread_limit`` allows, or None outside any."""
+    return _active
+
+
 def limit_threads(n_threads: int) -> None:
     """Cap this worker's threads for good: torch's (when loaded) and the fused activation kernels'
     pool, which otherwise starts one thread per core in every worker. For worker processes, whose
@@ -72,4 +77,4 @@ def thread_limit(n_threads: int = 1) -> Iterator[None]:
         _active = outer
 
 
-__all__ = ["limit_threads", "thread_limit"]
+__all__ = ["current_limit", "limit_threads", "thread_limit"]

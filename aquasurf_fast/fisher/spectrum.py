@@ -138,8 +138,13 @@ def _threads_for(model: nn.Module, threads):
 
 def _eigvalsh(factor: _Factor) -> np.ndarray:
     """float64 eigenvalues [n_groups, dim] (ascending) of a factor."""
-    ev = torch.linalg.eigvalsh(factor.mat.double()) * factor.scale
-    ev = numerical_zeros_to_zero(ev.cpu().numpy())
+    return scaled_eigenvalues(torch.linalg.eigvalsh(factor.mat.double()), factor)
+
+
+def scaled_eigenvalues(ev: torch.Tensor, factor: _Factor) -> np.ndarray:
+    """The factor's eigenvalues [n_groups, dim] from those of its ``mat`` (``ev``, float64):
+    scaled, numerical zeros set to 0, padded with the zeros of a Gram matrix."""
+    ev = numerical_zeros_to_zero((ev * factor.scale).cpu().numpy())
     if ev.shape[1] < factor.dim:
         pad = np.zeros((ev.shape[0], factor.dim - ev.shape[1]))
         ev = np.sort(np.concatenate([ev, pad], axis=1), axis=1)
@@ -458,7 +463,7 @@ def fisher_features(spectrum: FisherSpectrum) -> np.ndarray:
 
 
 def fisher_features_for(build, fns, inputs, targets, loss=None, labels="given", seed=42,
-                        device=None, progress=True, threads="auto"):
+                        device=None, progress=True, threads="auto", candidates_per_pass="auto"):
     """Fisher features of many activation functions on one model architecture.
 
     ``build(activation_module) -> nn.Module`` is called for every name in ``fns`` with
@@ -469,10 +474,16 @@ def fisher_features_for(build, fns, inputs, targets, loss=None, labels="given", 
     ``threads`` as in ``fisher_spectrum``, decided on the first model built and held for all
     candidates: candidates run one after another, each on one thread when the model is small;
     several at once come from worker processes (``Study.featurize`` with an executor).
+    ``candidates_per_pass``: how many candidates share one forward/backward pass, stacked along
+    the batch (``fisher.batched``; the same features). "auto" fits as many as the model's memory
+    use allows; 1 runs them one at a time, as do models that mix the samples of a batch.
     """
     from ..nn import Activation
 
     _check_threads(threads)
+    if candidates_per_pass != "auto" and not (isinstance(candidates_per_pass, int) and not isinstance(
+            candidates_per_pass, bool) and candidates_per_pass >= 1):
+        raise ValueError(f"candidates_per_pass must be 'auto' or a positive int, got {candidates_per_pass!r}")
     fns = list(fns)
     dev = torch.device(device) if device is not None else (
         inputs.device if isinstance(inputs, torch.Tensor) else torch.device("cpu"))
@@ -482,10 +493,10 @@ def fisher_features_for(build, fns, inputs, targets, loss=None, labels="given", 
     reasons = [""] * len(fns)
     cache: dict = {}
     first = True
-    iterator = fns
+    bar = None
     if progress:
         from tqdm.auto import tqdm
-        iterator = tqdm(fns, desc="Fisher features", unit="fn")
+        bar = tqdm(total=len(fns), desc="Fisher features", unit="fn")
     # The limit is entered once for all candidates: entering it costs about 1 ms, a small
     # candidate 20-40 ms.
     with contextlib.ExitStack() as limits:
@@ -493,20 +504,38 @@ def fisher_features_for(build, fns, inputs, targets, loss=None, labels="given", 
         # not reseeded behind their back.
         cuda = [dev] if torch.device(dev).type == "cuda" else []
         limits.enter_context(torch.random.fork_rng(devices=cuda))
-        for i, name in enumerate(iterator):
+        if bar is not None:
+            limits.callback(bar.close)
+
+        def first_model(model):  # the warning and the thread policy, once, on the first model
+            nonlocal first
+            if first:
+                first = False
+                _warn_unsupported(model)
+                limits.enter_context(_threads_for(model, threads))
+
+        done = {}
+        if candidates_per_pass != 1:
+            from .batched import features_in_passes
+
+            done = features_in_passes(build, fns, x, y, loss, labels, seed, dev, candidates_per_pass,
+                                      cache, threads, first_model, bar)
+        for i, name in enumerate(fns):
+            if i in done:
+                rows[i], reasons[i] = done[i]
+                continue
             try:
                 torch.manual_seed(seed)
                 model = build(Activation(name)).to(dev)
-                if first:
-                    first = False
-                    _warn_unsupported(model)
-                    limits.enter_context(_threads_for(model, threads))
+                first_model(model)
                 spec = _spectrum(model, x, y, loss, labels, seed, input_cache=cache)
                 rows[i] = fisher_features(spec)
             except Exception as exc:  # one bad function never stops the rest
                 if is_out_of_memory(exc):
                     raise  # the machine failed, not this function: no feature to mark invalid
                 reasons[i] = f"{type(exc).__name__}: {exc}"
+            if bar is not None:
+                bar.update(1)
     width = next((r.size for r in rows if r is not None), 0)
     features = np.full((len(fns), width), np.nan, dtype=np.float32)
     ok = np.zeros(len(fns), dtype=bool)

@@ -1,0 +1,160 @@
+"""Many candidates per pass (fisher.batched, fisher.stacked): the same features, validity and
+reasons as one candidate at a time, bit for bit on the CPU; models that mix the samples of a batch
+run one at a time with a note in the log."""
+import logging
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+import aquasurf_fast as aq
+from aquasurf_fast.fisher import batched
+from aquasurf_fast.fisher.stacked import NotStackable, StackedActivation, mixing_reason, per_sample_proof
+from aquasurf_fast.nn import Activation
+from aquasurf_fast.tasks import load_task
+from aquasurf_fast.tasks.models import ViT, mlp
+from test_fisher import SPECTRUM_MODELS
+from test_fisher_attention import TokenTransformer
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+# Valid candidates, one whose activations overflow (a FisherError), one that is no function.
+NAMES = ["relu(x)", "tanh(x)", "max(relu(x),cosh(elu(x)))", "div(x,zero(x))", "mul(sigmoid(x),identity(x))",
+         "not_a_function(x)", "sub(sinh(x),one(x))", "exp(exp(exp(x)))", "softsign(x)"]
+FALLBACK_NOTE = "one candidate at a time"
+
+
+def with_activation(make):
+    """A builder that puts the activation where the test model has nn.Tanh."""
+    def build(act):
+        model = make()
+        for i, child in enumerate(model):
+            if isinstance(child, nn.Tanh):
+                model[i] = act
+        return model
+    return build
+
+
+def assert_same_as_one_at_a_time(build, x, y, caplog, per_pass="auto", device="cpu", stacks=True, **kw):
+    with caplog.at_level(logging.INFO, logger=batched.__name__):
+        caplog.clear()
+        got = aq.fisher_features_for(build, NAMES, x, y, progress=False, device=device,
+                                     candidates_per_pass=per_pass, **kw)
+        notes = [r.getMessage() for r in caplog.records if FALLBACK_NOTE in r.getMessage()]
+    want = aq.fisher_features_for(build, NAMES, x, y, progress=False, device=device, candidates_per_pass=1, **kw)
+    assert got[2] == want[2]
+    np.testing.assert_array_equal(got[1], want[1])
+    np.testing.assert_array_equal(got[0], want[0])  # NaN rows equal too
+    assert want[1].sum() >= 4
+    assert (not notes) == stacks, notes
+    return notes
+
+
+@pytest.mark.parametrize("task", ["mnist1d", "digits"])
+def test_built_in_tasks_give_the_same_features(task, caplog):
+    task = load_task(task)
+    x, y = task.fisher_batch()
+    assert_same_as_one_at_a_time(task.build, x, y, caplog, per_pass=3)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("case", list(SPECTRUM_MODELS))
+def test_fisher_test_models_give_the_same_features(case, device, caplog):
+    make, shape = SPECTRUM_MODELS[case]
+    gen = torch.Generator().manual_seed(1)
+    x, y = torch.randn(12, *shape, generator=gen), torch.randint(0, 10, (12,), generator=gen)
+    assert_same_as_one_at_a_time(with_activation(make), x, y, caplog, device=device)
+
+
+def test_linear_on_tokens_and_sampled_labels_give_the_same_features(caplog):
+    def build(act):
+        return nn.Sequential(nn.Linear(6, 30), act, nn.Linear(30, 40), act, nn.Flatten(), nn.Linear(5 * 40, 4))
+
+    gen = torch.Generator().manual_seed(2)
+    x, y = torch.randn(10, 5, 6, generator=gen), torch.randint(0, 4, (10,), generator=gen)
+    assert_same_as_one_at_a_time(build, x, y, caplog, per_pass=4, labels="sampled", seed=5)
+
+
+def test_a_vit_is_checked_against_candidates_alone_and_stacks(caplog):
+    build = lambda act: ViT(act, n_classes=10, image=8, patch=4, dim=16, depth=2, heads=2, mlp_dim=24)  # noqa: E731
+    gen = torch.Generator().manual_seed(7)
+    x, y = torch.randn(6, 3, 8, 8, generator=gen), torch.randint(0, 10, (6,), generator=gen)
+    assert not per_sample_proof(build(nn.GELU()))
+    with pytest.warns(UserWarning, match="skips weighted layers"):
+        assert_same_as_one_at_a_time(build, x, y, caplog)
+
+
+def test_a_sequence_first_transformer_runs_one_at_a_time(caplog):
+    build = lambda act: TokenTransformer(act, batch_first=False)  # noqa: E731
+    gen = torch.Generator().manual_seed(3)
+    x, y = torch.randn(8, 6, 48, generator=gen), torch.randint(0, 10, (8,), generator=gen)
+    with pytest.warns(UserWarning, match="skips weighted layers"):
+        notes = assert_same_as_one_at_a_time(build, x, y, caplog, stacks=False)
+    assert "NotStackable" in notes[0]
+
+
+def test_batchnorm_in_training_mode_runs_one_at_a_time(caplog):
+    def build(act):
+        return nn.Sequential(nn.Linear(8, 32), nn.BatchNorm1d(32), act, nn.Linear(32, 10))
+
+    assert "BatchNorm1d normalizes over the batch" in mixing_reason(build(nn.ReLU()))
+    assert mixing_reason(build(nn.ReLU()).eval()) is None
+    gen = torch.Generator().manual_seed(4)
+    x, y = torch.randn(16, 8, generator=gen), torch.randint(0, 10, (16,), generator=gen)
+    with pytest.warns(UserWarning, match="BatchNorm1d"):
+        notes = assert_same_as_one_at_a_time(build, x, y, caplog, stacks=False)
+    assert "'1' (BatchNorm1d" in notes[0] or "1 (BatchNorm1d" in notes[0]
+
+
+def test_dropout_in_training_mode_runs_one_at_a_time(caplog):
+    def build(act):
+        return nn.Sequential(nn.Linear(8, 300), act, nn.Dropout(0.3), nn.Linear(300, 10))
+
+    gen = torch.Generator().manual_seed(4)
+    x, y = torch.randn(16, 8, generator=gen), torch.randint(0, 10, (16,), generator=gen)
+    notes = assert_same_as_one_at_a_time(build, x, y, caplog, stacks=False)
+    assert "Dropout in training mode" in notes[0]
+
+
+class BatchCentered(nn.Module):
+    """Subtracts the batch mean: mixes samples in a forward no module type reveals."""
+
+    def __init__(self, act):
+        super().__init__()
+        self.inp, self.act, self.out = nn.Linear(8, 300), act, nn.Linear(300, 10)
+
+    def forward(self, x):
+        h = self.act(self.inp(x))
+        return self.out(h - h.mean(0))
+
+
+def test_a_custom_forward_that_mixes_samples_is_caught_by_the_check(caplog):
+    gen = torch.Generator().manual_seed(4)
+    x, y = torch.randn(16, 8, generator=gen), torch.randint(0, 10, (16,), generator=gen)
+    notes = assert_same_as_one_at_a_time(BatchCentered, x, y, caplog, stacks=False)
+    assert "gives other eigenvalues in a stacked pass than alone" in notes[0]
+
+
+def test_stacked_activation_applies_each_candidate_to_its_slice():
+    acts = [Activation(n) for n in ("relu(x)", "tanh(x)", "exp(x)")]
+    x = torch.randn(3 * 4, 5, dtype=torch.float64, requires_grad=True)
+    y = StackedActivation(acts, 4)(x)
+    y.backward(torch.ones_like(y))
+    for k, act in enumerate(acts):
+        xk = x.detach()[4 * k:4 * (k + 1)].clone().requires_grad_(True)
+        yk = act(xk)
+        yk.backward(torch.ones_like(yk))
+        assert torch.equal(y[4 * k:4 * (k + 1)], yk) and torch.equal(x.grad[4 * k:4 * (k + 1)], xk.grad)
+    with pytest.raises(NotStackable, match="dimension 0"):
+        StackedActivation(acts, 4)(torch.randn(5, 12))
+
+
+def test_candidates_per_pass_follows_memory_and_is_checked():
+    assert batched.candidates_per_pass(1e6, "cpu", budget=10 ** 7) == 10
+    assert batched.candidates_per_pass(1e9, "cpu", budget=10 ** 7) == 1
+    assert batched.candidates_per_pass(1.0, "cpu") == batched.MAX_CANDIDATES_PER_PASS
+    build = lambda act: mlp(act, (8, 300, 10))  # noqa: E731
+    with pytest.raises(ValueError, match="candidates_per_pass must be"):
+        aq.fisher_features_for(build, NAMES, torch.randn(4, 8), torch.zeros(4, dtype=torch.long),
+                               progress=False, candidates_per_pass=0)
