@@ -15,6 +15,8 @@ from ..defaults import DEFAULT_GROW, DEFAULT_GROW_EVERY
 from .claim import Claim
 from .store import StudyError
 
+WAIT_CAP_S = 1.0  # the longest a turn of the loop waits for an outcome
+
 
 def run_study(study, evaluate: Optional[Callable[[str], Any]] = None, budget: int = 50,
               workers: int = 1, executor=None, timeout: Optional[float] = None,
@@ -101,7 +103,7 @@ class _Loop:
         claims = self.dispatch(want)
         if not self.in_flight:
             return self.idle(counts, want, claims)
-        self.collect()
+        self.collect(self.wait_s())
         if self.grow > 0 and self.stats["evaluated"] - self.grown_at >= self.grow_every:
             self.grow_pool()
         if self.in_flight and time.monotonic() - self.last_renew > self.lease_s / 3:
@@ -130,9 +132,18 @@ class _Loop:
         time.sleep(min(1.0, max(self.poll_s, self.lease_s / 20)))
         return True
 
-    def collect(self) -> None:
-        """Record the outcomes that arrive within ``poll_s``."""
-        for outcome in self.executor.wait(self.poll_s):
+    def wait_s(self) -> float:
+        """How long ``collect`` blocks. An outcome ends the wait at once, so the loop sleeps in
+        the executor's wait while workers train rather than turning every ``poll_s``: until the
+        next lease renewal is due, at most ``WAIT_CAP_S`` (an executor checks its jobs'
+        timeouts when its wait returns), at least ``poll_s``."""
+        due = self.last_renew + self.lease_s / 3 - time.monotonic()
+        return max(self.poll_s, min(WAIT_CAP_S, due))
+
+    def collect(self, timeout: float) -> None:
+        """Record the outcomes that arrive within ``timeout`` seconds (all that are in when the
+        first arrives)."""
+        for outcome in self.executor.wait(timeout):
             claim = self.in_flight.pop(outcome.key)
             if outcome.ok:
                 self.failures_in_row = 0
