@@ -2,7 +2,7 @@
 # The GPU checks in one run, for a machine with an NVIDIA GPU where python3 has torch, cupy, cmake,
 # ninja, pybind11, pytest and hypothesis (no network needed): build the extension in place with the
 # CUDA kernels, run the tests that have CUDA cases (they run when a GPU is present), then the
-# expression and Fisher benchmarks on the GPU. Usage: bash benchmarks/gpu_check.sh [LOG_DIR]
+# expression and Fisher benchmarks and the Fisher candidates per second (bench_batched.py) on the GPU. Usage: bash benchmarks/gpu_check.sh [LOG_DIR]
 # (AQF_CUDA_ARCH overrides the GPU architecture, by default the one present.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +21,10 @@ nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$log_dir
 # not stop the benchmarks (a device's time is short); they set the exit status at the end.
 tests_status=0
 "$python" -m pytest -q -p no:cacheprovider -rs tests/test_kernels.py tests/test_interop.py tests/test_nn.py \
-  tests/test_fisher.py 2>&1 | tee -a "$log_dir/gpu_tests.log" || tests_status=$?
+  tests/test_fisher.py tests/test_fisher_batched.py 2>&1 | tee -a "$log_dir/gpu_tests.log" || tests_status=$?
 "$python" benchmarks/bench_expr.py --device cuda --skip-large 2>&1 | tee "$log_dir/gpu_bench_expr.log"
 "$python" benchmarks/bench_fisher.py --device cuda --repeats 5 --no-curvlinops 2>&1 | tee "$log_dir/gpu_bench_fisher.log"
+# Candidates per second on the GPU, one per pass against many per pass (idle only: the passes run
+# on the device, and the host's cores are not what is measured).
+"$python" benchmarks/bench_batched.py --device cuda --no-busy --classes 256 2>&1 | tee "$log_dir/gpu_bench_batched.log"
 exit "$tests_status"

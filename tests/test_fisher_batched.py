@@ -45,7 +45,12 @@ def assert_same_as_one_at_a_time(build, x, y, caplog, per_pass="auto", device="c
     want = aq.fisher_features_for(build, NAMES, x, y, progress=False, device=device, candidates_per_pass=1, **kw)
     assert got[2] == want[2]
     np.testing.assert_array_equal(got[1], want[1])
-    np.testing.assert_array_equal(got[0], want[0])  # NaN rows equal too
+    if torch.device(device).type == "cpu":
+        np.testing.assert_array_equal(got[0], want[0])  # NaN rows equal too
+    else:
+        # A GPU's kernels may round differently at another batch size (fisher.batched): a pair
+        # of eigenvalues may then cross a bin edge, moving a CDF value by 1 / (pairs of the layer).
+        np.testing.assert_allclose(got[0], want[0], rtol=0, atol=2e-3)
     assert want[1].sum() >= 4
     assert (not notes) == stacks, notes
     return notes

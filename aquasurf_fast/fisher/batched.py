@@ -328,13 +328,15 @@ def _record(results: dict, indices, feats: dict, failed: dict) -> None:
         results[i] = (feats[k][0], feats[k][1]) if k in feats else (None, failed[k])
 
 
-def _concurrent_passes(threads, allowed: Optional[int], proven: bool) -> int:
-    """How many passes run at once: on a small model (one torch thread under threads="auto"),
-    as many as the caller's thread limit allows, else the usable cores. Each pass runs on one
-    thread and none waits for another, so a busy core slows one pass instead of stalling every
-    parallel region (``execution.threads``). Models not proven per-sample run one pass at a time:
-    their check of random draws reads the process's generator."""
-    if threads != "auto" or torch.get_num_threads() != 1 or not proven:
+def _concurrent_passes(threads, allowed: Optional[int], proven: bool, device) -> int:
+    """How many passes run at once: on the CPU with a small model (one torch thread under
+    threads="auto"), as many as the caller's thread limit allows, else the usable cores. Each
+    pass runs on one thread and none waits for another, so a busy core slows one pass instead of
+    stalling every parallel region (``execution.threads``). Models not proven per-sample run one
+    pass at a time: their check of random draws reads the process's generator. A GPU runs one
+    pass at a time: its passes are queued on one stream anyway."""
+    if (threads != "auto" or torch.get_num_threads() != 1 or not proven
+            or torch.device(device).type != "cpu"):
         return 1
     return allowed if allowed is not None else len(os.sched_getaffinity(0))
 
@@ -405,7 +407,7 @@ def features_in_passes(build: Callable, names: Sequence[str], x: torch.Tensor, y
             model = build(StackedActivation([acts[i] for i in part], int(x.shape[0]))).to(device)
         return _run_pass(model, x, y, loss, labels, seed, device, cache, watch_rng=not proven)
 
-    n_threads = min(len(parts), _concurrent_passes(threads, allowed, proven))
+    n_threads = min(len(parts), _concurrent_passes(threads, allowed, proven, device))
     with ThreadPoolExecutor(max(1, n_threads)) as pool:
         for done in pool.map(lambda part: _passes(run, part), parts):
             for part, feats, failed in done:
