@@ -163,3 +163,56 @@ def test_candidates_per_pass_follows_memory_and_is_checked():
     with pytest.raises(ValueError, match="candidates_per_pass must be"):
         aq.fisher_features_for(build, NAMES, torch.randn(4, 8), torch.zeros(4, dtype=torch.long),
                                progress=False, candidates_per_pass=0)
+
+
+class ThreadsSeen:
+    """A loss that records torch's and the BLAS pools' thread counts whenever a pass calls it."""
+
+    def __init__(self):
+        self.seen = []
+
+    def __call__(self, outputs, targets):
+        threadpoolctl = pytest.importorskip("threadpoolctl")
+        pools = {info["num_threads"] for info in threadpoolctl.threadpool_info()}
+        self.seen.append((torch.get_num_threads(), pools))
+        return nn.functional.cross_entropy(outputs, targets)
+
+
+def test_the_thread_policy_holds_inside_concurrent_passes():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        task = load_task("mnist1d")
+        x, y = task.fisher_batch()
+        loss = ThreadsSeen()
+        _, ok, _ = aq.fisher_features_for(task.build, NAMES * 2, x[:32], y[:32], loss=loss, progress=False,
+                                          candidates_per_pass=2)
+        assert ok.sum() >= 6 and len(loss.seen) >= ok.sum()
+        assert all(seen == (1, {1}) for seen in loss.seen)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_a_search_that_grows_featurizes_through_the_batched_path(tmp_path, monkeypatch):
+    from bench_helpers import FAKE_TASK
+
+    task = tmp_path / "task.py"
+    task.write_text(FAKE_TASK)
+    passed = []
+    real = batched.features_in_passes
+
+    def spy(build, names, *args, **kwargs):
+        passed.extend(names)
+        return real(build, names, *args, **kwargs)
+
+    monkeypatch.setattr(batched, "features_in_passes", spy)
+    study = aq.Study(str(tmp_path / "s.db"), task=str(task), strategy="random")  # no UMAP: a fast test
+    study.add_schema("binary(unary(x),unary(x))", unary=("zero", "identity", "tanh", "relu", "elu", "sigmoid",
+                                                         "softplus", "arctan", "swish"))
+    study.featurize(pool=12, progress=False)
+    n_initial = len(passed)
+    stats = study.run(budget=10, workers=0, progress=False, grow=4, grow_every=3)
+    assert n_initial >= 12 and stats["grown"] >= 4
+    grown = study.store.query("SELECT canonical FROM classes WHERE pool IS NOT NULL AND fisher_ok = 1")
+    assert len(passed) - n_initial >= 4 and {n for (n,) in grown} <= set(passed)
