@@ -114,8 +114,24 @@ class NamesFileSource:
 
     def _lines(self) -> Iterator[Tuple[int, str]]:
         with open(self.source, encoding="utf-8") as f:
-            for i, line in enumerate(f):
-                yield i, line.split("#", 1)[0].strip()
+            try:
+                for i, line in enumerate(f):
+                    yield i, line.split("#", 1)[0].strip()
+            except UnicodeDecodeError:
+                raise ValueError(self._not_utf8()) from None
+
+    def _not_utf8(self) -> str:
+        """Where the file stops being UTF-8: the text reader decodes blocks of many lines at once,
+        so its error knows only a byte offset within a block."""
+        with open(self.source, "rb") as f:
+            for number, raw in enumerate(f, 1):
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    return (f"{self.source}:{number}: not UTF-8 text (byte "
+                            f"{raw[exc.start]:#04x} at column {exc.start + 1}); a names file is "
+                            "UTF-8 text with one expression per line")
+        return f"{self.source}: not UTF-8 text"
 
     def chunks(self) -> Iterator[Tuple[np.ndarray, List[str]]]:
         """(line numbers, canonical names) of the file's names, CHUNK at a time; a malformed name

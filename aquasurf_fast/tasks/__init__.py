@@ -63,7 +63,7 @@ def resolve_spec(spec: str) -> str:
     return spec
 
 
-def _import_failure(path: str, exc: Exception) -> ValueError:
+def _import_failure(path: str, exc: BaseException) -> ValueError:
     """A one-line error for a task file that fails to import, at the file's own line that failed
     (a syntax error's line, or the last frame of the traceback inside the file)."""
     if isinstance(exc, SyntaxError):
@@ -124,7 +124,9 @@ def _load_module(spec: str):
             module_spec.loader.exec_module(module)
         except BaseException as exc:
             del sys.modules[name]
-            if isinstance(exc, Exception):
+            # sys.exit() in a task file is its error too, not an exit of the process importing it;
+            # Ctrl-C still stops that process.
+            if isinstance(exc, (Exception, SystemExit)):
                 raise _import_failure(os.path.abspath(spec), exc) from exc
             raise
         return module
