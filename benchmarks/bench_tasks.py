@@ -18,6 +18,7 @@ download is needed):
 """
 import argparse
 import math
+import os
 import statistics
 import sys
 import time
@@ -63,27 +64,50 @@ def fisher_seconds(module, data, device, repeats: int):
     return (time.perf_counter() - start) / len(names), feats.shape[1]
 
 
-def step_seconds(module, data, activation, device, amp: bool, repeats: int):
-    """Median seconds of one training step, and the first step's loss."""
-    recipe = module.RECIPE
-    recipe = _train.Recipe(**{**recipe.__dict__, "prepare": _cifar.normalizer(data),
-                              "augment": _cifar.augment})
-    batch = {"x_train": data["x_train"][:recipe.batch_size],
-             "y_train": data["y_train"][:recipe.batch_size]}
-    torch.manual_seed(0)
-    model = module.build(activation).to(device)
-    opt = _train._optimizer(model, recipe)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp and device.type == "cuda")
-    gen = torch.Generator().manual_seed(0)
-    times, first_loss = [], None
-    for step in range(repeats + 1):  # the first is a warm-up
-        sync(device)
+class Trainer:
+    """One model of a task with its optimizer, taking one training step of the task's own loop on
+    the same first batch each time it is called."""
+
+    def __init__(self, module, data, activation, device, amp: bool):
+        recipe = module.RECIPE
+        self.recipe = _train.Recipe(**{**recipe.__dict__, "prepare": _cifar.normalizer(data),
+                                       "augment": _cifar.augment})
+        self.batch = {"x_train": data["x_train"][:recipe.batch_size],
+                      "y_train": data["y_train"][:recipe.batch_size]}
+        torch.manual_seed(0)
+        self.model = module.build(activation).to(device)
+        self.opt = _train._optimizer(self.model, self.recipe)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=amp and device.type == "cuda")
+        self.gen = torch.Generator().manual_seed(0)
+        self.device, self.amp, self.step, self.times, self.losses = device, amp, 0, [], []
+
+    def __call__(self):
+        sync(self.device)
         start = time.perf_counter()
-        loss, _ = _train._epoch(model, opt, scaler, recipe, batch, gen, device, amp, step, 100)
-        sync(device)
-        times.append(time.perf_counter() - start)
-        first_loss = loss if first_loss is None else first_loss
-    return statistics.median(times[1:]), first_loss
+        loss, self.step = _train._epoch(self.model, self.opt, self.scaler, self.recipe, self.batch,
+                                        self.gen, self.device, self.amp, self.step, 100)
+        sync(self.device)
+        self.times.append(time.perf_counter() - start)
+        self.losses.append(loss)
+
+    def median(self) -> float:
+        return statistics.median(self.times[1:])  # the first step is a warm-up
+
+
+def step_seconds(module, data, device, repeats: int, amp: bool):
+    """Median seconds of one training step with our relu, with torch's, and (with ``amp``) with
+    ours in mixed precision. The steps alternate, so that a change in the machine's load during
+    the run falls on all of them alike. Checked first: ours and torch's lose the same."""
+    trainers = [Trainer(module, data, aq.Activation("relu(x)"), device, False),
+                Trainer(module, data, torch.nn.ReLU(), device, False)]
+    if amp:
+        trainers.append(Trainer(module, data, aq.Activation("relu(x)"), device, True))
+    for _ in range(repeats + 1):
+        for trainer in trainers:
+            trainer()
+    ours, base = trainers[0].losses[0], trainers[1].losses[0]
+    assert math.isclose(ours, base, rel_tol=1e-4), (ours, base)
+    return [t.median() for t in trainers]
 
 
 def main():
@@ -105,22 +129,19 @@ def main():
         load_task(name)  # the task as the package loads it
         data = synthetic_data(n_classes, max(module.FISHER_BATCH, module.RECIPE.batch_size))
         fisher, width = fisher_seconds(module, data, device, args.repeats)
-        ours, loss_ours = step_seconds(module, data, aq.Activation("relu(x)"), device, False,
-                                       args.repeats)
-        base, loss_base = step_seconds(module, data, torch.nn.ReLU(), device, False, args.repeats)
-        assert math.isclose(loss_ours, loss_base, rel_tol=1e-4), (loss_ours, loss_base)
+        ours, base, *amp = step_seconds(module, data, device, args.repeats, args.amp)
         steps = math.ceil(N_TRAIN / module.RECIPE.batch_size)
         row = [name, f"{fisher:.2f}", width, f"{ours:.3f}", f"{base:.3f}", f"{ours / base:.2f}",
                f"{steps * ours:.0f}"]
-        if args.amp:
-            amp, _ = step_seconds(module, data, aq.Activation("relu(x)"), device, True,
-                                  args.repeats)
-            row += [f"{amp:.3f}", f"{steps * amp:.0f}"]
+        if amp:
+            row += [f"{amp[0]:.3f}", f"{steps * amp[0]:.0f}"]
         rows.append(row)
     header = ["task", "Fisher s/cand", "feature len", "step s (aq relu)", "step s (nn.ReLU)",
               "ratio", "epoch s (est.)"] + (["amp step s", "amp epoch s"] if args.amp else [])
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print_table(f"per candidate on {device}, {torch.get_num_threads()} torch thread(s), batch 128 "
-                f"(epoch = {math.ceil(N_TRAIN / 128)} steps)", header, rows)
+                f"(epoch = {math.ceil(N_TRAIN / 128)} steps); {os.cpu_count()} cores, load average "
+                f"{load:.1f} at the end", header, rows)
 
 
 if __name__ == "__main__":
