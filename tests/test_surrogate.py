@@ -20,11 +20,29 @@ def test_same_seed_gives_same_embedding_and_predictions():
     np.testing.assert_array_equal(a.predict(), b.predict())
 
 
-def test_other_seed_is_deterministic_too():
+def test_other_seed_is_deterministic_too_and_gives_another_layout():
     out, fisher = features(30)
     a = Surrogate(random_state=7).fit(out, fisher, [0, 1], [0.0, 1.0])
     b = Surrogate(random_state=7).fit(out, fisher, [0, 1], [0.0, 1.0])
     np.testing.assert_array_equal(a.embedding_, b.embedding_)
+    other = Surrogate(random_state=8).fit(out, fisher, [0, 1], [0.0, 1.0])
+    assert other.embedding_key_ != a.embedding_key_
+    assert np.abs(other.embedding_ - a.embedding_).max() > 1e-3  # the seed reaches UMAP
+
+
+def test_a_changed_candidate_set_is_laid_out_again():
+    out, fisher = features(30)
+    s = Surrogate()
+    first = s.fit(out, fisher, [0, 1], [0.2, 0.4]).embedding_.copy()
+    assert s.embed_seconds_ is not None  # computed
+    s.fit(out.copy(), fisher.copy(), [0, 1, 2], [0.2, 0.4, 0.6])
+    assert s.embed_seconds_ is None  # equal features (other arrays): from the cache
+    np.testing.assert_array_equal(s.embedding_, first)
+    changed = out.copy()
+    changed[0] += 3.0
+    s.fit(changed, fisher, [0, 1], [0.2, 0.4])
+    assert s.embed_seconds_ is not None and len(s.cache) == 2
+    assert s.embedding_.shape == (30, 2) and not np.array_equal(s.embedding_, first)
 
 
 def test_embedding_is_cached_per_candidate_set():
@@ -69,11 +87,21 @@ def test_nonfinite_scores_are_left_out():
     assert s.n_train_ == 2
 
 
-@pytest.mark.parametrize("regressor", ["rf", "svr"])
-def test_named_regressors(regressor):
-    out, fisher = features(12)
-    pred = Surrogate(regressor).fit(out, fisher, np.arange(6), np.linspace(0, 1, 6)).predict()
-    assert np.isfinite(pred).all()
+@pytest.mark.parametrize("regressor", ["knn", "rf", "svr"])
+def test_named_regressors_learn_a_known_function_of_the_layout(regressor):
+    out, fisher = features(60)
+    cache = {}
+    emb = Surrogate(cache=cache).fit(out, fisher, [], []).embedding_.astype(np.float64)
+    # Scores that are a smooth function of where a candidate lies: any regressor of the layout
+    # should predict the unevaluated ones far better than their mean does.
+    target = np.sin(emb[:, 0]) + emb[:, 1]
+    target = (target - target.min()) / np.ptp(target)
+    train, test = np.arange(40), np.arange(40, 60)
+    pred = Surrogate(regressor, cache=cache).fit(out, fisher, train, target[train]).predict()
+    error = np.abs(pred[test] - target[test]).mean()
+    baseline = np.abs(target[train].mean() - target[test]).mean()
+    assert error < 0.08 and error < baseline / 2, (error, baseline)
+    assert np.corrcoef(pred[test], target[test])[0, 1] > 0.9
 
 
 def test_regressor_instance_is_cloned_not_fitted():

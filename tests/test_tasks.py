@@ -110,3 +110,24 @@ def test_task_file_that_fails_to_import_names_the_file_and_line(tmp_path):
     path.write_text("import math\nx = 1 / 0\n")
     with pytest.raises(ValueError, match=re.escape(f"task file {path}:2: ZeroDivisionError")):
         load_task(str(path))
+
+
+class Zero(nn.Module):
+    """An activation that passes nothing on: no network can learn through it."""
+
+    def forward(self, x):
+        return torch.zeros_like(x)
+
+
+@pytest.mark.parametrize("name, epochs, relu_beats, linear_below", [
+    ("mnist1d", 3, 0.40, 0.35),  # chance is 0.10; a linear network reaches about 0.27
+    ("digits", 4, 0.85, None),   # 8x8 digits are nearly linearly separable
+])
+def test_builtin_tasks_learn_with_relu_and_not_without_an_activation(name, epochs, relu_beats,
+                                                                     linear_below):
+    mod = sys.modules[load_task(name).train_eval.__module__]
+    relu = mod.train_eval(nn.ReLU(), seed=0, epochs=epochs)
+    assert relu["val_acc"] > relu_beats and relu["test_acc"] > relu_beats, relu
+    assert mod.train_eval(Zero(), seed=0, epochs=epochs)["val_acc"] < 0.2  # chance, about 0.1
+    if linear_below is not None:  # the activation is what the task measures
+        assert mod.train_eval(nn.Identity(), seed=0, epochs=epochs)["val_acc"] < linear_below
