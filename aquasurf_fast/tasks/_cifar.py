@@ -10,10 +10,17 @@ When the folder is absent it is downloaded with torchvision's dataset classes (`
 than through those classes, which accept only the published files' checksums: this module also
 reads smaller sets in the same layout (the tests write one of a few hundred images).
 
-Images stay uint8 until a batch reaches the training device; ``prepare`` turns it into floats
-normalized by the training split's per-channel mean and deviation, and ``augment`` applies the
-standard CIFAR augmentation (random 32x32 crops of the image padded by 4 zero pixels, random
-horizontal flips) to the whole batch at once, so no data-loader processes are needed.
+What every CIFAR task shares (``task_functions``): the validation split is 5,000 of the 50,000
+training images, chosen by a fixed permutation (seed 0), and the training uses the other 45,000;
+the 10,000 test images give the test accuracy. Inputs are normalized by the training split's
+per-channel mean and deviation, and augmented by random 32x32 crops of the image padded by 4 zero
+pixels and random horizontal flips. Seed 0 fixes the weights, the order of the batches and the
+augmentation. The Fisher batch is the first 128 training images (one training batch), not
+augmented.
+
+Images stay uint8 until a batch reaches the training device, where ``prepare`` normalizes it and
+``augment`` alters the whole batch at once: no data-loader processes are needed (and the search's
+worker processes, being daemons, could not start any).
 """
 from __future__ import annotations
 
@@ -37,6 +44,8 @@ LAYOUTS = {
 }
 N_VAL = 5000
 PAD = 4
+FISHER_BATCH = 128
+SEED = 0
 
 
 def data_dir(explicit: Optional[str] = None) -> str:
@@ -176,5 +185,24 @@ def train_eval(name: str, build: Callable, activation: torch.nn.Module, recipe: 
     return train_classifier(build, activation, data, recipe, seed=seed, device=device, amp=amp)
 
 
-__all__ = ["LAYOUTS", "augment", "data_dir", "fisher_batch", "load_arrays", "normalizer", "splits",
-           "train_eval"]
+def task_functions(name: str, build: Callable, recipe: Recipe):
+    """``fisher_batch`` and ``train_eval`` of the task that trains ``build`` on ``name`` by
+    ``recipe``: what a CIFAR task module exposes besides its network."""
+
+    def task_fisher_batch():
+        """The first 128 training images, normalized and not augmented, and their labels."""
+        return fisher_batch(name, FISHER_BATCH)
+
+    def task_train_eval(activation: torch.nn.Module, seed: int = SEED, epochs: int = recipe.epochs,
+                        device: str = "auto", amp: bool = False,
+                        data_dir: Optional[str] = None) -> dict:
+        """Train by the task's recipe on ``device`` (auto: a GPU when there is one); with ``amp``
+        in mixed precision. Validation and test accuracy and losses, train accuracy, runtime."""
+        return train_eval(name, build, activation, recipe, seed=seed, epochs=epochs,
+                          device=device, amp=amp, data_dir=data_dir)
+
+    return task_fisher_batch, task_train_eval
+
+
+__all__ = ["FISHER_BATCH", "LAYOUTS", "SEED", "augment", "data_dir", "fisher_batch", "load_arrays",
+           "normalizer", "splits", "task_functions", "train_eval"]

@@ -4,25 +4,15 @@ the Fisher features.
 
 Network: ``models.ViT`` with 10 classes: 4x4 patches (64 tokens and a class token) embedded in
 128 dimensions, 4 pre-norm encoder blocks of 4 heads with MLPs of 256, a linear classifier on the
-class token; 0.54M weights. Layer norms and the embeddings are skipped in the Fisher features
+class token; 0.55M weights. Layer norms and the embeddings are skipped in the Fisher features
 (one warning says so).
 
-Recipe:
-- data: CIFAR-10's 50,000 training images; the validation split is 5,000 of them, chosen by a
-  fixed permutation (seed 0), training on the other 45,000; the 10,000 test images for test
-  accuracy. Inputs normalized by the training split's per-channel mean and deviation;
-- augmentation: random 32x32 crops of the image padded by 4 pixels, random horizontal flips;
-- optimizer: AdamW, learning rate 0.001, weight decay 0.05, batch 128;
-- schedule: linear warm-up over the first 5% of the steps, then cosine decay to zero;
-- epochs: 100 (``epochs=`` or ``--epochs`` for quicker, noisier runs);
-- seed 0 for the weights, the order of the batches and the augmentation.
-
-Fisher batch: the first 128 training images (one training batch), not augmented.
-``RESOURCES`` asks for one GPU per evaluation on a Ray cluster.
+Recipe: AdamW, learning rate 0.001, weight decay 0.05, batch 128, 100 epochs (``--epochs`` for
+quick runs); warm-up over 5% of the steps, then cosine decay to zero. Data, split, augmentation,
+seed and Fisher batch as every CIFAR task (``aquasurf_fast.tasks._cifar``); ``RESOURCES`` asks
+Ray for a GPU.
 """
 from __future__ import annotations
-
-from typing import Optional
 
 from torch import nn
 
@@ -33,8 +23,7 @@ from .models import ViT
 DATASET = "cifar10"
 RECIPE = Recipe(epochs=100, batch_size=128, lr=1e-3, optimizer="adamw", weight_decay=0.05,
                 cosine=True, warmup=0.05)
-FISHER_BATCH = 128
-SEED = 0
+FISHER_BATCH, SEED = _cifar.FISHER_BATCH, _cifar.SEED
 RESOURCES = {"num_gpus": 1}
 
 
@@ -42,13 +31,4 @@ def build(activation: nn.Module) -> nn.Module:
     return ViT(activation, n_classes=10)
 
 
-def fisher_batch():
-    return _cifar.fisher_batch(DATASET, FISHER_BATCH)
-
-
-def train_eval(activation: nn.Module, seed: int = SEED, epochs: int = RECIPE.epochs,
-               device: str = "auto", amp: bool = False, data_dir: Optional[str] = None) -> dict:
-    """Train by the recipe above on ``device`` (auto: a GPU when there is one); with ``amp`` in
-    mixed precision. Validation and test accuracy and losses, train accuracy, runtime."""
-    return _cifar.train_eval(DATASET, build, activation, RECIPE, seed=seed, epochs=epochs,
-                             device=device, amp=amp, data_dir=data_dir)
+fisher_batch, train_eval = _cifar.task_functions(DATASET, build, RECIPE)
