@@ -5,6 +5,7 @@ import pytest
 
 from aquasurf_fast.bench.format import describe, load_benchmark
 from aquasurf_fast.bench.replay import GROW, GROW_EVERY, POOL_STRATEGIES, make_pool, replay
+from aquasurf_fast.bench.replay_report import Replay
 from bench_helpers import synthetic_rows, write_rows
 
 
@@ -76,10 +77,19 @@ def test_regret_is_zero_exactly_when_the_best_median_class_is_held(seeds3):
             inc = order[t][int(np.argmax(pool.val[order[t][:k + 1]]))]
             assert regret[t, k] == pytest.approx(best - pool.test_median[inc])
     assert (regret >= 0).all()
-    # A search that evaluates the best-median class first and scores it highest has no regret.
-    top = int(np.argmax(pool.test_median))
-    assert pool.test_median[top] == best
     assert "regret at 25" in result.table()
+    # A crafted search: the five worst classes by validation accuracy, then the best-median class,
+    # then the rest. Regret is zero exactly while that class is the incumbent (the best by
+    # validation accuracy so far), and positive before it is evaluated.
+    top = int(np.argmax(pool.test_median))
+    worst = [int(i) for i in np.argsort(pool.val) if i != top][:5]
+    rest = [i for i in range(len(pool)) if i != top and i not in worst]
+    order = np.array(worst + [top] + rest[:34])[None]
+    crafted = Replay(pool, 40, {"crafted": order}, {"crafted": np.zeros((1, 40))})
+    held = np.array([order[0, int(np.argmax(pool.val[order[0, :k + 1]]))] == top
+                     for k in range(40)])
+    assert held[5] and not held[:5].any()
+    np.testing.assert_array_equal(crafted.regret("crafted")[0] == 0, held)
 
 
 def test_pool_strategies_count_their_featurizations_and_stay_in_the_pool(tmp_path):
@@ -112,3 +122,49 @@ def test_full_strategies_featurize_everything_and_random_nothing(tmp_path):
                     budget=20, n_embeddings=1, progress=False)
     assert (result.featurized["paper"] == len(result.pool)).all()
     assert (result.featurized["random"] == 0).all() and (result.featurized["outputs"] == 0).all()
+
+
+class _LinePool:
+    """What the gp-ucb replay reads of a pool: baselines evaluated first and their accuracies."""
+
+    def __init__(self, val, baselines):
+        self.val, self.baselines = np.asarray(val, dtype=np.float64), list(baselines)
+
+    def __len__(self):
+        return self.val.size
+
+
+def _ucb_by_hand(emb, idx, y, kappa):
+    """mean + kappa * std of the Gaussian process the replay documents (Matern 5/2 with a
+    constant and a white-noise term, normalised targets), fitted here on its own."""
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+
+    gp = GaussianProcessRegressor(
+        kernel=ConstantKernel(1.0) * Matern(length_scale=1.0, nu=2.5) + WhiteKernel(1e-3),
+        normalize_y=True, random_state=0).fit(emb[idx], y)
+    mean, std = gp.predict(emb, return_std=True)
+    return mean, mean + kappa * std
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("workers", [1, 2])
+def test_gp_ucb_chooses_the_highest_upper_bound_not_the_highest_mean(workers):
+    from aquasurf_fast.bench import replay as replay_module
+
+    rng = np.random.default_rng(0)
+    # Twelve evaluated classes along a line, accuracy rising to the right; unevaluated ones among
+    # them, and two far away where the process knows least.
+    evaluated = np.column_stack([np.linspace(0, 3, 12), rng.normal(0, 0.05, 12)])
+    near = np.column_stack([np.linspace(0.1, 3.1, 6), rng.normal(0, 0.05, 6)])
+    far = np.array([[3.0, 6.0], [-4.0, -4.0]])
+    emb = np.vstack([evaluated, near, far]).astype(np.float32)
+    val = np.concatenate([0.5 + 0.1 * evaluated[:, 0], np.zeros(8)])
+    pool = _LinePool(val, range(12))
+    chosen = replay_module._run_gp_trial(pool, emb, 13, 0, workers, np.random.default_rng(1))
+    assert list(chosen[:12]) == list(range(12))
+    known = np.arange(12 - (workers - 1))  # the last baseline's result is not in yet
+    mean, ucb = _ucb_by_hand(emb.astype(np.float64), known, val[known], replay_module.UCB_KAPPA)
+    ucb[:12] = mean[:12] = -np.inf  # evaluated or pending: never chosen again
+    assert chosen[12] == int(np.argmax(ucb))
+    assert int(np.argmax(mean)) != chosen[12]  # a greedy choice would differ: the rule is seen
