@@ -173,9 +173,10 @@ class SchemaSpace(Sequence):
         index = np.asarray(indices, dtype=np.int64).reshape(-1)
         if self._size > 2 ** 62:  # beyond int64 arithmetic: one at a time, in Python integers
             return [self[int(i)] for i in index]
+        given = index
         index = np.where(index < 0, index + self._size, index)
         if index.size and not (0 <= index.min() and index.max() < self._size):
-            bad = index[(index < 0) | (index >= self._size)][0]
+            bad = given[(index < 0) | (index >= self._size)][0]
             raise IndexError(f"index {bad} out of range for a space of {self._size} names")
         fields = []
         for ops in reversed(self._digits):

@@ -58,7 +58,7 @@ class SchemaSource:
                 f"{len(self.space.binary)} binary, {len(self.space.nary)} n-ary operators)")
 
     def names(self, indices: Sequence[int]) -> List[str]:
-        return [self.space[int(i)] for i in indices]
+        return self.space.names(indices)
 
     def index(self, name: str) -> Optional[int]:
         """The name's index, or None when it is not in the space (a malformed name raises)."""

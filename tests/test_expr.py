@@ -103,6 +103,16 @@ def test_schema_space_indexes_without_building_names():
         space[len(space)]
 
 
+def test_schema_space_decodes_many_indices_at_once_as_one_at_a_time():
+    space = aq.SchemaSpace("n-ary(binary(unary(x),x),unary(unary(x)),x)", unary=aq.BENCHMARK_UNARY_OPS)
+    indices = [0, 1, 26, 27, 12345, len(space) - 1, -1, -len(space)]
+    assert space.names(indices) == [space[i] for i in indices]
+    assert space.names([]) == []
+    for bad in (len(space), -len(space) - 1):
+        with pytest.raises(IndexError, match=str(bad)):
+            space.names([0, bad])
+
+
 def test_schema_with_wrong_operator_kind_is_refused():
     with pytest.raises(ValueError, match="not a unary operator"):
         aq.SchemaSpace("unary(x)", unary=["add"])

@@ -5,6 +5,8 @@ import os
 import random
 import sqlite3
 
+import numpy as np
+
 import aquasurf_fast as aq
 from search_helpers import fake_score, make_study
 
@@ -14,7 +16,9 @@ def recount(study) -> dict:
     rows = dict(study.store.query("SELECT status, count(*) FROM classes GROUP BY status"))
     out = {s: int(rows.get(s, 0)) for s in ("pending", "running", "done", "failed")}
     out["classes"] = int(study.store.query("SELECT count(*) FROM classes")[0][0])
-    out["names"] = int(study.store.query("SELECT count(*) FROM functions")[0][0])
+    out["names"] = int(study.store.query("SELECT count(*) FROM functions")[0][0]) + sum(
+        int(np.count_nonzero(np.frombuffer(blob, dtype="<i4")))
+        for blob, in study.store.query("SELECT class_ids FROM space_classes"))
     return out
 
 
@@ -61,10 +65,11 @@ def test_counts_equal_a_recount_after_concurrent_processes(tmp_path):
 
 
 def drop_counts(path) -> None:
-    """Make ``path`` a file as written before the counts existed."""
+    """Make ``path`` a file as written before the counts and partial indexes existed."""
     conn = sqlite3.connect(path)
     for name, kind in conn.execute("SELECT name, type FROM sqlite_master WHERE name LIKE "
-                                   "'%counted%' OR name = 'counts'").fetchall():
+                                   "'%counted%' OR name IN ('counts', 'classes_explicit', "
+                                   "'classes_baselines')").fetchall():
         conn.execute(f"DROP {kind.upper()} {name}")
     conn.commit()
     conn.close()
@@ -81,6 +86,8 @@ def test_a_file_without_counts_gets_them_counted(tmp_path):
     study = aq.Study(path)
     assert kept(study) == recount(study)
     assert kept(study)["done"] == 3 and kept(study)["running"] == 1
+    plan = study.store.query("EXPLAIN QUERY PLAN SELECT id FROM classes WHERE baseline = 1")
+    assert "classes_baselines" in plan[0][3]
     assert study.store.query("PRAGMA user_version")[0][0] == 2  # readable by earlier versions
 
 
@@ -102,3 +109,26 @@ def test_writes_that_know_nothing_of_the_counts_keep_them_right(tmp_path):
     counts = kept(study)
     assert counts == recount(study)
     assert (counts["done"], counts["running"], counts["failed"]) == (2, 1, 1)
+
+
+def schema_study(path, monkeypatch, bulk: bool):
+    from aquasurf_fast.study.store import classes
+
+    monkeypatch.setattr(classes, "BULK_MIN_ROWS", 0 if bulk else 10**9)
+    study = aq.Study(str(path), baselines=["relu", "tanh"])
+    study.add_schema("binary(unary(x),unary(x))", unary=aq.BENCHMARK_UNARY_OPS)
+    return study
+
+
+def test_a_bulk_insert_writes_what_row_by_row_inserts_write(tmp_path, monkeypatch):
+    """A space inserted with its indexes and insert trigger set aside gives the same rows, the
+    same indexes and triggers, and right counts."""
+    bulk = schema_study(tmp_path / "bulk.db", monkeypatch, bulk=True)
+    rows = schema_study(tmp_path / "rows.db", monkeypatch, bulk=False)
+    table = "SELECT * FROM classes ORDER BY id"
+    assert bulk.store.query(table) == rows.store.query(table)
+    schema = "SELECT type, name, sql FROM sqlite_master ORDER BY name"
+    assert bulk.store.query(schema) == rows.store.query(schema)
+    assert kept(bulk) == recount(bulk) == kept(rows)
+    plan = bulk.store.query("EXPLAIN QUERY PLAN SELECT id FROM classes WHERE out_hash = x'00'")
+    assert "INDEX classes_out_hash" in plan[0][3]

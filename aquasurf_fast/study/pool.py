@@ -48,8 +48,10 @@ class FisherPool:
     def _ensure_projections(self) -> None:
         """Coordinates for classes that were added with features but before the study had a
         projection (the projection is fitted on them when there is none)."""
+        # Only explicit and pool classes get output features after they are added.
         rows = self.store.query("SELECT id, out_feat FROM classes WHERE out_finite = 1 AND "
-                                "projection IS NULL AND out_feat IS NOT NULL")
+                                "projection IS NULL AND out_feat IS NOT NULL AND "
+                                + self.store.CHANGEABLE)
         if not rows:
             return
         feats = np.stack([from_blob(blob) for _, blob in rows])
@@ -64,9 +66,13 @@ class FisherPool:
         ``n`` is None, else ``n`` (default ``DEFAULT_POOL``) chosen to cover the output-feature
         space. Classes whose Fisher features failed do not count, so calling it again after
         featurizing tops the pool up; a larger ``n`` adds to it. Returns how many joined."""
-        n_finite = int(self.store.query("SELECT count(*) FROM classes WHERE out_finite = 1")[0][0])
         if n is not None and n < 0:
             raise StudyError(f"the pool size must be >= 0, got {n}")
+        # Counted up to one past what the choice below compares with: exact up to there, and a
+        # space of millions is not read through.
+        n_finite = int(self.store.query(
+            "SELECT count(*) FROM (SELECT 1 FROM classes WHERE out_finite = 1 LIMIT ?)",
+            ((ALL_UP_TO if n is None else n) + 1,))[0][0])
         target = (n_finite if n_finite <= ALL_UP_TO else DEFAULT_POOL) if n is None else n
         for _ in range(ROUND_TRIES):
             state = self.store.pool_state()

@@ -7,6 +7,7 @@ pool is chosen by (``surrogate.coverage.Projection``).
 """
 from __future__ import annotations
 
+import itertools
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -15,7 +16,7 @@ from ..surrogate.coverage import SAMPLE, Projection, probe_subset
 from ..defaults import expression_name
 from ..expr import ParseError
 from ..spaces import CHUNK, NamesFileSource, SchemaSource, name_hash
-from .store import StudyError, to_blob
+from .store import StudyError
 
 PROJECTION_KEY = "projection_basis"
 
@@ -55,6 +56,38 @@ class _Fingerprints:
             return np.zeros(len(keys), dtype=np.int64)
         pos = np.minimum(np.searchsorted(self.keys, keys), self.keys.size - 1)
         return np.where(self.keys[pos] == keys, self.ids[pos], 0)
+
+
+def _projection_blobs(projection: Optional[Projection], names: Sequence[str],
+                      finite: np.ndarray) -> List[Optional[bytes]]:
+    """The stored coordinates (float32 bytes) of classes by their representatives' names: None
+    for a class whose outputs are not finite, and for all without a projection."""
+    from ..kernels import evaluate
+
+    blobs: List[Optional[bytes]] = [None] * len(names)
+    rows = np.flatnonzero(finite).tolist()
+    if projection is None or not rows:
+        return blobs
+    coords = np.ascontiguousarray(projection.transform(
+        evaluate([names[k] for k in rows], probe_subset())), dtype="<f4")
+    for k, blob in zip(rows, coords.view(f"V{coords.itemsize * coords.shape[1]}").ravel().tolist()):
+        blobs[k] = blob
+    return blobs
+
+
+def _one_ahead(fn, items):
+    """``fn(item)`` for each item in order, the next one computed in a thread while the caller
+    uses the current: the classes' names and coordinates (numpy and the engine, which release
+    the GIL) are prepared while SQLite inserts the previous chunk."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    items = list(items)
+    with ThreadPoolExecutor(max_workers=1) as ex:
+        ahead = ex.submit(fn, items[0]) if items else None
+        for k in range(len(items)):
+            current = ahead.result()
+            ahead = ex.submit(fn, items[k + 1]) if k + 1 < len(items) else None
+            yield current
 
 
 class SpaceBuilder:
@@ -137,7 +170,7 @@ class SpaceBuilder:
         n_members = np.bincount(sc.class_of[~held], minlength=sc.n_classes)
         study_ids = self._insert_space_classes(
             source, keys, sc.finite, n_members, projection, progress,
-            rep_names=lambda lo, hi: source.names(sc.representatives[lo:hi]),
+            rep_names=lambda rows: source.names(sc.representatives[rows]),
             rep_index=sc.representatives,
             finish=lambda c, space_id, ids: self.store.put_class_ids(
                 c, space_id, 0, np.where(held, 0, ids[sc.class_of])))
@@ -233,7 +266,7 @@ class SpaceBuilder:
 
         study_ids = self._insert_space_classes(
             source, b"".join(keys), finite_arr, np.bincount(engine_ids, minlength=len(reps)),
-            self.projection(sample), progress, rep_names=lambda lo, hi: reps[lo:hi],
+            self.projection(sample), progress, rep_names=lambda rows: [reps[i] for i in rows],
             rep_index=np.array(rep_lines, dtype=np.int64), finish=finish)
         added = self.add_functions([])  # the baselines
         self.store.bump_features_version()
@@ -245,9 +278,8 @@ class SpaceBuilder:
         """Insert a space's classes (merging those already in the study) in chunks, then
         ``finish(c, space_id, ids)`` (storing each name's class), all in one transaction: a space is
         added whole or not at all. Returns the space id, the study class id of each of the space's
-        classes and how many are new. ``keys``: the classes' 16-byte fingerprints, concatenated."""
-        from ..kernels import evaluate
-
+        classes and how many are new. ``keys``: the classes' 16-byte fingerprints, concatenated;
+        ``rep_names(rows)``: the representatives' names of the classes at positions ``rows``."""
         n = len(finite)
         found = _Fingerprints(self.store).find(np.frombuffer(keys, dtype="S16"))
         bar = None
@@ -255,7 +287,6 @@ class SpaceBuilder:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=n, desc="classes", unit="class")
-        subset = probe_subset()
         with self.store.transaction() as c:
             space_id = self.store.add_space(c, source)
             next_id = int(c.execute("SELECT coalesce(max(id), 0) + 1 FROM classes").fetchone()[0])
@@ -263,27 +294,28 @@ class SpaceBuilder:
             new = (found == 0) & (n_members > 0)
             ids = np.where(new, 0, found)
             ids[new] = next_id + np.arange(int(new.sum()))
-            for lo in range(0, n, CHUNK):
-                hi = min(n, lo + CHUNK)
-                names = rep_names(lo, hi)
-                fin = finite[lo:hi]
-                coords = np.zeros((hi - lo, 0), dtype=np.float32)
-                if projection is not None and fin.any():
-                    coords = np.zeros((hi - lo, projection.basis.shape[0] - 1), dtype=np.float32)
-                    rows = np.flatnonzero(fin)
-                    coords[rows] = projection.transform(evaluate([names[k] for k in rows], subset))
-                c.executemany(
-                    "INSERT INTO classes (id, canonical, n_members, out_hash, out_finite, space_id, "
-                    "rep_index, projection) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(int(ids[lo + k]), names[k], int(n_members[lo + k]),
-                      keys[16 * (lo + k):16 * (lo + k + 1)], int(fin[k]), space_id, int(rep_index[lo + k]),
-                      to_blob(coords[k]) if fin[k] and coords.shape[1] else None)
-                     for k in np.flatnonzero(new[lo:hi])])
-                c.executemany("UPDATE classes SET n_members = n_members + ? WHERE id = ?",
-                              [(int(n_members[lo + k]), int(ids[lo + k]))
-                               for k in np.flatnonzero(found[lo:hi] != 0)])
-                if bar is not None:
-                    bar.update(hi - lo)
+            key_of = np.frombuffer(keys, dtype="V16")  # .tolist() gives each key's 16 bytes
+            with self.store.bulk_insert(c, next_id, int(new.sum())):
+                def prepare(lo):
+                    # Only new classes need a name and coordinates.
+                    rows = lo + np.flatnonzero(new[lo:lo + CHUNK])
+                    names = rep_names(rows)
+                    return rows, names, _projection_blobs(projection, names, finite[rows])
+
+                starts = range(0, n, CHUNK)
+                for lo, (rows, names, blobs) in zip(starts, _one_ahead(prepare, starts)):
+                    hi = min(n, lo + CHUNK)
+                    c.executemany(
+                        "INSERT INTO classes (id, canonical, n_members, out_hash, out_finite, "
+                        "space_id, rep_index, projection) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        zip(ids[rows].tolist(), names, n_members[rows].tolist(),
+                            key_of[rows].tolist(), finite[rows].astype(int).tolist(),
+                            itertools.repeat(space_id), rep_index[rows].tolist(), blobs))
+                    merged = lo + np.flatnonzero(found[lo:hi] != 0)
+                    c.executemany("UPDATE classes SET n_members = n_members + ? WHERE id = ?",
+                                  zip(n_members[merged].tolist(), ids[merged].tolist()))
+                    if bar is not None:
+                        bar.update(hi - lo)
             finish(c, space_id, ids.astype(np.int32))
             self.store.log(c, "add_space", detail=source.describe())
         if bar is not None:

@@ -8,6 +8,7 @@ one row of ``classes`` with its fingerprint, and two classes with equal fingerpr
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
@@ -16,6 +17,12 @@ import numpy as np
 
 from ...spaces import CHUNK, name_hash, source_from_row
 from .database import StudyError, fingerprints, to_blob
+
+# Set aside while a space inserts more classes than the study holds: the status and fingerprint
+# indexes (rebuilt by one sort each, instead of millions of inserts at random places) and the insert
+# trigger (its counting is done once, for all the rows).
+BULK_SET_ASIDE = ("classes_status", "classes_out_hash", "classes_counted_insert")
+BULK_MIN_ROWS = 10_000  # below this, setting them aside saves less than it costs
 
 
 class ClassTables:
@@ -114,6 +121,29 @@ class ClassTables:
             )
 
     # -- spaces ------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def bulk_insert(self, c: sqlite3.Connection, first_id: int, n_rows: int):
+        """Inside the transaction ``c``, around inserting ``n_rows`` classes with ids from
+        ``first_id`` on: when they outnumber the classes present, the indexes and the trigger of
+        ``BULK_SET_ASIDE`` are dropped first and made again after, from their own stored
+        definitions, and the new rows are counted by status. Readers see either state whole."""
+        n_present = int(c.execute("SELECT count(*) FROM classes WHERE id < ?", (first_id,)).fetchone()[0])
+        if n_rows <= max(n_present, BULK_MIN_ROWS):
+            yield
+            return
+        marks = ",".join("?" * len(BULK_SET_ASIDE))
+        saved = c.execute(f"SELECT type, name, sql FROM sqlite_master WHERE name IN ({marks})",
+                          BULK_SET_ASIDE).fetchall()
+        for kind, name, _ in saved:
+            c.execute(f"DROP {kind.upper()} {name}")
+        yield
+        for kind, name, sql in saved:
+            c.execute(sql)
+        if any(name == "classes_counted_insert" for _, name, _ in saved):
+            c.executemany("UPDATE counts SET n = n + ? WHERE key = ?", [
+                (n, status) for status, n in c.execute(
+                    "SELECT status, count(*) FROM classes WHERE id >= ? GROUP BY status", (first_id,))])
 
     def add_space(self, c: sqlite3.Connection, source) -> int:
         return c.execute("INSERT INTO spaces (kind, source, ops, digest, n_names) "
@@ -254,9 +284,31 @@ class ClassTables:
 
     def projections(self) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(class ids, coordinates [n, DIMS], in pool) of every class with finite outputs that has
-        coordinates."""
-        rows = self.query("SELECT id, projection, pool IS NOT NULL FROM classes "
-                          "WHERE out_finite = 1 AND projection IS NOT NULL ORDER BY id")
-        ids = np.array([r[0] for r in rows], dtype=np.int64)
-        coords = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), -1)
-        return ids, coords, np.array([bool(r[2]) for r in rows], dtype=bool)
+        coordinates. The ids and coordinates of a large space take seconds to read, and the pool
+        reads them at every round, so they are kept while ``projections_key`` is unchanged; the
+        pool membership is read each time from the pool's index."""
+        key = self.projections_key()
+        cached = self.__dict__.get("_projections")
+        if cached is None or cached[0] != key:
+            rows = self.query("SELECT id, projection FROM classes "
+                              "WHERE out_finite = 1 AND projection IS NOT NULL ORDER BY id")
+            ids = np.array([r[0] for r in rows], dtype=np.int64)
+            coords = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), -1)
+            cached = self.__dict__["_projections"] = (key, ids, coords)
+        _, ids, coords = cached
+        pool = np.array([r[0] for r in self.query("SELECT id FROM classes WHERE pool IS NOT NULL")],
+                        dtype=np.int64)
+        return ids, coords, np.isin(ids, pool)
+
+    # The classes whose finiteness or coordinates may change after they are added: the explicit
+    # ones and those of the pool (the only ones that get output features later).
+    CHANGEABLE = ("id IN (SELECT id FROM classes WHERE space_id IS NULL UNION "
+                  "SELECT id FROM classes WHERE pool IS NOT NULL)")
+
+    def projections_key(self) -> tuple:
+        """Changes whenever the classes with coordinates may have: classes added (their count and
+        largest id), or a changeable class given output features or coordinates."""
+        n_classes = sum(v for k, v in self.counts().items() if k != "functions")
+        return (n_classes, *self.query(
+            "SELECT (SELECT max(id) FROM classes), count(*), total(out_finite), "
+            f"total(projection IS NULL) FROM classes WHERE {self.CHANGEABLE}")[0])

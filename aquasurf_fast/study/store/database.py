@@ -19,7 +19,8 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from .schema import APPLICATION_ID, COUNTERS, COUNTS_TABLE, CREATE, SCHEMA_VERSION, TABLES, UPGRADE_1_TO_2
+from .schema import (APPLICATION_ID, COUNTERS, COUNTS_TABLE, CREATE, PARTIAL_INDEXES, SCHEMA_VERSION,
+                     TABLES, UPGRADE_1_TO_2)
 
 BUSY_TIMEOUT_MS = 60_000
 CACHE_KB = 256 * 1024
@@ -86,7 +87,7 @@ class Database:
                 self._check_identity()
             else:
                 self._create(meta or {})
-            self._add_counts()
+            self._add_counts_and_indexes()
             self.conn.execute("PRAGMA journal_mode = WAL")
             # FULL: a committed result survives a power cut too, at one fsync per commit (cheap
             # next to a training run).
@@ -140,17 +141,23 @@ class Database:
             c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             self.log(c, "upgrade", detail=json.dumps({"from": 1, "to": SCHEMA_VERSION}))
 
-    def _add_counts(self) -> None:
+    def _add_counts_and_indexes(self) -> None:
         """Give a file without them (a new one, or one written before they existed) the counts
-        kept by triggers (``schema.COUNTERS``), counted once from the tables."""
-        sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
-        if self.conn.execute(sql, (COUNTS_TABLE,)).fetchone():
+        kept by triggers (``schema.COUNTERS``), counted once from the tables, and the partial
+        indexes (``schema.PARTIAL_INDEXES``)."""
+        wanted = [COUNTS_TABLE, *PARTIAL_INDEXES]
+        sql = f"SELECT name FROM sqlite_master WHERE name IN ({','.join('?' * len(wanted))})"
+        if len(self.conn.execute(sql, wanted).fetchall()) == len(wanted):
             return
         with self.transaction() as c:
-            if c.execute(sql, (COUNTS_TABLE,)).fetchone():
-                return  # another process added them meanwhile
-            for statement in COUNTERS:
-                c.execute(statement)
+            # Read again under the lock: another process may have added some meanwhile.
+            present = {name for name, in c.execute(sql, wanted)}
+            if COUNTS_TABLE not in present:
+                for statement in COUNTERS:
+                    c.execute(statement)
+            for name, statement in PARTIAL_INDEXES.items():
+                if name not in present:
+                    c.execute(statement)
 
     def counts(self) -> Dict[str, int]:
         """Classes by status ("pending", "running", "done", "failed") and explicit names

@@ -131,7 +131,14 @@ COUNTERS = [
     "UNION ALL SELECT 'failed') AS s",
     "INSERT INTO counts (key, n) SELECT 'functions', count(*) FROM functions",
 ]
-CLASSES_INSERT_TRIGGER = COUNTERS[1]
+
+# Partial indexes over the classes that are not of a space (explicit names) and over the baselines:
+# the featurizer and the pool read these few classes of a space of millions without reading every
+# class. Added to files without them like the counts (older versions keep them up to date too).
+PARTIAL_INDEXES = {
+    "classes_explicit": "CREATE INDEX classes_explicit ON classes (id) WHERE space_id IS NULL",
+    "classes_baselines": "CREATE INDEX classes_baselines ON classes (id) WHERE baseline = 1",
+}
 
 # Version 1 -> 2: the space tables and the new class columns. Version 1 fingerprints were SHA-1
 # hex strings of the feature bytes; they are recomputed as the engine's 128-bit fingerprints from
