@@ -14,6 +14,7 @@ from aquasurf_fast.bench.replay import STRATEGIES, make_pool, replay
 from aquasurf_fast.tasks import TaskEvaluator
 
 from bench_helpers import FAKE_TASK, LAYOUT, synthetic_rows, write_rows
+from image_helpers import assert_png_drawn
 from search_helpers import make_study
 
 SPACE = ["max(relu(x),tanh(x))", "mul(x,sigmoid(x))", "min(x,abs(x))", "add(elu(x),softsign(x))",
@@ -315,8 +316,7 @@ def test_cli_replay_and_build(tmp_path, capsys, synthetic):
                  "--budget", "20", "--embeddings", "1", "--out", str(tmp_path), "--no-progress"])
     out = capsys.readouterr().out
     assert code == 0 and "| paper |" in out and "| random |" in out and "top-1%" in out
-    with open(tmp_path / "replay.png", "rb") as f:
-        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert_png_drawn(tmp_path / "replay.png")
 
     assert main(["bench", "info", path]) == 0
     out = capsys.readouterr().out
