@@ -6,7 +6,7 @@ this script starts and stops itself.
 
 It first checks that both give the same features, validity and reasons (bit for bit), then warms
 up, then reports the median candidates per second of repeats and the ratios: batched over one at a
-time, busy over idle.
+time, busy over idle; and the CPU time per candidate of the idle runs.
 
     python benchmarks/bench_batched.py [--classes 64] [--repeats 3] [--device cpu]
     python benchmarks/bench_batched.py --cases mnist1d --classes 32
@@ -68,14 +68,17 @@ def check_same(build, names, x, y, device) -> int:
 
 
 def rate(build, names, x, y, per_pass, device, repeats, max_seconds):
-    """Median candidates per second after a warm-up run, and the number of timed runs."""
+    """Median candidates per second after a warm-up run, and the median CPU milliseconds of this
+    process per candidate (all its threads; the spinners are other processes): the work done,
+    which other load on a shared machine changes far less than the wall time."""
     run(build, names[:4], x, y, per_pass, device)
-    times = []
+    times, cpu = [], []
     while len(times) < repeats and sum(times) < max_seconds:
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         run(build, names, x, y, per_pass, device)
         times.append(time.perf_counter() - start)
-    return len(names) / statistics.median(times), len(times)
+        cpu.append(time.process_time() - start_cpu)
+    return len(names) / statistics.median(times), 1e3 * statistics.median(cpu) / len(names)
 
 
 def main():
@@ -101,12 +104,12 @@ def main():
         n_valid = check_same(build, names[:n], x, y, args.device)
         print(f"{name}: {n} classes ({n_valid} valid), batched features identical to one at a time")
     loads = ("idle",) if args.no_busy else ("idle", "busy")
-    rates = {}
+    rates, cpu_ms = {}, {}
     for load in loads:
         with BusyCores(args.busy if load == "busy" else 0):
             for name, build, x, y, n in todo:
                 for mode, per_pass in MODES.items():
-                    rates[name, mode, load], _ = rate(
+                    rates[name, mode, load], cpu_ms[name, mode, load] = rate(
                         build, names[:n], x, y, per_pass, args.device, args.repeats, args.max_seconds)
     rows = []
     for name, *_ in todo:
@@ -115,10 +118,12 @@ def main():
         rows.append([name, f"{r[one, 'idle']:.2f}", f"{r[many, 'idle']:.2f}",
                      f"{r[many, 'idle'] / r[one, 'idle']:.2f}x", f"{r[one, 'busy']:.2f}",
                      f"{r[many, 'busy']:.2f}", f"{r[many, 'busy'] / r[one, 'busy']:.2f}x",
-                     f"{r[one, 'busy'] / r[one, 'idle']:.2f}", f"{r[many, 'busy'] / r[many, 'idle']:.2f}"])
+                     f"{r[one, 'busy'] / r[one, 'idle']:.2f}", f"{r[many, 'busy'] / r[many, 'idle']:.2f}",
+                     f"{cpu_ms[name, one, 'idle']:.1f}", f"{cpu_ms[name, many, 'idle']:.1f}"])
     print_table(f"fisher_features_for, candidates per second (median of timed runs); busy: {args.busy} "
                 "spinning processes", ["case", "one idle", "batched idle", "ratio", "one busy",
-                                       "batched busy", "ratio", "one busy/idle", "batched busy/idle"], rows)
+                                       "batched busy", "ratio", "one busy/idle", "batched busy/idle",
+                                       "one CPU ms", "batched CPU ms"], rows)
     print(f"load average after the run {os.getloadavg()[0]:.1f}")
 
 

@@ -1,5 +1,6 @@
 """Fisher-spectrum features (SPEC section 4): ``fisher_spectrum`` and ``fisher_features`` in
-``spectrum``, a layer's K-FAC factors in ``factors``, attention's projections in ``attention``.
+``spectrum``, a layer's K-FAC factors in ``factors``, attention's projections in ``attention``;
+many candidates per forward/backward pass in ``batched``, on models built by ``stacked``.
 
 Importing this subpackage imports torch.
 """

@@ -472,8 +472,9 @@ def fisher_features_for(build, fns, inputs, targets, loss=None, labels="given", 
     reasons list[str])``; rows of failed functions are NaN and their reason says why ('' when ok).
     The data is moved to ``device`` once and the first layer's input factor is decomposed once.
     ``threads`` as in ``fisher_spectrum``, decided on the first model built and held for all
-    candidates: candidates run one after another, each on one thread when the model is small;
-    several at once come from worker processes (``Study.featurize`` with an executor).
+    candidates: each pass runs on one thread when the model is small, and on the CPU passes run
+    side by side up to the caller's thread limit (``thread_limit``; the usable cores outside one);
+    worker processes add more (``Study.featurize`` with an executor).
     ``candidates_per_pass``: how many candidates share one forward/backward pass, stacked along
     the batch (``fisher.batched``; the same features). "auto" fits as many as the model's memory
     use allows; 1 runs them one at a time, as do models that mix the samples of a batch.
