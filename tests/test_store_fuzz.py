@@ -102,11 +102,7 @@ class StoreInterleavings(RuleBasedStateMachine):
         if not keep:
             self.held[worker].remove(claim)
 
-    @rule(worker=st.integers(0, N_WORKERS - 1), pick=st.integers(0, 100))
-    def fail(self, worker, pick):
-        if not self.held[worker]:
-            return
-        claim = self._claim(worker, pick)
+    def _fail(self, worker, claim):
         self.held[worker].remove(claim)
         ignored = self.status[claim] == "done" or (
             self.token[claim] is not None and self.token[claim] != claim.token)
@@ -120,11 +116,7 @@ class StoreInterleavings(RuleBasedStateMachine):
         self.status[claim], self.token[claim] = want, None
         self.expired.discard(str(claim))
 
-    @rule(worker=st.integers(0, N_WORKERS - 1), pick=st.integers(0, 100))
-    def release(self, worker, pick):
-        if not self.held[worker]:
-            return
-        claim = self._claim(worker, pick)
+    def _release(self, worker, claim):
         self.held[worker].remove(claim)
         current = self._current(claim)
         assert self.workers[worker].release([claim]) == int(current)
@@ -132,28 +124,27 @@ class StoreInterleavings(RuleBasedStateMachine):
             self.status[claim], self.token[claim] = "pending", None
             self.expired.discard(str(claim))
 
-    @rule(worker=st.integers(0, N_WORKERS - 1), pick=st.integers(0, 100))
-    def renew(self, worker, pick):
-        if not self.held[worker]:
-            return
-        claim = self._claim(worker, pick)
+    def _renew(self, worker, claim):
         current = self._current(claim)
         assert self.workers[worker].renew([claim]) == int(current)
         if current:
             self.expired.discard(str(claim))  # renewed before anyone saw the lease end
 
-    @rule(worker=st.integers(0, N_WORKERS - 1), pick=st.integers(0, 100))
-    def expire(self, worker, pick):
+    def _expire(self, worker, claim):
         """The lease of a claim ends, as when its worker hangs past ``lease_s``."""
-        if not self.held[worker]:
-            return
-        claim = self._claim(worker, pick)
         with sqlite3.connect(self.workers[0].path) as db:
             db.execute("UPDATE classes SET lease_until = 0 WHERE claim_token = ? AND "
                        "status = 'running'", (claim.token,))
         db.close()
         if self._current(claim):
             self.expired.add(str(claim))
+
+    @rule(worker=st.integers(0, N_WORKERS - 1), pick=st.integers(0, 100),
+          action=st.sampled_from(["fail", "release", "renew", "expire"]))
+    def act_on_a_claim(self, worker, pick, action):
+        """A worker fails, releases, renews or outlives one of its claims, current or stale."""
+        if self.held[worker]:
+            getattr(self, f"_{action}")(worker, self._claim(worker, pick))
 
     @invariant()
     def the_file_agrees_with_the_model(self):
