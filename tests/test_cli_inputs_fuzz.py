@@ -7,7 +7,7 @@ import os
 import shutil
 import tempfile
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 import aquasurf_fast as aq
 from aquasurf_fast.cli import main
@@ -61,6 +61,7 @@ def expected_names_error(data: bytes):
 @settings(max_examples=120, deadline=None, suppress_health_check=FIXTURES_OK)
 @given(st.lists(NAME_LINES, min_size=0, max_size=6), st.sampled_from(["\n", "\r\n"]),
        st.one_of(st.none(), st.tuples(st.integers(0, 6), BAD_BYTES)))
+@example(lines=["relu(x)", "tanh(x)"], newline="\n", bad=(1, b"\xff"))  # found: no file:line
 def test_a_names_file_makes_a_study_or_one_error_at_its_line(capsys, lines, newline, bad):
     data = newline.join(lines).encode("utf-8", "surrogatepass")
     if bad is not None:
@@ -132,6 +133,7 @@ def expected_task_error(source, blocks, starts):
 @given(st.lists(st.sampled_from(sorted(GOOD)), max_size=6),
        st.lists(st.tuples(st.integers(0, 6), st.sampled_from(range(len(BAD)))), max_size=2),
        st.booleans())
+@example(good=["build", "fisher_batch", "train_eval"], bad=[(0, 6)], bad_resources=False)
 def test_a_task_file_makes_a_study_or_one_error_at_its_line(capsys, good, bad, bad_resources):
     blocks = [GOOD["import"]] + [GOOD[k] for k in good]
     if bad_resources:

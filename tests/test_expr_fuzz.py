@@ -4,7 +4,7 @@ text. Never another exception, never a hang (each case has a deadline)."""
 import re
 
 import numpy as np
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 import aquasurf_fast as aq
 
@@ -70,6 +70,10 @@ def test_random_trees_round_trip_through_their_canonical_name(tree, data):
 
 @FUZZ
 @given(st.text(st.characters(exclude_categories=()), max_size=60))
+# Found by this test: a UnicodeDecodeError, a message cut at a NUL, a TypeError.
+@example("\x80")
+@example("relu(x\x00)")
+@example("relu(\ud800)")
 def test_any_text_parses_or_is_one_parse_error(text):
     parsed_or_parse_error(text)  # surrogates, NUL, control and non-ASCII characters included
 
