@@ -134,3 +134,35 @@ def test_cli_device_cuda_without_a_gpu_is_one_line_before_any_work(capsys, tmp_p
 def _files(folder):
     """The files in ``folder``, less SQLite's -wal and -shm companions, which come and go."""
     return sorted(f for f in os.listdir(folder) if not f.endswith(("-wal", "-shm")))
+
+
+def test_cli_training_options_reach_train_eval(capsys, tmp_path, monkeypatch):
+    path = tmp_path / "task.py"
+    path.write_text(textwrap.dedent("""
+        import os
+        import torch
+        def build(activation):
+            return torch.nn.Sequential(torch.nn.Linear(4, 300), activation, torch.nn.Linear(300, 2))
+        def fisher_batch():
+            return torch.randn(16, 4), torch.randint(0, 2, (16,))
+        def train_eval(activation, device="auto", epochs=100, amp=False, data_dir=None):
+            return {"val_acc": 0.5, "on_cpu": float(device == "cpu"), "epochs": float(epochs),
+                    "amp": float(amp), "data_dir_set": float(data_dir == os.environ.get("WANT"))}
+    """))
+    study = str(tmp_path / "s.db")
+    assert main(["init", study, "--task", str(path), "--schema", "unary(x)", "--unary",
+                 "relu,tanh", "--baselines", "relu", "--no-progress"]) == 0
+    assert main(["featurize", study, "--device", "cpu", "--no-progress"]) == 0
+    monkeypatch.setenv("WANT", str(tmp_path))
+    before = os.environ.get("AQUASURF_DATA")
+    assert main(["search", study, "--budget", "2", "--workers", "0", "--device", "cpu",
+                 "--epochs", "3", "--amp", "--data-dir", str(tmp_path), "--no-progress"]) == 0
+    assert os.environ.get("AQUASURF_DATA") == before  # --data-dir holds for the command only
+    capsys.readouterr()
+    from aquasurf_fast.study import Study
+
+    with Study(study) as s:
+        metrics = [r["metrics"] for r in s.results(members=False) if r["status"] == "done"]
+    assert len(metrics) == 2
+    for m in metrics:
+        assert (m["on_cpu"], m["epochs"], m["amp"], m["data_dir_set"]) == (1.0, 3.0, 1.0, 1.0)
