@@ -26,6 +26,7 @@ ALL_UP_TO = 10_000
 DEFAULT_POOL = 5_000
 GROW_SHORTLIST = 20   # classes per added one that the projection shortlists for the exact distance
 ROUND_TRIES = 10      # times a round is chosen again when other processes keep adding rounds
+TOP_UP_AHEAD = 4      # picks computed per pick needed once a pool is being topped up
 
 
 class FisherPool:
@@ -34,6 +35,7 @@ class FisherPool:
 
     def __init__(self, store, space):
         self.store, self.space = store, space
+        self._farthest_memo = None  # (coordinates, seed, seed rows, picked rows) of the last run
 
     def fill_output_features(self, where: str) -> int:
         """Compute and store the output features of the classes matching ``where`` that lack them."""
@@ -88,8 +90,7 @@ class FisherPool:
                     "SELECT id FROM classes WHERE baseline = 1 AND out_finite = 1")]
                 in_pool |= np.isin(ids, baselines)  # they join in this round
                 seed = int(self.store.meta()["random_state"] if random_state is None else random_state)
-                rows = choose_pool(coords, target - have, np.flatnonzero(in_pool), seed)
-                picks = ids[rows].tolist()
+                picks = ids[self._farthest(coords, in_pool, target - have, seed)].tolist()
             with self.store.transaction() as c:
                 if self.store.pool_state(c) != state:
                     continue  # another process added a round meanwhile: choose again
@@ -105,6 +106,26 @@ class FisherPool:
                         {"round": round_, "added": joined, "how": "coverage", "size": target}))
             return joined
         raise self._busy()
+
+    def _farthest(self, coords: np.ndarray, in_pool: np.ndarray, need: int, seed: int) -> np.ndarray:
+        """Rows of the next ``need`` classes of farthest-point selection from the rows in the pool.
+
+        The selection is greedy, so the picks that follow a pool grown by earlier picks are those
+        that followed them in one longer run. A top-up round (the pool is the last run's pool
+        plus a prefix of its picks) continues that run; a round that must run again after a
+        first one computes ``TOP_UP_AHEAD`` times the picks it needs, for the rounds after it.
+        Each run costs seconds on a space of millions of classes."""
+        seeds = np.flatnonzero(in_pool)
+        memo = self._farthest_memo
+        if memo is not None and memo[0] is coords and memo[1] == seed:
+            start, picks = memo[2], memo[3]
+            m = seeds.size - start.size
+            if 0 <= m and m + need <= picks.size and np.array_equal(
+                    np.union1d(start, picks[:m]), seeds):
+                return picks[m:m + need]
+        picks = choose_pool(coords, need * (1 if memo is None else TOP_UP_AHEAD), seeds, seed)
+        self._farthest_memo = (coords, seed, seeds, picks)
+        return picks[:need]
 
     def _busy(self) -> StudyError:
         return StudyError(f"the Fisher pool changed {ROUND_TRIES} times while a round was being "
@@ -144,14 +165,14 @@ class FisherPool:
         from ..features import output_features
 
         self._ensure_projections()
-        ids, coords, in_pool = self.store.projections()
-        row_of = {int(c): r for r, c in enumerate(ids.tolist())}
+        ids, coords, in_pool = self.store.projections()  # ids ascending
         names = dict(best)
         turns = []
         for class_id, name in best:
-            if class_id not in row_of:
+            row = int(np.searchsorted(ids, class_id))  # not a dict of millions of ids per round
+            if row == ids.size or ids[row] != class_id:
                 continue
-            shortlist = ids[nearest_rows(coords[row_of[class_id]], coords, GROW_SHORTLIST * k, in_pool)]
+            shortlist = ids[nearest_rows(coords[row], coords, GROW_SHORTLIST * k, in_pool)]
             if shortlist.size == 0:
                 continue
             cand = dict(self.store.query("SELECT id, canonical FROM classes WHERE id IN (%s)"

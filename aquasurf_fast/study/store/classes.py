@@ -306,9 +306,9 @@ class ClassTables:
                   "SELECT id FROM classes WHERE pool IS NOT NULL)")
 
     def projections_key(self) -> tuple:
-        """Changes whenever the classes with coordinates may have: classes added (their count and
-        largest id), or a changeable class given output features or coordinates."""
-        n_classes = sum(v for k, v in self.counts().items() if k != "functions")
-        return (n_classes, *self.query(
-            "SELECT (SELECT max(id) FROM classes), count(*), total(out_finite), "
-            f"total(projection IS NULL) FROM classes WHERE {self.CHANGEABLE}")[0])
+        """Changes whenever the classes with coordinates may have: classes added (their number and
+        largest id), or a class's finiteness or coordinates changed (a count kept by a trigger)."""
+        counts = self.counts()
+        n_classes = sum(counts[s] for s in ("pending", "running", "done", "failed"))
+        max_id = self.query("SELECT max(id) FROM classes")[0][0]
+        return n_classes, max_id, counts["coordinates"]

@@ -19,7 +19,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from .schema import (APPLICATION_ID, COUNTERS, COUNTS_TABLE, CREATE, PARTIAL_INDEXES, SCHEMA_VERSION,
+from .schema import (ADDITIONS, APPLICATION_ID, COUNTERS, COUNTS_TABLE, CREATE, SCHEMA_VERSION,
                      TABLES, UPGRADE_1_TO_2)
 
 BUSY_TIMEOUT_MS = 60_000
@@ -143,9 +143,9 @@ class Database:
 
     def _add_counts_and_indexes(self) -> None:
         """Give a file without them (a new one, or one written before they existed) the counts
-        kept by triggers (``schema.COUNTERS``), counted once from the tables, and the partial
-        indexes (``schema.PARTIAL_INDEXES``)."""
-        wanted = [COUNTS_TABLE, *PARTIAL_INDEXES]
+        kept by triggers (``schema.COUNTERS``), counted once from the tables, and the indexes and
+        counters of ``schema.ADDITIONS``."""
+        wanted = [COUNTS_TABLE, *ADDITIONS]
         sql = f"SELECT name FROM sqlite_master WHERE name IN ({','.join('?' * len(wanted))})"
         if len(self.conn.execute(sql, wanted).fetchall()) == len(wanted):
             return
@@ -155,9 +155,10 @@ class Database:
             if COUNTS_TABLE not in present:
                 for statement in COUNTERS:
                     c.execute(statement)
-            for name, statement in PARTIAL_INDEXES.items():
+            for name, statements in ADDITIONS.items():
                 if name not in present:
-                    c.execute(statement)
+                    for statement in statements:
+                        c.execute(statement)
 
     def counts(self) -> Dict[str, int]:
         """Classes by status ("pending", "running", "done", "failed") and explicit names

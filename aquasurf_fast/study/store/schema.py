@@ -132,12 +132,23 @@ COUNTERS = [
     "INSERT INTO counts (key, n) SELECT 'functions', count(*) FROM functions",
 ]
 
-# Partial indexes over the classes that are not of a space (explicit names) and over the baselines:
-# the featurizer and the pool read these few classes of a space of millions without reading every
-# class. Added to files without them like the counts (older versions keep them up to date too).
-PARTIAL_INDEXES = {
-    "classes_explicit": "CREATE INDEX classes_explicit ON classes (id) WHERE space_id IS NULL",
-    "classes_baselines": "CREATE INDEX classes_baselines ON classes (id) WHERE baseline = 1",
+# Added to files without them like the counts, each when the object named by its key is missing
+# (older versions keep them up to date too). Partial indexes over the classes that are not of a
+# space (explicit names) and over the baselines: the featurizer and the pool read these few classes
+# of a space of millions without reading every class. A count of the changes of a class's
+# finiteness or coordinates after it was added: with the number of classes, it tells a process
+# that the coordinates it read are still those of the file.
+ADDITIONS = {
+    "classes_explicit": ["CREATE INDEX classes_explicit ON classes (id) WHERE space_id IS NULL"],
+    "classes_baselines": ["CREATE INDEX classes_baselines ON classes (id) WHERE baseline = 1"],
+    "classes_counted_coordinates": [
+        """CREATE TRIGGER classes_counted_coordinates AFTER UPDATE OF out_finite, projection
+        ON classes WHEN OLD.out_finite IS NOT NEW.out_finite OR OLD.projection IS NOT NEW.projection
+        BEGIN
+            UPDATE counts SET n = n + 1 WHERE key = 'coordinates';
+        END""",
+        "INSERT OR IGNORE INTO counts (key, n) VALUES ('coordinates', 0)",
+    ],
 }
 
 # Version 1 -> 2: the space tables and the new class columns. Version 1 fingerprints were SHA-1
