@@ -19,7 +19,10 @@ class FisherChunkJob:
     """``job("name1 name2 ...") -> (features, ok, reasons)`` for worker processes or Ray tasks.
 
     Carries either a task spec (workers load the task, its model and its Fisher batch themselves)
-    or an explicit ``build``/``inputs``/``targets``, which must then be picklable.
+    or an explicit ``build``/``inputs``/``targets``, which must then be picklable. ``device``
+    None means where explicit ``inputs`` live, and "auto" (a GPU when the worker has one) for the
+    task's own batch, so that every featurization of a study, the search's pool growth
+    included, computes on the same kind of device as ``aquasurf featurize``.
     Each chunk runs on one thread (``thread_limit(1)``), in the driver as in a worker: a chunk is
     many candidates one after another, and several chunks at once (the executor's workers) are
     what uses the cores.
@@ -68,6 +71,8 @@ class FisherChunkJob:
 
         build, inputs, targets = self._model_and_batch()
         device = self.device
+        if device is None and self.inputs is None:
+            device = "auto"
         if isinstance(device, str):  # "auto" means this worker's GPU, which the driver may lack
             from ..devices import resolve_device
 
