@@ -45,7 +45,8 @@ def synthetic_data(n_classes: int, n: int) -> dict:
     gen = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (n, 3, 32, 32), generator=gen, dtype=torch.uint8)
     y = torch.randint(0, n_classes, (n,), generator=gen)
-    return {"x_train": x, "y_train": y, "mean": torch.full((3,), 0.5), "std": torch.full((3,), 0.25)}
+    return {"x_train": x, "y_train": y, "mean": torch.full((3,), 0.5),
+            "std": torch.full((3,), 0.25)}
 
 
 def fisher_seconds(module, data, device, repeats: int):

@@ -74,9 +74,9 @@ def add_unary_option(sp) -> None:
 def add_device_option(sp, what: str, default: str) -> None:
     """--device: where the networks of ``what`` run."""
     sp.add_argument("--device", metavar="DEVICE",
-                    help=f"where {what} runs: auto (a GPU when there is one), cpu, cuda or cuda:N "
-                         f"({default}); local worker processes take one GPU each, round-robin, "
-                         "with auto or cuda")
+                    help=f"the device of {what}: auto (a GPU when there is one), cpu, cuda or "
+                         f"cuda:N ({default}); local worker processes take one GPU each, "
+                         "round-robin, with auto or cuda")
 
 
 def add_training_options(sp) -> None:

@@ -134,7 +134,7 @@ def _load_module(spec: str):
         return importlib.import_module(spec)
     except ModuleNotFoundError as exc:
         raise ValueError(
-            f"unknown task {spec!r}: use {' or '.join(BUILTIN_TASKS)}, a .py file, or an importable "
+            f"unknown task {spec!r}: use {', '.join(BUILTIN_TASKS)}, a .py file, or an importable "
             f"module ({exc})"
         ) from None
 

@@ -61,7 +61,8 @@ def _missing(root: str, name: str) -> list:
 
 
 def _download(root: str, name: str) -> None:
-    """Fetch ``name`` into ``root`` with torchvision, or raise an error naming the folder to fill."""
+    """Fetch ``name`` into ``root`` with torchvision, or raise an error naming the folder to
+    fill."""
     folder = os.path.join(root, LAYOUTS[name][0])
     fill = (f"put the {name.upper()} python version (the {LAYOUTS[name][0]} folder of "
             f"https://www.cs.toronto.edu/~kriz/{LAYOUTS[name][0]}.tar.gz) in {folder}, or set "
@@ -96,7 +97,8 @@ def _read(path: str, label_key: bytes) -> Tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-def load_arrays(name: str, root: Optional[str] = None, download: bool = True) -> Dict[str, np.ndarray]:
+def load_arrays(name: str, root: Optional[str] = None,
+                download: bool = True) -> Dict[str, np.ndarray]:
     """The training and test images (uint8 [n, 3, 32, 32]) and labels (int64) of ``name``."""
     if name not in LAYOUTS:
         raise ValueError(f"dataset {name!r} is not one of {', '.join(LAYOUTS)}")
@@ -142,7 +144,8 @@ def _splits(name: str, root: str) -> Dict[str, torch.Tensor]:
 
 
 def normalizer(data: Dict[str, torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``prepare(batch)``: uint8 images to float32, normalized per channel, on the batch's device."""
+    """``prepare(batch)``: uint8 images to float32, normalized per channel, on the batch's
+    device."""
     mean, std = data["mean"].view(1, 3, 1, 1), data["std"].view(1, 3, 1, 1)
 
     def prepare(batch: torch.Tensor) -> torch.Tensor:
