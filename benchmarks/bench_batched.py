@@ -115,9 +115,9 @@ def main():
     for name, *_ in todo:
         r = {(m, load): rates.get((name, m, load), float("nan")) for m in MODES for load in ("idle", "busy")}
         one, many = MODES
-        rows.append([name, f"{r[one, 'idle']:.2f}", f"{r[many, 'idle']:.2f}",
-                     f"{r[many, 'idle'] / r[one, 'idle']:.2f}x", f"{r[one, 'busy']:.2f}",
-                     f"{r[many, 'busy']:.2f}", f"{r[many, 'busy'] / r[one, 'busy']:.2f}x",
+        rows.append([name, f"{r[one, 'idle']:.3g}", f"{r[many, 'idle']:.3g}",
+                     f"{r[many, 'idle'] / r[one, 'idle']:.2f}x", f"{r[one, 'busy']:.3g}",
+                     f"{r[many, 'busy']:.3g}", f"{r[many, 'busy'] / r[one, 'busy']:.2f}x",
                      f"{r[one, 'busy'] / r[one, 'idle']:.2f}", f"{r[many, 'busy'] / r[many, 'idle']:.2f}",
                      f"{cpu_ms[name, one, 'idle']:.1f}", f"{cpu_ms[name, many, 'idle']:.1f}"])
     print_table(f"fisher_features_for, candidates per second (median of timed runs); busy: {args.busy} "

@@ -60,8 +60,9 @@ PASS_MEMORY_BYTES = 64 << 20
 # tensors autograd keeps for the backward pass, the activation's copies, and the factors' rows.
 _BYTES_PER_CAPTURED_BYTE = 3
 # The first pass is small: it measures the model's memory per candidate and, for a model that is
-# not provably per-sample, checks the stacked pass against candidates run alone.
-_FIRST_PASS = 4
+# not provably per-sample, checks the stacked pass against candidates run alone. Two, because a
+# large model (All-CNN-C: about 270 MB per candidate at batch 32) gets K = 1 after it.
+_FIRST_PASS = 2
 
 
 def candidates_per_pass(bytes_per_candidate: float, device, budget: Optional[int] = None) -> int:
