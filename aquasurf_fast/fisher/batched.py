@@ -159,7 +159,11 @@ def _stacked_pass(model, x, targets, n_cand: int, loss, labels, seed):
             for p, _ in requires:
                 p.requires_grad_(False)
             with torch.enable_grad():
-                total = _stacked_losses(model(x), targets, failures, loss, labels, seed)
+                outputs = model(x)
+                if outputs.shape[:1] != x.shape[:1]:
+                    raise NotStackable(f"the model output has shape {tuple(outputs.shape)}: its "
+                                       "dimension 0 is not the stacked batch")
+                total = _stacked_losses(outputs, targets, failures, loss, labels, seed)
                 if not captured:
                     raise FisherError("the model has no Linear, Conv1d, Conv2d, Conv3d or "
                                       "MultiheadAttention layer on the forward path")
