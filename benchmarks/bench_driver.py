@@ -161,6 +161,8 @@ def driver_share(path: str, window_s: float, budget: int) -> dict:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
         proc.wait(120)
+    if not samples:
+        raise RuntimeError("the search ended before a second of it could be sampled: raise --budget")
     wall, driver, busy = samples[-1]
     return {"wall": wall, "driver": driver, "workers": busy,
             "results": reader.counts()["done"] - done0, "grown": reader.counts()["pool"]}
