@@ -3,8 +3,9 @@ and the W-worker replay that measures them."""
 import numpy as np
 import pytest
 
-from aquasurf_fast.surrogate.strategy import (DEFAULT_STRATEGY, N_LAYOUTS, N_SPREAD, STRATEGY_NAMES,
-                                              Strategy, rank_classes, spread_picks)
+from aquasurf_fast.surrogate.strategy import (DEFAULT_STRATEGY, N_LAYOUTS, N_SPREAD, OUTPUT_STRIDE,
+                                              STRATEGY_NAMES, Strategy, output_points,
+                                              rank_classes, spread_picks)
 
 N_POINTS = 800
 BUDGET = 40
@@ -27,12 +28,14 @@ def search(strategy: Strategy, layouts, score, baselines, seed: int, workers: in
     """Evaluation order of one search of BUDGET evaluations: baselines first, then the strategy,
     each choice made without the results of the ``workers - 1`` before it."""
     rng = np.random.default_rng(seed)
+    # The hybrid's output space: here the plane itself, without the layouts' jitter.
+    points = None if layouts is None else np.round(layouts[0], 2)
     chosen = list(baselines)
     while len(chosen) < BUDGET:
         known = np.array(chosen[:len(chosen) - workers + 1], dtype=np.int64)
         pending = np.array(chosen[known.size:], dtype=np.int64)
         order = strategy.rank(layouts, known, score[known], pending, len(baselines), 1, rng,
-                              n_candidates=N_POINTS)
+                              n_candidates=N_POINTS, points=points)
         chosen.append(int(order[0]))
     return np.array(chosen)
 
@@ -43,7 +46,7 @@ def reached_top(order, score) -> bool:
     return bool((score[order] >= threshold).any())
 
 
-@pytest.mark.parametrize("name", ["ensemble", "paper"])
+@pytest.mark.parametrize("name", ["ensemble", "hybrid", "paper"])
 @pytest.mark.parametrize("workers", [1, 4])
 def test_strategies_find_the_known_best_region_and_random_search_does_not(name, workers):
     found, found_by_random = 0, 0
@@ -80,6 +83,44 @@ def test_the_ensemble_spreads_its_first_picks_then_ranks_by_prediction():
     assert all(gap(p, baselines) > 3 * typical for p in picks)
     assert set(order.tolist()).isdisjoint(baselines.tolist())
     assert len(set(order.tolist())) == N_POINTS - len(baselines)
+
+
+def test_the_hybrid_takes_turns_between_the_layouts_and_the_output_points():
+    layouts, score, baselines = landscape(5)
+    rng = np.random.default_rng(0)
+    # Output points that disagree with the layouts: the candidates' places shuffled, so the two
+    # models' favourite candidates differ.
+    points = layouts[0][np.random.default_rng(1).permutation(N_POINTS)]
+    known = np.concatenate([baselines, np.argsort(-score)[30:45]])
+    hybrid = Strategy("hybrid")
+    ensemble_pick = Strategy("ensemble").rank(layouts, known, score[known], np.array([], np.int64),
+                                              len(baselines), 1, rng)[0]
+    for n_known in (known.size, known.size - 1):  # an even and an odd number taken
+        k = known[:n_known]
+        pick = hybrid.rank(layouts, k, score[k], np.array([], np.int64), len(baselines), 1,
+                           np.random.default_rng(0), points=points)[0]
+        by_layouts = _best(hybrid.predict(layouts, k, score[k]), k)
+        by_points = _best(hybrid.predict(points[None], k, score[k]), k)
+        assert not by_layouts & by_points
+        assert pick in (by_points if n_known % 2 == 0 else by_layouts)
+    assert ensemble_pick in _best(hybrid.predict(layouts, known, score[known]), known)
+    with pytest.raises(ValueError, match="output points"):
+        hybrid.rank(layouts, known, score[known], np.array([], np.int64), len(baselines), 1, rng)
+
+
+def _best(pred, taken) -> set:
+    """The candidates not taken with the highest prediction (ties are ranked in random order)."""
+    pred = pred.copy()
+    pred[taken] = -np.inf
+    return set(np.flatnonzero(pred == pred.max()).tolist())
+
+
+def test_output_points_squash_every_other_probe_value():
+    values = np.array([[0.0, 5.0, -1e30, 2.0], [np.e - 1, 0.0, 1.0, 0.0]], dtype=np.float32)
+    pts = output_points(values)
+    assert OUTPUT_STRIDE == 2 and pts.dtype == np.float32 and pts.shape == (2, 2)
+    # sign(v) log(1 + |v|) of v clipped to +-20, at columns 0 and 2.
+    np.testing.assert_allclose(pts, [[0.0, -np.log(21.0)], [1.0, np.log(2.0)]], rtol=1e-6)
 
 
 def test_spread_picks_never_repeat_a_chosen_point():
@@ -134,7 +175,8 @@ def test_the_default_is_the_ensemble_everywhere():
     import aquasurf_fast as aq
     from aquasurf_fast.cli.commands import build_parser
 
-    assert DEFAULT_STRATEGY == "ensemble" and set(STRATEGY_NAMES) == {"ensemble", "paper", "random"}
+    assert DEFAULT_STRATEGY == "ensemble"
+    assert set(STRATEGY_NAMES) == {"ensemble", "hybrid", "paper", "random"}
     assert Strategy().name == DEFAULT_STRATEGY
     args = build_parser().parse_args(["quickstart", "q.db"])
     assert args.strategy is None  # a new study takes the default

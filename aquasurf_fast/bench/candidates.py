@@ -45,6 +45,13 @@ class Pool:
 
         return Projection.fit(self.out_feats[:, ::PROBE_STRIDE]).of_features(self.out_feats)
 
+    @cached_property
+    def output_points(self) -> np.ndarray:
+        """The candidates in the hybrid strategy's output space (``strategy.output_points``)."""
+        from ..surrogate.strategy import output_points
+
+        return output_points(self.out_feats)
+
     def n_top(self, level: str) -> int:
         """How many classes count as top-k: the k best and any that tie with the k-th."""
         return int((self.val >= self.top_threshold(level)).sum())

@@ -10,9 +10,10 @@ results unknown), as ``aquasurf search --workers W`` does with trainings of equa
 
 Strategies (``STRATEGIES``):
 
-- ``ensemble`` and ``paper``: the search strategies of ``surrogate.strategy`` (the default, and the
-  paper's: baselines first, then the best 3-NN prediction on the UMAP union of output and Fisher
-  features). ``random``: uniform random order, no baselines.
+- ``ensemble``, ``hybrid`` and ``paper``: the search strategies of ``surrogate.strategy`` (the
+  default; the ensemble taking turns with k-NN on the squashed output features; the paper's:
+  baselines first, then the best 3-NN prediction on the UMAP union of output and Fisher features).
+  ``random``: uniform random order, no baselines.
 - ``outputs`` and ``fisher``: the paper's on one feature set alone (ablations).
 - ``gp-ucb``: Bayesian optimisation on the paper's 2-D union layout: a Gaussian process (Matern 5/2
   plus noise, hyperparameters refitted every 10 evaluations) picks the highest upper confidence
@@ -39,9 +40,13 @@ from .format import Benchmark, BenchmarkError
 from .replay_report import Replay
 
 POOL_STRATEGIES = ("pool-random", "pool-random+grow", "pool-coverage", "pool-coverage+grow")
-STRATEGIES = ("ensemble", "paper", "random", "outputs", "fisher", "gp-ucb") + POOL_STRATEGIES
+# New strategies go last: a strategy's random generator is seeded by its index here.
+STRATEGIES = (("ensemble", "paper", "random", "outputs", "fisher", "gp-ucb") + POOL_STRATEGIES
+              + ("hybrid",))
+_SEARCH_STRATEGIES = ("ensemble", "hybrid")  # the ones that rank with several layouts
 # Which features each strategy's layouts are made of (None: no layout).
-_EMBEDDING_OF = {"ensemble": "union", "paper": "union", "outputs": "outputs", "fisher": "fisher",
+_EMBEDDING_OF = {"ensemble": "union", "hybrid": "union", "paper": "union", "outputs": "outputs",
+                 "fisher": "fisher",
                  "gp-ucb": "union", "random": None}
 GROW = 20         # classes a growing pool adds per round
 GROW_EVERY = 10   # evaluations per round
@@ -81,11 +86,11 @@ def _knn_scores(emb: np.ndarray, idx: np.ndarray, y: np.ndarray) -> np.ndarray:
 def _layout_seeds(strategy: str, trial: int, seed: int, n_embeddings: int,
                   rng: np.random.Generator) -> List[int]:
     """The layout seeds one trial reads: its own for one-layout strategies, N_LAYOUTS of the
-    ``n_embeddings`` drawn at random for the ensemble."""
-    if strategy != "ensemble":
+    ``n_embeddings`` drawn at random for the ensemble and the hybrid."""
+    if strategy not in _SEARCH_STRATEGIES:
         return [seed * 1000 + trial % n_embeddings]
     if n_embeddings < N_LAYOUTS:
-        raise ValueError(f"the ensemble strategy averages {N_LAYOUTS} layouts: n_embeddings must "
+        raise ValueError(f"the {strategy} strategy averages {N_LAYOUTS} layouts: n_embeddings must "
                          f"be at least {N_LAYOUTS}, got {n_embeddings}")
     return [seed * 1000 + int(i) for i in rng.choice(n_embeddings, N_LAYOUTS, replace=False)]
 
@@ -103,12 +108,14 @@ def run_trial(strategy: str, pool: Pool, embeddings: Embeddings, budget: int, tr
                                  _layout_seeds(strategy, trial, seed, n_embeddings, rng))
     if strategy == "gp-ucb":
         return _run_gp_trial(pool, layouts[0], budget, seed, workers, rng)
-    ranker = Strategy("ensemble" if strategy == "ensemble" else "paper")
+    ranker = Strategy(strategy if strategy in _SEARCH_STRATEGIES else "paper")
+    points = pool.output_points if ranker.needs_points else None
     chosen = list(pool.baselines[:budget])
     while len(chosen) < budget:
         known = np.array(chosen[:max(0, len(chosen) - workers + 1)], dtype=np.int64)
         pending = np.array(chosen[known.size:], dtype=np.int64)
-        order = ranker.rank(layouts, known, pool.val[known], pending, len(pool.baselines), 1, rng)
+        order = ranker.rank(layouts, known, pool.val[known], pending, len(pool.baselines), 1, rng,
+                            points=points)
         chosen.append(int(order[0]))
     return np.array(chosen)
 

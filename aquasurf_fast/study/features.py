@@ -38,6 +38,7 @@ class FeatureService:
         self._surrogate = None
         self._layout_cache = EmbeddingCache(store)
         self._layouts_memo: Optional[Tuple[Any, ...]] = None
+        self._points_memo: Optional[Tuple[Any, np.ndarray]] = None
         self._n_candidates_memo: Optional[Tuple[Any, ...]] = None
         # Threads sharing a study fit one surrogate at a time: the first fit (UMAP) is computed
         # once, not by every thread, and a fit never rebinds arrays that another thread reads.
@@ -319,6 +320,17 @@ class FeatureService:
                 self._log_embedding(ids.size, seconds)
             self._layouts_memo = (version, n_layouts, ids, layouts)
         return ids, layouts
+
+    def output_points(self) -> np.ndarray:
+        """float32 [n_candidates, P]: the candidates' ``strategy.output_points``, in the order of
+        ``candidate_features``, kept until the features change."""
+        from ..surrogate.strategy import output_points
+
+        version = self.store.features_version()
+        memo = self._points_memo
+        if memo is None or memo[0] != version:
+            memo = self._points_memo = (version, output_points(self.candidate_features()[1]))
+        return memo[1]
 
     def _log_embedding(self, n_candidates: int, seconds: float) -> None:
         with self.store.transaction() as c:

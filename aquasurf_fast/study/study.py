@@ -319,7 +319,9 @@ class Study:
         pending = [cid for cid, st, _ in status if st == "running"]
         in_candidates = set(ids.tolist())
         n_start = sum(1 for cid in self._baseline_ids() if cid in in_candidates)
-        return rank_classes(strategy, ids, layouts, scores, pending, n_start, n, random_state)
+        points = self.features.output_points() if strategy.needs_points else None
+        return rank_classes(strategy, ids, layouts, scores, pending, n_start, n, random_state,
+                            points)
 
     # -- suggest and tell --------------------------------------------------------------------------
 

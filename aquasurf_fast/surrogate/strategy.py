@@ -13,6 +13,12 @@ so a replayed strategy is the strategy a search runs.
   inverse distance by default). One layout puts similar functions far apart by chance; the mean over
   several does not. Pending candidates count as scoring the mean of the known scores (a "constant
   liar"), so that parallel workers do not all train the same neighbourhood.
+- ``"hybrid"``: the ensemble's first picks, then its picks alternate between the ensemble's
+  prediction and the same regressor fitted on the candidates' squashed output features
+  (``output_points``: the values at every ``OUTPUT_STRIDE``-th probe input, clipped and
+  log-compressed as the Fisher pool's projection does), where nothing is lost to a 2-D layout. The
+  ensemble alone crawls where the landscape is smooth; the output space alone finds the very best
+  class rarely; taking turns keeps what each does well.
 - ``"paper"``: the paper's strategy (Bingham & Miikkulainen 2023): the best prediction of a 3-NN
   regressor on one layout; pending candidates are only excluded.
 - ``"random"``: uniform random order.
@@ -26,10 +32,18 @@ from typing import Any, Dict, Iterable, List, Optional
 
 import numpy as np
 
-STRATEGY_NAMES = ("ensemble", "paper", "random")
+STRATEGY_NAMES = ("ensemble", "hybrid", "paper", "random")
 DEFAULT_STRATEGY = "ensemble"
 N_LAYOUTS = 5   # layouts the ensemble averages over
 N_SPREAD = 8    # candidates the ensemble spreads over the layout after the baselines
+OUTPUT_STRIDE = 2  # the hybrid's output space reads every 2nd of the 1,000 probe inputs
+
+
+def output_points(out_feats: np.ndarray) -> np.ndarray:
+    """float32 [n, 1000 / OUTPUT_STRIDE]: the candidates in the hybrid strategy's output space."""
+    from .coverage import squash
+
+    return squash(np.asarray(out_feats)[:, ::OUTPUT_STRIDE]).astype(np.float32)
 
 
 def spread_picks(coords: np.ndarray, chosen: np.ndarray, n: int, rng: np.random.Generator) -> list:
@@ -83,18 +97,24 @@ class Strategy:
     @property
     def n_layouts(self) -> int:
         """How many layouts ``rank`` reads (0: none)."""
-        return {"ensemble": N_LAYOUTS, "paper": 1, "random": 0}[self.name]
+        return {"ensemble": N_LAYOUTS, "hybrid": N_LAYOUTS, "paper": 1, "random": 0}[self.name]
+
+    @property
+    def needs_points(self) -> bool:
+        """Whether ``rank`` reads the candidates' ``output_points`` too."""
+        return self.name == "hybrid"
 
     def rank(self, layouts: Optional[np.ndarray], evaluated: np.ndarray, scores: np.ndarray,
              pending: np.ndarray, n_start: int, n: int, rng: np.random.Generator,
-             n_candidates: Optional[int] = None) -> np.ndarray:
+             n_candidates: Optional[int] = None, points: Optional[np.ndarray] = None) -> np.ndarray:
         """Candidate positions neither evaluated nor pending, the next to train first.
 
         ``layouts`` [M, n_candidates, 2] (M >= ``n_layouts``; random search takes ``n_candidates``
         instead); ``evaluated`` and ``scores`` the evaluated positions and their scores
         (non-finite ones are failures and left out of the fit); ``pending`` the positions claimed and not yet scored; ``n_start`` how
         many of the evaluated and pending are the baselines the caller placed first; ``n`` how many
-        will be taken from the front (each chosen knowing the ones before it are pending).
+        will be taken from the front (each chosen knowing the ones before it are pending);
+        ``points`` the candidates' ``output_points``, which the hybrid strategy needs.
         """
         evaluated = np.asarray(evaluated, dtype=np.int64)
         scores = np.asarray(scores, dtype=np.float64)
@@ -106,6 +126,9 @@ class Strategy:
         if layouts is not None and len(layouts) < self.n_layouts:
             raise ValueError(f"the {self.name} strategy needs {self.n_layouts} layouts, got "
                              f"{len(layouts)}")
+        if self.needs_points and (points is None or len(points) != n_cand):
+            raise ValueError(f"the {self.name} strategy needs the output points of all {n_cand} "
+                             "candidates (output_points of their output features)")
         taken = np.zeros(n_cand, dtype=bool)
         taken[evaluated] = True
         taken[pending] = True
@@ -117,12 +140,12 @@ class Strategy:
         if self.name == "paper":
             return _order(self.predict(layouts[:1], evaluated, scores), taken, rng)
         return self._rank_ensemble(layouts[:N_LAYOUTS], evaluated, scores, pending, taken,
-                                   n_start, max(n, 1), rng)
+                                   n_start, max(n, 1), rng, points)
 
-    def _rank_ensemble(self, layouts, evaluated, scores, pending, taken, n_start, n, rng):
-        """The ensemble's ranking: spread picks while fewer than ``n_start + N_SPREAD`` candidates
-        are taken, then the best mean predictions, each of the first ``n`` counting as pending
-        (scoring the mean so far) for the next."""
+    def _rank_ensemble(self, layouts, evaluated, scores, pending, taken, n_start, n, rng, points):
+        """The ensemble's (and hybrid's) ranking: spread picks while fewer than ``n_start +
+        N_SPREAD`` candidates are taken, then the best predictions (``_model_for`` says whose),
+        each of the first ``n`` counting as pending (scoring the mean so far) for the next."""
         picks: list = []
         n_chosen = int(taken.sum())
         n_spread = max(0, n_start + N_SPREAD - n_chosen)
@@ -134,19 +157,28 @@ class Strategy:
         known = np.concatenate([evaluated, pending, np.array(picks, dtype=np.int64)])
         y = np.concatenate([scores, np.full(known.size - scores.size, lie)])
         while len(picks) < n - 1:
-            order = _order(self.predict(layouts, known, y), taken, rng)
+            model = self._model_for(int(taken.sum()), layouts, points)
+            order = _order(self.predict(model, known, y), taken, rng)
             if order.size == 0:
                 return np.array(picks, dtype=np.int64)
             picks.append(int(order[0]))
             taken[order[0]] = True
             known, y = np.append(known, order[0]), np.append(y, lie)
-        rest = _order(self.predict(layouts, known, y), taken, rng)
+        model = self._model_for(int(taken.sum()), layouts, points)
+        rest = _order(self.predict(model, known, y), taken, rng)
         return np.concatenate([np.array(picks, dtype=np.int64), rest])
 
+    def _model_for(self, n_taken: int, layouts: np.ndarray, points: Optional[np.ndarray]):
+        """What the pick after ``n_taken`` taken candidates is predicted from: the layouts, or
+        for every other pick of the hybrid strategy the output points (as one [1, n, P] stack)."""
+        if self.name == "hybrid" and n_taken % 2 == 0:
+            return points[None]
+        return layouts
+
     def predict(self, layouts: np.ndarray, idx: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """The mean prediction over ``layouts`` [M, n, 2] of the regressor fitted on the positions
-        ``idx`` with finite scores ``y``; zeros while the scores do not differ (nothing to learn:
-        the random tie order decides)."""
+        """The mean prediction over ``layouts`` [M, n, d] (2-D layouts, or output points) of the
+        regressor fitted on the positions ``idx`` with finite scores ``y``; zeros while the scores
+        do not differ (nothing to learn: the random tie order decides)."""
         from .regression import make_regressor
 
         n = layouts.shape[1]
@@ -181,19 +213,20 @@ def predict_classes(strategy: Strategy, ids: np.ndarray, layouts: np.ndarray,
 
 def rank_classes(strategy: Strategy, ids: np.ndarray, layouts: Optional[np.ndarray],
                  scores: Dict[int, float], pending: Iterable[int], n_start: int, n: int,
-                 random_state: Optional[int]) -> List[int]:
+                 random_state: Optional[int], points: Optional[np.ndarray] = None) -> List[int]:
     """``Strategy.rank`` over candidate classes: ``ids`` the candidates' class ids (``layouts``
-    [M, len(ids), 2] in their order), ``scores`` the evaluated classes' scores, ``pending`` the
-    claimed ones. Returns class ids. The random generator is seeded by ``random_state`` and the
+    [M, len(ids), 2] and ``points`` [len(ids), P] in their order), ``scores`` the evaluated classes'
+    scores, ``pending`` the claimed ones. Returns class ids. The random generator is seeded by ``random_state`` and the
     numbers of results and claims, so a search is reproducible and still differs per turn."""
     pos, evaluated, values = _positions(ids, scores)
     claimed = np.array([pos[c] for c in pending if c in pos], dtype=np.int64)
     rng = np.random.default_rng([0 if random_state is None else int(random_state),
                                  evaluated.size, claimed.size])
     order = strategy.rank(layouts if strategy.n_layouts else None, evaluated, values, claimed,
-                          n_start, n, rng, n_candidates=len(pos))
+                          n_start, n, rng, n_candidates=len(pos),
+                          points=points if strategy.needs_points else None)
     return np.asarray(ids)[order].tolist()
 
 
-__all__ = ["DEFAULT_STRATEGY", "N_LAYOUTS", "N_SPREAD", "STRATEGY_NAMES", "Strategy",
-           "predict_classes", "rank_classes", "spread_picks"]
+__all__ = ["DEFAULT_STRATEGY", "N_LAYOUTS", "N_SPREAD", "OUTPUT_STRIDE", "STRATEGY_NAMES",
+           "Strategy", "output_points", "predict_classes", "rank_classes", "spread_picks"]

@@ -44,7 +44,7 @@ from .trials import read_history
 from ...defaults import DEFAULT_BASELINES, expression_name
 from ...surrogate.embedding import cached_layouts
 from ...surrogate.regression import Surrogate, make_regressor, rank_by_prediction
-from ...surrogate.strategy import DEFAULT_STRATEGY, Strategy, rank_classes
+from ...surrogate.strategy import DEFAULT_STRATEGY, Strategy, output_points, rank_classes
 
 
 class AquaSurfSampler(optuna.samplers.BaseSampler):
@@ -65,7 +65,7 @@ class AquaSurfSampler(optuna.samplers.BaseSampler):
         features alone embed the candidates (unless the study file has Fisher features).
     device : where the Fisher features are computed (default: where ``inputs`` live).
     baselines : drawn first, in this order (those among the choices).
-    strategy : "ensemble" (the default), "paper" or "random": how classes are ranked after the
+    strategy : "ensemble" (the default), "hybrid", "paper" or "random": how classes are ranked after the
         baselines, as in ``aq.Study`` (``aquasurf_fast.surrogate.strategy``).
     regressor : "knn" (3 nearest neighbours; the ensemble weights them by inverse distance),
         "knn-distance", "rf", "svr" or a scikit-learn regressor.
@@ -120,6 +120,7 @@ class AquaSurfSampler(optuna.samplers.BaseSampler):
                                               self.strategy.n_layouts)
         else:
             self._layouts = None
+        self._points = output_points(self._features[0]) if self.strategy.needs_points else None
         self._baselines: List[int] = []
         for b in baselines:
             found = space.class_of_name(b)
@@ -190,7 +191,7 @@ class AquaSurfSampler(optuna.samplers.BaseSampler):
         if self.strategy.name != "paper":
             n_start = len(set(self._baselines) & set(cand.tolist()))
             return rank_classes(self.strategy, cand, self._layouts, scores, history.pending,
-                                n_start, n, self.seed)
+                                n_start, n, self.seed, self._points)
         position = {c: i for i, c in enumerate(cand.tolist())}
         idx = [position[c] for c in sorted(scores) if c in position]
         surrogate = Surrogate(self.regressor, self.seed, cache=self._embeddings)
