@@ -482,9 +482,7 @@ def fisher_features_for(build, fns, inputs, targets, loss=None, labels="given", 
     from ..nn import Activation
 
     _check_threads(threads)
-    if candidates_per_pass != "auto" and not (isinstance(candidates_per_pass, int) and not isinstance(
-            candidates_per_pass, bool) and candidates_per_pass >= 1):
-        raise ValueError(f"candidates_per_pass must be 'auto' or a positive int, got {candidates_per_pass!r}")
+    _check_candidates_per_pass(candidates_per_pass)
     fns = list(fns)
     dev = torch.device(device) if device is not None else (
         inputs.device if isinstance(inputs, torch.Tensor) else torch.device("cpu"))
@@ -537,9 +535,21 @@ def fisher_features_for(build, fns, inputs, targets, loss=None, labels="given", 
                 reasons[i] = f"{type(exc).__name__}: {exc}"
             if bar is not None:
                 bar.update(1)
+    return _feature_table(rows, reasons)
+
+
+def _check_candidates_per_pass(value) -> None:
+    if value != "auto" and not (isinstance(value, int) and not isinstance(value, bool)
+                                and value >= 1):
+        raise ValueError(f"candidates_per_pass must be 'auto' or a positive int, got {value!r}")
+
+
+def _feature_table(rows: List[Optional[np.ndarray]], reasons: List[str]):
+    """(features float32 [n, D] with NaN rows, ok, reasons) from per-candidate feature rows (None
+    where a candidate failed); a row whose length differs from the first one's fails too."""
     width = next((r.size for r in rows if r is not None), 0)
-    features = np.full((len(fns), width), np.nan, dtype=np.float32)
-    ok = np.zeros(len(fns), dtype=bool)
+    features = np.full((len(rows), width), np.nan, dtype=np.float32)
+    ok = np.zeros(len(rows), dtype=bool)
     for i, r in enumerate(rows):
         if r is None:
             continue
