@@ -163,23 +163,29 @@ def test_rank_classes_maps_class_ids_and_is_reproducible():
     layouts, score, baselines = landscape(4)
     ids = np.arange(N_POINTS) * 3 + 100
     scores = {int(ids[b]): float(score[b]) for b in baselines}
-    first = rank_classes(Strategy(), ids, layouts, scores, [int(ids[9])], 8, 2, 42)
-    assert first == rank_classes(Strategy(), ids, layouts, scores, [int(ids[9])], 8, 2, 42)
+    points = layouts[0]
+    first = rank_classes(Strategy(), ids, layouts, scores, [int(ids[9])], 8, 2, 42, points)
+    assert first == rank_classes(Strategy(), ids, layouts, scores, [int(ids[9])], 8, 2, 42, points)
     assert set(first) <= set(ids.tolist()) and int(ids[9]) not in first
     assert not set(scores) & set(first)
 
 
-def test_the_default_is_the_ensemble_everywhere():
+def test_the_default_is_the_hybrid_everywhere():
     import inspect
 
     import aquasurf_fast as aq
     from aquasurf_fast.cli.commands import build_parser
 
-    assert DEFAULT_STRATEGY == "ensemble"
+    assert DEFAULT_STRATEGY == "hybrid"
     assert set(STRATEGY_NAMES) == {"ensemble", "hybrid", "paper", "random"}
     assert Strategy().name == DEFAULT_STRATEGY
     args = build_parser().parse_args(["quickstart", "q.db"])
     assert args.strategy is None  # a new study takes the default
+    from aquasurf_fast.bench.replay import REPLAY_ORDER, STRATEGIES
+
+    replayed = build_parser().parse_args(["bench", "replay", "b.json"]).strategies.split(",")
+    assert replayed[0] == REPLAY_ORDER[0] == DEFAULT_STRATEGY  # the default's row comes first
+    assert sorted(replayed) == sorted(STRATEGIES)
     pytest.importorskip("optuna")
     from aquasurf_fast.optuna import AquaSurfSampler
 

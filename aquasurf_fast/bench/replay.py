@@ -10,8 +10,9 @@ results unknown), as ``aquasurf search --workers W`` does with trainings of equa
 
 Strategies (``STRATEGIES``):
 
-- ``ensemble``, ``hybrid`` and ``paper``: the search strategies of ``surrogate.strategy`` (the
-  default; the ensemble taking turns with k-NN on the squashed output features; the paper's:
+- ``hybrid``, ``ensemble`` and ``paper``: the search strategies of ``surrogate.strategy`` (the
+  default: the ensemble taking turns with k-NN on the squashed output features; the layouts
+  alone; the paper's:
   baselines first, then the best 3-NN prediction on the UMAP union of output and Fisher features).
   ``random``: uniform random order, no baselines.
 - ``outputs`` and ``fisher``: the paper's on one feature set alone (ablations).
@@ -34,7 +35,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from ..defaults import DEFAULT_BASELINES, GROW_FROM
-from ..surrogate.strategy import N_LAYOUTS, Strategy
+from ..surrogate.strategy import DEFAULT_STRATEGY, N_LAYOUTS, Strategy
 from .candidates import Embeddings, Pool, make_pool
 from .format import Benchmark, BenchmarkError
 from .replay_report import Replay
@@ -44,6 +45,8 @@ POOL_STRATEGIES = ("pool-random", "pool-random+grow", "pool-coverage", "pool-cov
 STRATEGIES = (("ensemble", "paper", "random", "outputs", "fisher", "gp-ucb") + POOL_STRATEGIES
               + ("hybrid",))
 _SEARCH_STRATEGIES = ("ensemble", "hybrid")  # the ones that rank with several layouts
+# The order of a replay's rows: the default first.
+REPLAY_ORDER = (DEFAULT_STRATEGY,) + tuple(s for s in STRATEGIES if s != DEFAULT_STRATEGY)
 # Which features each strategy's layouts are made of (None: no layout).
 _EMBEDDING_OF = {"ensemble": "union", "hybrid": "union", "paper": "union", "outputs": "outputs",
                  "fisher": "fisher",
@@ -211,7 +214,7 @@ def run_pool_trial(strategy: str, pool: Pool, budget: int, trial: int, seed: int
     return np.array(chosen), np.array(featurized)
 
 
-def replay(bench: Benchmark, strategies: Sequence[str] = STRATEGIES, trials: int = 50,
+def replay(bench: Benchmark, strategies: Sequence[str] = REPLAY_ORDER, trials: int = 50,
            budget: int = 100, seed: int = 0, n_embeddings: int = N_EMBEDDINGS,
            baselines: Sequence[str] = DEFAULT_BASELINES, cache: bool = True,
            progress: bool = True, pool_size: int = 100, workers: int = 1) -> Replay:
@@ -260,5 +263,5 @@ def replay(bench: Benchmark, strategies: Sequence[str] = STRATEGIES, trials: int
                   workers=workers)
 
 
-__all__ = ["POOL_STRATEGIES", "STRATEGIES", "Embeddings", "Pool", "Replay", "make_pool", "replay",
-           "run_pool_trial", "run_trial"]
+__all__ = ["POOL_STRATEGIES", "REPLAY_ORDER", "STRATEGIES", "Embeddings", "Pool", "Replay",
+           "make_pool", "replay", "run_pool_trial", "run_trial"]

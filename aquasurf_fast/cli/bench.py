@@ -72,7 +72,7 @@ def cmd_bench_replay(args) -> int:
 
 
 def add_bench_parsers(sub) -> None:
-    from ..bench.replay import N_EMBEDDINGS, STRATEGIES
+    from ..bench.replay import N_EMBEDDINGS, REPLAY_ORDER
     from ..surrogate.strategy import N_LAYOUTS
 
     bench = sub.add_parser("bench", help="build a benchmark (every class trained) or replay searches "
@@ -110,8 +110,8 @@ def add_bench_parsers(sub) -> None:
                          description="Replay searches with looked-up scores: validation accuracy "
                                      "chooses, test accuracy is reported.")
     sp.add_argument("file", help="a benchmark in the Act-Bench JSON layout (.json or .json.gz)")
-    sp.add_argument("--strategies", default=",".join(STRATEGIES),
-                    help=f"comma-separated, from {', '.join(STRATEGIES)} (default: all)")
+    sp.add_argument("--strategies", default=",".join(REPLAY_ORDER),
+                    help=f"comma-separated, from {', '.join(REPLAY_ORDER)} (default: all)")
     sp.add_argument("--trials", type=int, default=50, help="searches per strategy (default 50)")
     sp.add_argument("--budget", type=int, default=100, help="evaluations per search (default 100)")
     sp.add_argument("--pool", type=int_at_least(0), default=100,

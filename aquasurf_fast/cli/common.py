@@ -25,12 +25,13 @@ def add_strategy_option(sp, default: Optional[str] = None) -> None:
     """--strategy: how candidates are chosen after the baselines."""
     from ..surrogate.strategy import DEFAULT_STRATEGY, STRATEGY_NAMES
 
-    kept = "default: the study's own, ensemble for a new one" if default is None else \
-        f"default {default}"
+    kept = (f"default: the study's own, {DEFAULT_STRATEGY} for a new one" if default is None
+            else f"default {default}")
     sp.add_argument("--strategy", choices=STRATEGY_NAMES, default=default,
-                    help=f"search strategy after the baselines: {DEFAULT_STRATEGY} (the default: "
-                         "k-NN averaged over several UMAP layouts, after picks spread over the "
-                         f"space), paper (the paper's k-NN on one layout) or random ({kept})")
+                    help="search strategy after the baselines: hybrid (k-NN on several UMAP "
+                         "layouts and on the output features in turn, after picks spread over the "
+                         "space), ensemble (k-NN averaged over several layouts, after the same "
+                         f"picks), paper (the paper's k-NN on one layout) or random ({kept})")
 
 
 def unary_ops(choice: str):

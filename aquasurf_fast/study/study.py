@@ -109,8 +109,9 @@ class Study:
     baselines : evaluated first, in this order; added to the search space if missing.
     regressor : "knn" (default), "rf", "svr", or a scikit-learn regressor instance (instances are not
         stored in the file; pass it again when reopening).
-    strategy : how candidates are chosen after the baselines: "ensemble" (default), "paper" (the
-        paper's k-NN on one UMAP layout) or "random" (``aquasurf_fast.surrogate.strategy``).
+    strategy : how candidates are chosen after the baselines: "hybrid" (default), "ensemble",
+        "paper" (the paper's k-NN on one UMAP layout) or "random"
+        (``aquasurf_fast.surrogate.strategy``).
     random_state : seed of the surrogate and of the order of the first suggestions.
     lease_s : how long a claim lives without renewal before its candidate returns to the pool.
     max_retries : a failing evaluation is tried again at most this many times.
@@ -272,7 +273,8 @@ class Study:
     def prediction_map(self):
         """(candidate class ids, float32 [n, 2] coordinates, predicted scores): what the study's
         strategy sees, for plots. The paper's strategy: its surrogate's embedding and predictions;
-        the ensemble: its first layout and the mean prediction over its layouts; random search:
+        the ensemble and the hybrid: the first layout and the mean prediction over the layouts
+        (the hybrid's every other pick, by the output features, has no map); random search:
         the first layout, no predictions (NaN). A new embedding is computed and logged here."""
         name = self.settings.get("strategy", DEFAULT_STRATEGY)
         if name == "paper":

@@ -6,19 +6,21 @@ claimed by other workers whose results are not known yet (``pending``). ``Study.
 ``aquasurf search``, ``quickstart``, ``bench replay`` and the Optuna sampler all rank through here,
 so a replayed strategy is the strategy a search runs.
 
-- ``"ensemble"`` (the default): after the baselines, ``N_SPREAD`` candidates spread over the layout
+- ``"ensemble"``: after the baselines, ``N_SPREAD`` candidates spread over the layout
   by D² sampling (k-means++ seeding: each next one drawn with probability proportional to its squared
   distance from everything chosen so far), then the best mean prediction of a regressor fitted on
   each of ``N_LAYOUTS`` UMAP layouts of the same fuzzy graph (the 3 nearest neighbours weighted by
   inverse distance by default). One layout puts similar functions far apart by chance; the mean over
   several does not. Pending candidates count as scoring the mean of the known scores (a "constant
   liar"), so that parallel workers do not all train the same neighbourhood.
-- ``"hybrid"``: the ensemble's first picks, then its picks alternate between the ensemble's
-  prediction and the same regressor fitted on the candidates' squashed output features
+- ``"hybrid"`` (the default): the ensemble's first picks, then its picks alternate between the
+  mean prediction over the ensemble's layouts and the same regressor fitted on the candidates'
+  squashed output features
   (``output_points``: the values at every ``OUTPUT_STRIDE``-th probe input, clipped and
   log-compressed as the Fisher pool's projection does), where nothing is lost to a 2-D layout. The
   ensemble alone crawls where the landscape is smooth; the output space alone finds the very best
-  class rarely; taking turns keeps what each does well.
+  class rarely; taking turns keeps what each does well. Its regressor is the paper's (the 3
+  nearest neighbours, uniform weights), as it was measured.
 - ``"paper"``: the paper's strategy (Bingham & Miikkulainen 2023): the best prediction of a 3-NN
   regressor on one layout; pending candidates are only excluded.
 - ``"random"``: uniform random order.
@@ -33,7 +35,7 @@ from typing import Any, Dict, Iterable, List, Optional
 import numpy as np
 
 STRATEGY_NAMES = ("ensemble", "hybrid", "paper", "random")
-DEFAULT_STRATEGY = "ensemble"
+DEFAULT_STRATEGY = "hybrid"
 N_LAYOUTS = 5   # layouts the ensemble averages over
 N_SPREAD = 8    # candidates the ensemble spreads over the layout after the baselines
 OUTPUT_STRIDE = 2  # the hybrid's output space reads every 2nd of the 1,000 probe inputs
@@ -81,7 +83,7 @@ class Strategy:
 
     ``regressor``: a name of ``regression.REGRESSOR_NAMES`` or a scikit-learn regressor instance
     (cloned before each fit); None takes the strategy's own (3-NN, weighted by inverse distance in
-    the ensemble, uniform in the paper's).
+    the ensemble, uniform in the hybrid and the paper's).
     """
 
     name: str = DEFAULT_STRATEGY
