@@ -18,7 +18,7 @@ _LAZY = {
     "FisherSpectrum": "fisher.spectrum",
     "LayerSpectrum": "fisher.spectrum",
     "fisher_features": "fisher.spectrum",
-    "fisher_features_for": "fisher.spectrum",
+    "fisher_features_for": "fisher.candidates",
     "fisher_spectrum": "fisher.spectrum",
     "Surrogate": "surrogate.regression",
     "Study": "study.study",

@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("umap")
 
 import aquasurf_fast as aq  # noqa: E402
-from aquasurf_fast.fisher import spectrum as fisher_spectrum  # noqa: E402
+from aquasurf_fast.fisher import candidates as fisher_candidates  # noqa: E402
 from aquasurf_fast.optuna import AquaSurfSampler  # noqa: E402
 from aquasurf_fast.integrations.optuna.cache import model_key  # noqa: E402
 from aquasurf_fast.integrations.optuna.space import ActivationSpace  # noqa: E402
@@ -328,7 +328,7 @@ def test_fisher_features_are_computed_once_per_model(names, monkeypatch):
     def must_not_run(*args, **kwargs):
         raise AssertionError("Fisher features recomputed despite the cache")
 
-    monkeypatch.setattr(fisher_spectrum, "fisher_features_for", must_not_run)
+    monkeypatch.setattr(fisher_candidates, "fisher_features_for", must_not_run)
     again = AquaSurfSampler(names[:10], build=build, inputs=inputs, targets=targets,
                             progress=False)
     assert again.space.fisher_ok[again.space.candidates].all()

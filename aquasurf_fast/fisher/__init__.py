@@ -1,11 +1,12 @@
 """Fisher-spectrum features (SPEC section 4): ``fisher_spectrum`` and ``fisher_features`` in
 ``spectrum``, a layer's K-FAC factors in ``factors``, attention's projections in ``attention``;
-many candidates per forward/backward pass in ``batched``, on models built by ``stacked``.
+``fisher_features_for`` (many candidates) in ``candidates``, which runs them many per
+forward/backward pass in ``batched``, on models built by ``stacked``.
 
 Importing this subpackage imports torch.
 """
-from .spectrum import (FisherError, FisherSpectrum, LayerSpectrum, fisher_features, fisher_features_for,
-                       fisher_spectrum)
+from .candidates import fisher_features_for
+from .spectrum import FisherError, FisherSpectrum, LayerSpectrum, fisher_features, fisher_spectrum
 
 __all__ = ["FisherError", "FisherSpectrum", "LayerSpectrum", "fisher_features", "fisher_features_for",
            "fisher_spectrum"]

@@ -37,11 +37,12 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ..execution.base import is_out_of_memory
 from ..execution.threads import current_limit
 from .attention import explicit_attention
 from .factors import CONV_LAYERS, _Factor, _grad_factor, _input_factor
 from .spectrum import (SUPPORTED_LAYERS, FisherError, _check_finite, _default_loss, _num_weights,
-                       _sample_labels, _spectrum, is_out_of_memory, layer_cdf, scaled_eigenvalues)
+                       _sample_labels, _spectrum, layer_cdf, scaled_eigenvalues)
 from .stacked import NotStackable, StackedActivation, mixing_reason, per_sample_proof
 
 __all__ = ["MAX_CANDIDATES_PER_PASS", "PASS_MEMORY_BYTES", "candidates_per_pass", "features_in_passes"]

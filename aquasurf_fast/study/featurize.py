@@ -79,7 +79,7 @@ class FisherChunkJob:
             device = resolve_device(device)
         featurizer = self.featurizer
         if featurizer is None:
-            from ..fisher.spectrum import fisher_features_for
+            from ..fisher.candidates import fisher_features_for
 
             featurizer = fisher_features_for
         # Limited here rather than through fisher_features_for's own "auto", so that a custom

@@ -90,7 +90,7 @@ def fisher_features_cached(build: Callable, names: Sequence[str], inputs: Any, t
                            device: Any = None, cache: bool = True, progress: bool = True
                            ) -> Tuple[np.ndarray, np.ndarray, List[str]]:
     """``fisher_features_for`` of ``names`` (same returns), computing only what is not cached."""
-    from ...fisher.spectrum import fisher_features_for
+    from ...fisher.candidates import fisher_features_for
 
     names = list(names)
     folder = os.path.join(_folder(), "fisher-" + model_key(build, inputs, targets, device))
