@@ -6,6 +6,7 @@ import textwrap
 import pytest
 import torch
 
+import aquasurf_fast as aq
 from aquasurf_fast.cli import main
 from aquasurf_fast.devices import resolve_device, visible_gpus, worker_gpu
 from aquasurf_fast.execution.executors import ProcessExecutor
@@ -166,3 +167,26 @@ def test_cli_training_options_reach_train_eval(capsys, tmp_path, monkeypatch):
     assert len(metrics) == 2
     for m in metrics:
         assert (m["on_cpu"], m["epochs"], m["amp"], m["data_dir_set"]) == (1.0, 3.0, 1.0, 1.0)
+
+
+def test_the_search_device_reaches_the_featurization_of_a_grown_pool(tmp_path, monkeypatch):
+    from bench_helpers import FAKE_TASK
+
+    from aquasurf_fast.study.features import FeatureService
+
+    task = tmp_path / "task.py"
+    task.write_text(FAKE_TASK)
+    study = aq.Study(str(tmp_path / "s.db"), task=str(task), strategy="random")  # no UMAP
+    study.add_schema("binary(unary(x),unary(x))",
+                     unary=("zero", "identity", "tanh", "relu", "elu", "sigmoid", "softplus"))
+    study.featurize(pool=10, progress=False)
+    devices = []
+    real = FeatureService.featurize
+
+    def spy(self, **kwargs):
+        devices.append(kwargs.get("device"))
+        return real(self, **kwargs)
+
+    monkeypatch.setattr(FeatureService, "featurize", spy)
+    stats = study.run(budget=8, workers=0, progress=False, grow=3, grow_every=2, device="cpu")
+    assert stats["grown"] >= 3 and devices and set(devices) == {"cpu"}

@@ -135,7 +135,7 @@ def cmd_search(args) -> int:
             stats = study.run(evaluate, budget=args.budget, timeout=args.timeout,
                               progress=not args.no_progress, grow=args.grow,
                               executor=executor_from_args(args, args.workers, args.timeout),
-                              grow_every=args.grow_every)
+                              grow_every=args.grow_every, device=options["device"])
     except KeyboardInterrupt:
         print("\ninterrupted: running claims given back; run the same command to resume",
               file=sys.stderr)

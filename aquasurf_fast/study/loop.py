@@ -22,13 +22,14 @@ def run_study(study, evaluate: Optional[Callable[[str], Any]] = None, budget: in
               workers: int = 1, executor=None, timeout: Optional[float] = None,
               progress: bool = True, max_consecutive_failures: int = 10,
               poll_s: float = 0.2, grow: int = DEFAULT_GROW,
-              grow_every: int = DEFAULT_GROW_EVERY) -> Dict[str, Any]:
+              grow_every: int = DEFAULT_GROW_EVERY, device: Any = None) -> Dict[str, Any]:
     """Evaluate candidates until the study holds ``budget`` results (baselines included).
 
     After every ``grow_every`` results the Fisher pool grows by the ``grow`` classes nearest the
     best results (``Study.grow``; 0 turns it off), which the surrogate sees from the next
     suggestion on. Growth needs the study's task to featurize them, and happens only in the
-    surrogate order; in a space whose pool already holds every class it adds nothing.
+    surrogate order; in a space whose pool already holds every class it adds nothing. ``device``
+    is where the grown classes are featurized (``Study.featurize``'s; None: the task's default).
 
     ``evaluate(name)`` returns a score or a mapping with ``score`` or ``val_acc`` (other entries
     become metrics); by default the study's task trains with ``aq.Activation(name)``.
@@ -61,7 +62,8 @@ def run_study(study, evaluate: Optional[Callable[[str], Any]] = None, budget: in
 
         bar = tqdm(total=budget, initial=min(budget, study.counts()["done"]), desc="search",
                    unit="eval")
-    loop = _Loop(study, executor, budget, grow, grow_every, poll_s, max_consecutive_failures, bar)
+    loop = _Loop(study, executor, budget, grow, grow_every, poll_s, max_consecutive_failures, bar,
+                 device)
     executor.start(evaluate)
     try:
         while loop.step():
@@ -85,8 +87,9 @@ class _Loop:
     """One call of ``run_study``: its claims in flight, its counts and its progress bar."""
 
     def __init__(self, study, executor, budget: int, grow: int, grow_every: int, poll_s: float,
-                 max_consecutive_failures: int, bar):
+                 max_consecutive_failures: int, bar, device=None):
         self.study, self.executor, self.budget, self.bar = study, executor, budget, bar
+        self.device = device  # where grown classes are featurized
         self.grow, self.grow_every, self.poll_s = grow, grow_every, poll_s
         self.max_consecutive_failures = max_consecutive_failures
         self.lease_s = float(study.settings["lease_s"])
@@ -173,7 +176,7 @@ class _Loop:
         self.grown_at = self.stats["evaluated"]
         added = self.study.pool.grow(self.grow)
         if added:
-            self.study.features.featurize(pool=0, progress=False, embed=False)
+            self.study.features.featurize(pool=0, progress=False, embed=False, device=self.device)
         self.stats["grown"] += len(added)
         return len(added)
 
