@@ -1,7 +1,7 @@
 """Search strategies: which unevaluated candidates to train next, given the evaluated ones.
 
 A strategy ranks candidates from their 2-D UMAP layouts (``layouts``: float32 [M, n, 2], see
-``embedding.compute_layouts``), the positions already evaluated with their scores, and the positions
+``embedding.compute_layouts``; the hybrid also from their ``output_points``), the positions already evaluated with their scores, and the positions
 claimed by other workers whose results are not known yet (``pending``). ``Study.suggest``,
 ``aquasurf search``, ``quickstart``, ``bench replay`` and the Optuna sampler all rank through here,
 so a replayed strategy is the strategy a search runs.
@@ -15,12 +15,11 @@ so a replayed strategy is the strategy a search runs.
   liar"), so that parallel workers do not all train the same neighbourhood.
 - ``"hybrid"`` (the default): the ensemble's first picks, then its picks alternate between the
   mean prediction over the ensemble's layouts and the same regressor fitted on the candidates'
-  squashed output features
-  (``output_points``: the values at every ``OUTPUT_STRIDE``-th probe input, clipped and
-  log-compressed as the Fisher pool's projection does), where nothing is lost to a 2-D layout. The
-  ensemble alone crawls where the landscape is smooth; the output space alone finds the very best
-  class rarely; taking turns keeps what each does well. Its regressor is the paper's (the 3
-  nearest neighbours, uniform weights), as it was measured.
+  squashed output features (``output_points``: the values at every ``OUTPUT_STRIDE``-th probe
+  input, clipped and log-compressed as the Fisher pool's projection does), where nothing is lost
+  to a 2-D layout. The ensemble alone crawls where the landscape is smooth; the output space alone
+  rarely finds the very best class; taking turns keeps what each does well. Its regressor is the
+  paper's (the 3 nearest neighbours, uniform weights), as it was measured.
 - ``"paper"``: the paper's strategy (Bingham & Miikkulainen 2023): the best prediction of a 3-NN
   regressor on one layout; pending candidates are only excluded.
 - ``"random"``: uniform random order.
