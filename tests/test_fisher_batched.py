@@ -188,7 +188,7 @@ def test_the_thread_policy_holds_inside_concurrent_passes():
         _, ok, _ = aq.fisher_features_for(task.build, NAMES * 2, x[:32], y[:32], loss=loss, progress=False,
                                           candidates_per_pass=2)
         assert ok.sum() >= 6 and len(loss.seen) >= ok.sum()
-        assert all(seen == (1, {1}) for seen in loss.seen)
+        assert all(seen == (1, {1}) for seen in loss.seen), loss.seen
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)

@@ -7,6 +7,7 @@ import torch.nn as nn
 
 from aquasurf_fast.execution.threads import thread_limit
 from aquasurf_fast.fisher import spectrum as fz
+from aquasurf_fast.fisher.candidates import fisher_features_for
 from aquasurf_fast.study.featurize import FisherChunkJob
 from aquasurf_fast.tasks import mnist1d
 from aquasurf_fast.testing import fisher_reference as ref
@@ -91,7 +92,7 @@ def test_a_limit_below_one_thread_is_refused():
 def test_small_models_featurize_on_one_thread(two_threads):
     x, y = mnist1d_batch()
     loss = ThreadsSeen()
-    _, ok, _ = fz.fisher_features_for(mnist1d.build, NAMES, x, y, loss=loss, progress=False)
+    _, ok, _ = fisher_features_for(mnist1d.build, NAMES, x, y, loss=loss, progress=False)
     assert ok.all() and loss.seen == [1] * len(NAMES)
     assert torch.get_num_threads() == 2
 
@@ -115,7 +116,7 @@ def test_an_explicit_thread_count_holds_for_any_model(two_threads, monkeypatch):
 def test_an_invalid_thread_count_is_refused_before_any_work():
     x, y = mnist1d_batch()
     with pytest.raises(ValueError, match="threads must be"):
-        fz.fisher_features_for(mnist1d.build, NAMES, x, y, progress=False, threads=0)
+        fisher_features_for(mnist1d.build, NAMES, x, y, progress=False, threads=0)
 
 
 def test_the_study_featurization_job_runs_its_featurizer_on_one_thread(two_threads):
@@ -132,8 +133,8 @@ def test_the_study_featurization_job_runs_its_featurizer_on_one_thread(two_threa
 
 def test_features_are_identical_with_and_without_the_policy(two_threads):
     x, y = mnist1d_batch()
-    free, ok_free, _ = fz.fisher_features_for(mnist1d.build, NAMES, x, y, progress=False, threads=None)
-    limited, ok_limited, _ = fz.fisher_features_for(mnist1d.build, NAMES, x, y, progress=False, threads=1)
+    free, ok_free, _ = fisher_features_for(mnist1d.build, NAMES, x, y, progress=False, threads=None)
+    limited, ok_limited, _ = fisher_features_for(mnist1d.build, NAMES, x, y, progress=False, threads=1)
     assert ok_free.all() and ok_limited.all()
     np.testing.assert_array_equal(limited, free)
 

@@ -77,4 +77,18 @@ def thread_limit(n_threads: int = 1) -> Iterator[None]:
         _active = outer
 
 
-__all__ = ["current_limit", "limit_threads", "thread_limit"]
+def limit_openmp_of_this_thread(n_threads: int) -> None:
+    """Limit the OpenMP pools the calling thread starts to ``n_threads``, for the rest of its life.
+
+    OpenMP's thread count is a per-thread setting: a Python thread started inside a
+    ``thread_limit`` block begins from the default (every core), whatever the block set in the
+    thread that started it. Meant as the initializer of short-lived worker threads; nothing is
+    restored."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # torch's own pool follows torch.set_num_threads in every thread anyway
+        return
+    threadpool_limits(limits=int(n_threads), user_api="openmp")
+
+
+__all__ = ["current_limit", "limit_openmp_of_this_thread", "limit_threads", "thread_limit"]

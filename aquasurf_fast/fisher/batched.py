@@ -38,7 +38,7 @@ import torch
 import torch.nn as nn
 
 from ..execution.base import is_out_of_memory
-from ..execution.threads import current_limit
+from ..execution.threads import current_limit, limit_openmp_of_this_thread
 from .attention import explicit_attention
 from .factors import CONV_LAYERS, _Factor, _grad_factor, _input_factor
 from .spectrum import (SUPPORTED_LAYERS, FisherError, _check_finite, _default_loss, _num_weights,
@@ -414,7 +414,9 @@ def features_in_passes(build: Callable, names: Sequence[str], x: torch.Tensor, y
         return _run_pass(model, x, y, loss, labels, seed, device, cache, watch_rng=not proven)
 
     n_threads = min(len(parts), _concurrent_passes(threads, allowed, proven, device))
-    with ThreadPoolExecutor(max(1, n_threads)) as pool:
+    # Each worker thread keeps to the caller's thread count (the policy's), OpenMP pools included.
+    with ThreadPoolExecutor(max(1, n_threads), initializer=limit_openmp_of_this_thread,
+                            initargs=(torch.get_num_threads(),)) as pool:
         for done in pool.map(lambda part: _passes(run, part), parts):
             for part, feats, failed in done:
                 _record(results, part, feats, failed)
