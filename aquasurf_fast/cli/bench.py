@@ -120,7 +120,8 @@ def add_bench_parsers(sub) -> None:
     sp.add_argument("--seed", type=int, default=0, help="seed of the trials (default 0)")
     sp.add_argument("--embeddings", type=int, default=N_EMBEDDINGS,
                     help=f"UMAP layout seeds per feature set that the trials draw from (default "
-                         f"{N_EMBEDDINGS}; at least {N_LAYOUTS} for the ensemble; each is cached)")
+                         f"{N_EMBEDDINGS}; at least {N_LAYOUTS} for the ensemble and the hybrid; "
+                         "each is cached)")
     sp.add_argument("--parallel", type=int, default=1, metavar="W",
                     help="suggestions out at a time: each is made while the W-1 before it still "
                          "train, as search --workers W does (default 1)")

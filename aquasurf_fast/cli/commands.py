@@ -13,6 +13,7 @@ from typing import List, Optional, Sequence
 from ..defaults import DEFAULT_GROW, DEFAULT_GROW_EVERY
 from ..expr import BENCHMARK_SCHEMA
 from ..surrogate.regression import REGRESSOR_NAMES
+from ..surrogate.strategy import DEFAULT_STRATEGY
 from .bench import add_bench_parsers
 from .common import (UsageError, add_device_option, add_executor_options, add_no_progress,
                      add_strategy_option, add_training_options, add_unary_option, checked_device,
@@ -206,7 +207,7 @@ def cmd_status(args) -> int:
     c = study.counts()
     meta = study.settings
     print(f"study     {args.study}")
-    print(f"task      {meta.get('task') or '-'}   strategy {meta.get('strategy', 'ensemble')}   "
+    print(f"task      {meta.get('task') or '-'}   strategy {meta.get('strategy', DEFAULT_STRATEGY)}   "
           f"regressor {meta['regressor']}   lease {meta['lease_s']:g} s   "
           f"retries {meta['max_retries']}")
     print(f"space     {c['names']:,} names, {c['classes']:,} classes, {c['candidates']:,} candidates")

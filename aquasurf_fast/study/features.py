@@ -291,7 +291,7 @@ class FeatureService:
 
     def prepare_embedding(self) -> None:
         """Compute and store what the study's strategy ranks by: the paper's single embedding, the
-        ensemble's layouts (random search needs none)."""
+        ensemble's and the hybrid's layouts (random search needs none)."""
         from ..surrogate.strategy import DEFAULT_STRATEGY, Strategy
 
         name = self.settings.get("strategy", DEFAULT_STRATEGY)
