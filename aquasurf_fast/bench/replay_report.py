@@ -118,6 +118,17 @@ class Replay:
                          f"{r['test acc']:.4f} |")
         return "\n".join(lines)
 
+    def _accuracy_range(self) -> tuple:
+        """The best-so-far panel's y range: every median from the 10th evaluation on and every upper
+        quartile in view, with a margin, and no room above an accuracy of 1 (the first few
+        evaluations, often a diverged function, would squash the rest)."""
+        start = min(10, self.budget) - 1
+        curves = [np.percentile(self.best_so_far(s), [50, 75], axis=0) for s in self.orders]
+        low = min(float(mid[start:].min()) for mid, _ in curves)
+        high = min(1.0, max(float(hi.max()) for _, hi in curves))
+        pad = max(0.002, 0.05 * (high - low))
+        return low - pad, high + pad
+
     def plot(self, out_dir: str) -> List[str]:
         """Best-so-far test accuracy and the share of trials that reached a top-1% class."""
         from ..study.plots import new_figure
@@ -137,8 +148,7 @@ class Replay:
         axes[0].set(xlabel="evaluations", ylabel="test accuracy of the best by validation",
                     title=f"Best so far: median and quartiles over {n_trials} trials, "
                           f"{self.workers} worker(s)")
-        lo = np.percentile(np.concatenate([self.best_so_far(s)[:, 0] for s in self.orders]), 25)
-        axes[0].set_ylim(lo, float(self.pool.test.max()) + 0.01)
+        axes[0].set_ylim(*self._accuracy_range())
         axes[1].set(xlabel="evaluations", ylabel="share of trials", ylim=(0, 1.02),
                     title=f"Reached a top-1% class ({self.pool.n_top('top-1%')} of "
                           f"{len(self.pool)} by validation)")
