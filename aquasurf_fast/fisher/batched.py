@@ -41,8 +41,8 @@ from ..execution.base import is_out_of_memory
 from ..execution.threads import current_limit, limit_openmp_of_this_thread
 from .attention import explicit_attention
 from .factors import CONV_LAYERS, _Factor, _grad_factor, _input_factor
-from .spectrum import (SUPPORTED_LAYERS, FisherError, _check_finite, _default_loss, _num_weights,
-                       _sample_labels, _spectrum, layer_cdf, scaled_eigenvalues)
+from .spectrum import (NO_LAYER, SUPPORTED_LAYERS, FisherError, _check_finite, _num_weights,
+                       _spectrum, candidate_loss, captured_layers, layer_cdf, scaled_eigenvalues)
 from .stacked import NotStackable, StackedActivation, mixing_reason, per_sample_proof
 
 __all__ = ["MAX_CANDIDATES_PER_PASS", "PASS_MEMORY_BYTES", "candidates_per_pass", "features_in_passes"]
@@ -116,15 +116,7 @@ def _stacked_losses(outputs, targets, failures: _Failures, loss, labels, seed):
     for k, out in enumerate(outputs.split(outputs.shape[0] // failures.n)):
         if k in failures.reasons:
             continue
-        if labels == "sampled":
-            t = _sample_labels(out, loss, seed)
-        elif labels == "given":
-            t = targets
-        else:
-            raise ValueError(f"labels must be 'given' or 'sampled', got {labels!r}")
-        value = (loss or _default_loss)(out, t)
-        if value.dim() != 0:
-            raise ValueError(f"the loss must return a scalar, got shape {tuple(value.shape)}")
+        value, _ = candidate_loss(out, targets, loss, labels, seed)
         failures.check_one(k, value.detach(), "the loss")
         if k not in failures.reasons:
             total = value if total is None else total + value
@@ -136,46 +128,27 @@ def _stacked_pass(model, x, targets, n_cand: int, loss, labels, seed):
     (name, module, input, output gradient), each [K * B, ...], in the order of their first call,
     and the failures."""
     failures = _Failures(n_cand)
+
+    def check(name, x_in, output):
+        if x_in.shape[:1] != x.shape[:1] or output.shape[:1] != x.shape[:1]:
+            raise NotStackable(f"layer '{name}' reads shape {tuple(x_in.shape)}: its "
+                               "dimension 0 is not the stacked batch")
+        failures.check(x_in, f"the input of layer '{name}'")
+
     with explicit_attention(model) as projections:
         names = {m: n for n, m in model.named_modules() if isinstance(m, SUPPORTED_LAYERS)}
         names.update(projections)
-        captured: Dict[nn.Module, list] = {}
-
-        def hook(module, args, output):
-            if module in captured:
-                return None  # a shared layer contributes its first call, as one at a time
-            x_in = args[0].detach()
-            if x_in.shape[:1] != x.shape[:1] or output.shape[:1] != x.shape[:1]:
-                raise NotStackable(f"layer '{names[module]}' reads shape {tuple(x_in.shape)}: its "
+        with captured_layers(model, names, check) as captured:
+            outputs = model(x)
+            if outputs.shape[:1] != x.shape[:1]:
+                raise NotStackable(f"the model output has shape {tuple(outputs.shape)}: its "
                                    "dimension 0 is not the stacked batch")
-            failures.check(x_in, f"the input of layer '{names[module]}'")
-            if not output.requires_grad:
-                output = output.detach().requires_grad_(True)
-            captured[module] = [names[module], module, x_in, output]
-            return output
-
-        requires = [(p, p.requires_grad) for p in model.parameters()]
-        handles = [m.register_forward_hook(hook) for m in names]
-        try:
-            for p, _ in requires:
-                p.requires_grad_(False)
-            with torch.enable_grad():
-                outputs = model(x)
-                if outputs.shape[:1] != x.shape[:1]:
-                    raise NotStackable(f"the model output has shape {tuple(outputs.shape)}: its "
-                                       "dimension 0 is not the stacked batch")
-                total = _stacked_losses(outputs, targets, failures, loss, labels, seed)
-                if not captured:
-                    raise FisherError("the model has no Linear, Conv1d, Conv2d, Conv3d or "
-                                      "MultiheadAttention layer on the forward path")
-                layers = list(captured.values())
-                grads = [None] * len(layers) if total is None else torch.autograd.grad(
-                    total, [c[3] for c in layers], allow_unused=True)
-        finally:
-            for h in handles:
-                h.remove()
-            for p, r in requires:
-                p.requires_grad_(r)
+            total = _stacked_losses(outputs, targets, failures, loss, labels, seed)
+            if not captured:
+                raise FisherError(NO_LAYER)
+            layers = [(names[m], m, x_in, out) for m, (x_in, out) in captured.items()]
+            grads = [None] * len(layers) if total is None else torch.autograd.grad(
+                total, [c[3] for c in layers], allow_unused=True)
     result = []
     for (name, module, x_in, out), g in zip(layers, grads):
         g = torch.zeros_like(out) if g is None else g.detach()

@@ -226,11 +226,57 @@ def _check_finite(t: torch.Tensor, what: str) -> None:
         raise FisherError(f"{what} is not finite ({n_nan} NaN, {n_inf} inf of {t.numel()} values)")
 
 
-class _Capture:
-    def __init__(self, name: str, module: nn.Module):
-        self.name, self.module = name, module
-        self.input: Optional[torch.Tensor] = None
-        self.output: Optional[torch.Tensor] = None
+@contextlib.contextmanager
+def captured_layers(model: nn.Module, names: Dict[nn.Module, str], on_capture: Callable):
+    """Hooks on every module of ``names`` with the parameters frozen, for one forward and
+    backward pass: yields a dict module -> (input, output) in the order of the modules' first
+    calls (a shared layer contributes its first call, see fisher_spectrum). ``on_capture(name,
+    input, output)`` checks each capture and may raise. Parameters and hooks are restored on exit.
+    """
+    captured: Dict[nn.Module, tuple] = {}
+
+    def hook(module, args, output):
+        if module in captured:
+            return None
+        x = args[0].detach()
+        on_capture(names[module], x, output)
+        if not output.requires_grad:
+            # No parameter requires grad: the graph starts at the first captured output, so the
+            # backward pass computes no weight gradients and no gradient for the data.
+            output = output.detach().requires_grad_(True)
+        captured[module] = (x, output)
+        return output
+
+    requires = [(p, p.requires_grad) for p in model.parameters()]
+    handles = []
+    try:
+        for p, _ in requires:
+            p.requires_grad_(False)
+        handles = [m.register_forward_hook(hook) for m in names]
+        with torch.enable_grad():
+            yield captured
+    finally:
+        for h in handles:
+            h.remove()
+        for p, r in requires:
+            p.requires_grad_(r)
+
+
+def candidate_loss(outputs: torch.Tensor, targets, loss, labels: str, seed: int):
+    """(scalar loss, targets used) of one candidate's ``outputs``: with the given targets, or
+    with labels sampled from the model's predictive distribution under ``seed``."""
+    if labels == "sampled":
+        targets = _sample_labels(outputs, loss, seed)
+    elif labels != "given":
+        raise ValueError(f"labels must be 'given' or 'sampled', got {labels!r}")
+    value = (loss or _default_loss)(outputs, targets)
+    if value.dim() != 0:
+        raise ValueError(f"the loss must return a scalar, got shape {tuple(value.shape)}")
+    return value, targets
+
+
+NO_LAYER = ("the model has no Linear, Conv1d, Conv2d, Conv3d or MultiheadAttention layer on the "
+            "forward path")
 
 
 def _forward_backward(model, inputs, targets, loss, labels, seed):
@@ -240,64 +286,30 @@ def _forward_backward(model, inputs, targets, loss, labels, seed):
         names.update(projections)
         order, grads, targets = _hooked_pass(model, names, inputs, targets, loss, labels, seed)
     results = []
-    for cap, g in zip(order, grads):
+    for (module, (x, out)), g in zip(order, grads):
         if g is None:
-            g = torch.zeros_like(cap.output)
-        _check_finite(g, f"the output gradient of layer '{cap.name}'")
-        results.append((cap.name, cap.module, cap.input, g.detach()))
+            g = torch.zeros_like(out)
+        _check_finite(g, f"the output gradient of layer '{names[module]}'")
+        results.append((names[module], module, x, g.detach()))
     return results, targets
 
 
 def _hooked_pass(model, names: Dict[nn.Module, str], inputs, targets, loss, labels, seed):
     """The forward and backward pass with a capture hook on every module of ``names``; returns
-    the captures in the order of their first call, the gradients of their outputs (None where
-    the loss does not depend on one) and the targets used."""
-    captures: Dict[nn.Module, _Capture] = {}
-    order: List[_Capture] = []
-    handles = []
+    the captures (module, (input, output)) in the order of their first call, the gradients of
+    their outputs (None where the loss does not depend on one) and the targets used."""
+    def check(name, x, output):
+        _check_finite(x, f"the input of layer '{name}'")
 
-    def hook(module, args, output):
-        if module in captures:
-            return None  # a shared layer contributes its first call (see fisher_spectrum)
-        cap = _Capture(names[module], module)
-        x = args[0].detach()
-        _check_finite(x, f"the input of layer '{cap.name}'")
-        cap.input = x
-        if not output.requires_grad:
-            # No parameter requires grad: the graph starts at the first captured output, so the
-            # backward pass computes no weight gradients and no gradient for the data.
-            output = output.detach().requires_grad_(True)
-        cap.output = output
-        captures[module] = cap
-        order.append(cap)
-        return output
-
-    requires = [(p, p.requires_grad) for p in model.parameters()]
-    try:
-        for p, _ in requires:
-            p.requires_grad_(False)
-        for m in names:
-            handles.append(m.register_forward_hook(hook))
-        with torch.enable_grad():
-            outputs = model(inputs)
-            _check_finite(outputs, "the model output")
-            if labels == "sampled":
-                targets = _sample_labels(outputs, loss, seed)
-            elif labels != "given":
-                raise ValueError(f"labels must be 'given' or 'sampled', got {labels!r}")
-            value = (loss or _default_loss)(outputs, targets)
-            if value.dim() != 0:
-                raise ValueError(f"the loss must return a scalar, got shape {tuple(value.shape)}")
-            _check_finite(value.detach(), "the loss")
-            if not order:
-                raise FisherError("the model has no Linear, Conv1d, Conv2d, Conv3d or MultiheadAttention "
-                                  "layer on the forward path")
-            grads = torch.autograd.grad(value, [c.output for c in order], allow_unused=True)
-    finally:
-        for h in handles:
-            h.remove()
-        for p, r in requires:
-            p.requires_grad_(r)
+    with captured_layers(model, names, check) as captured:
+        outputs = model(inputs)
+        _check_finite(outputs, "the model output")
+        value, targets = candidate_loss(outputs, targets, loss, labels, seed)
+        _check_finite(value.detach(), "the loss")
+        if not captured:
+            raise FisherError(NO_LAYER)
+        order = list(captured.items())
+        grads = torch.autograd.grad(value, [out for _, (_, out) in order], allow_unused=True)
     return order, grads, targets
 
 
