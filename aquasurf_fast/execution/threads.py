@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator, Optional
 
 # The innermost active thread_limit, so that a nested one asking for as many threads or more
@@ -91,4 +92,15 @@ def limit_openmp_of_this_thread(n_threads: int) -> None:
     threadpool_limits(limits=int(n_threads), user_api="openmp")
 
 
-__all__ = ["current_limit", "limit_openmp_of_this_thread", "limit_threads", "thread_limit"]
+def threads_keeping_limit(n_workers: int) -> ThreadPoolExecutor:
+    """A pool of ``n_workers`` Python threads whose OpenMP pools keep the calling thread's torch
+    thread count (inside a ``thread_limit`` block, its limit), where a new thread's would start at
+    every core. For numerical work fanned out over threads (LAPACK and torch release the GIL)."""
+    import torch
+
+    return ThreadPoolExecutor(max(1, int(n_workers)), initializer=limit_openmp_of_this_thread,
+                              initargs=(torch.get_num_threads(),))
+
+
+__all__ = ["current_limit", "limit_openmp_of_this_thread", "limit_threads", "thread_limit",
+           "threads_keeping_limit"]

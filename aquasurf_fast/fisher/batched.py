@@ -30,7 +30,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -38,7 +37,7 @@ import torch
 import torch.nn as nn
 
 from ..execution.base import is_out_of_memory
-from ..execution.threads import current_limit, limit_openmp_of_this_thread
+from ..execution.threads import current_limit, threads_keeping_limit
 from .attention import explicit_attention
 from .factors import CONV_LAYERS, _Factor, _grad_factor, _input_factor
 from .spectrum import (NO_LAYER, SUPPORTED_LAYERS, FisherError, _check_finite, _num_weights,
@@ -388,8 +387,7 @@ def features_in_passes(build: Callable, names: Sequence[str], x: torch.Tensor, y
 
     n_threads = min(len(parts), _concurrent_passes(threads, allowed, proven, device))
     # Each worker thread keeps to the caller's thread count (the policy's), OpenMP pools included.
-    with ThreadPoolExecutor(max(1, n_threads), initializer=limit_openmp_of_this_thread,
-                            initargs=(torch.get_num_threads(),)) as pool:
+    with threads_keeping_limit(n_threads) as pool:
         for done in pool.map(lambda part: _passes(run, part), parts):
             for part, feats, failed in done:
                 _record(results, part, feats, failed)

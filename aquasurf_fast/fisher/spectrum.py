@@ -46,7 +46,6 @@ import contextlib
 import math
 import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -166,16 +165,11 @@ def numerical_zeros_to_zero(ev: np.ndarray) -> np.ndarray:
     return ev
 
 
-def _eig_all(factors: Sequence[_Factor], n_workers: int) -> List[np.ndarray]:
-    """Decompose all factors, largest first, on n_workers threads (LAPACK releases the GIL)."""
-    order = sorted(range(len(factors)), key=lambda i: -factors[i].mat.shape[-1] ** 3 * factors[i].mat.shape[0])
-    if n_workers <= 1 or len(factors) <= 1:
-        results = {i: _eigvalsh(factors[i]) for i in order}
-    else:
-        with ThreadPoolExecutor(n_workers) as pool:
-            futures = {i: pool.submit(_eigvalsh, factors[i]) for i in order}
-            results = {i: f.result() for i, f in futures.items()}
-    return [results[i] for i in range(len(factors))]
+def _eig_all(factors: Sequence[_Factor]) -> List[np.ndarray]:
+    """Decompose the factors one at a time, each on all of LAPACK's threads: on 2 idle cores that
+    took 1.2-1.7 s for All-CNN-C's 18 factors against 2.1-2.4 s with two at a time (two 2-thread
+    LAPACK calls oversubscribe the cores)."""
+    return [_eigvalsh(f) for f in factors]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -326,8 +320,8 @@ def _num_weights(module: nn.Module) -> int:
     return module.weight.numel() + (module.bias.numel() if module.bias is not None else 0)
 
 
-def _spectrum(model, inputs, targets, loss=None, labels="given", seed=0, input_cache=None,
-              eig_workers=None, factor_method="auto") -> FisherSpectrum:
+def _spectrum(model, inputs, targets, loss=None, labels="given", seed=0,
+              input_cache=None) -> FisherSpectrum:
     timings = {}
     dev = inputs.device if isinstance(inputs, torch.Tensor) else None
     t0 = time.perf_counter()
@@ -360,7 +354,7 @@ def _spectrum(model, inputs, targets, loss=None, labels="given", seed=0, input_c
             known_eigs[len(factors)] = hit
             factors.append(None)
         else:
-            factors.append(_input_factor(module, x, batch, factor_method))
+            factors.append(_input_factor(module, x, batch))
         if same is not None:
             readers[same] = len(factors) - 1
         slots.append((len(factors) - 1, len(factors)))
@@ -370,12 +364,7 @@ def _spectrum(model, inputs, targets, loss=None, labels="given", seed=0, input_c
     timings["covariances"] = t2 - t1
 
     todo = [i for i, f in enumerate(factors) if f is not None]
-    # One decomposition at a time, each on all of LAPACK's threads: on 2 idle cores that took
-    # 1.2-1.7 s for All-CNN-C's 18 factors against 2.1-2.4 s with two at a time (two 2-thread
-    # LAPACK calls oversubscribe the cores); two at a time only won on a machine busy with
-    # other work. eig_workers > 1 runs that many decompositions concurrently.
-    n_workers = eig_workers if eig_workers is not None else 1
-    eigs = dict(zip(todo, _eig_all([factors[i] for i in todo], n_workers)))
+    eigs = dict(zip(todo, _eig_all([factors[i] for i in todo])))
     eigs.update(known_eigs)
     if input_cache is not None and captured:
         # Only the first layer's input is the same for every candidate: keep that one.
