@@ -108,6 +108,7 @@ def time_featurize(path: str, pool: int) -> dict:
     Fisher computation, the embedding, and the rest (the driver: choosing the pool, reading and
     writing the study)."""
     from aquasurf_fast.study.features import FeatureService
+    from aquasurf_fast.study.ranking import Ranker
 
     spent = {"fisher": 0.0, "embedding": 0.0}
 
@@ -120,9 +121,9 @@ def time_featurize(path: str, pool: int) -> dict:
                 spent[part] += time.perf_counter() - start
         return call
 
-    fisher, embed = FeatureService._compute_fisher, FeatureService.prepare_embedding
+    fisher, embed = FeatureService._compute_fisher, Ranker.prepare_embedding
     FeatureService._compute_fisher = timed("fisher", fisher)
-    FeatureService.prepare_embedding = timed("embedding", embed)
+    Ranker.prepare_embedding = timed("embedding", embed)
     try:
         study = aq.Study(path)
         cpu, start = time.process_time(), time.perf_counter()
@@ -130,7 +131,7 @@ def time_featurize(path: str, pool: int) -> dict:
         spent["total"] = time.perf_counter() - start
         spent["cpu"] = time.process_time() - cpu
     finally:
-        FeatureService._compute_fisher, FeatureService.prepare_embedding = fisher, embed
+        FeatureService._compute_fisher, Ranker.prepare_embedding = fisher, embed
     spent["classes"] = done["fisher"]
     spent["candidates"] = study.counts()["candidates"]
     return spent

@@ -1,48 +1,36 @@
-"""A study's features and surrogate: computing the Fisher pool's features, and the embedding that
-every suggestion reads.
+"""A study's features: computing the Fisher pool's features, and reading the candidates' features
+that every suggestion is ranked by (``study.ranking``).
 
 Every class in the Fisher pool (``study.pool``) with valid features is a surrogate candidate; the
-embedding is recomputed when, and only when, that set changes.
+ranking's embedding is recomputed when, and only when, that set changes.
 """
 from __future__ import annotations
 
 import collections
-import copy
 import json
-import threading
-import time
 from typing import Any, Callable, Counter, Dict, Optional, Tuple
 
 import numpy as np
 
 from .._checks import check_int
-from .store import EmbeddingCache, StudyError, from_blob
+from .store import StudyError, from_blob
 
 
 MAX_TOP_UPS = 25  # rounds of topping the pool up after failed Fisher features (later ones are small)
 
 
 class FeatureService:
-    """Computes a study's features and fits its surrogate (the part of ``Study`` behind
-    ``featurize``, ``set_fisher_features``, ``surrogate`` and ``predictions``). Chooses the pool
-    to featurize through the study's ``FisherPool``.
+    """Computes a study's features and reads its candidates' (the part of ``Study`` behind
+    ``featurize``, ``set_fisher_features`` and ``has_fisher``). Chooses the pool to featurize
+    through the study's ``FisherPool``; the study's ``Ranker`` ranks the candidates it reads.
 
-    ``owner`` names this process in the event log; ``regressor`` is the scikit-learn instance the
-    study was given (None for a named regressor, which the study's settings hold).
+    ``owner`` names this process in the event log.
     """
 
-    def __init__(self, store, pool, owner: str, regressor: Any = None):
+    def __init__(self, store, pool, owner: str):
         self.store, self.pool, self.owner = store, pool, owner
-        self.regressor = regressor
         self._features: Optional[Tuple[Any, ...]] = None
-        self._surrogate = None
-        self._layout_cache = EmbeddingCache(store)
-        self._layouts_memo: Optional[Tuple[Any, ...]] = None
-        self._points_memo: Optional[Tuple[Any, np.ndarray]] = None
         self._n_candidates_memo: Optional[Tuple[Any, ...]] = None
-        # Threads sharing a study fit one surrogate at a time: the first fit (UMAP) is computed
-        # once, not by every thread, and a fit never rebinds arrays that another thread reads.
-        self._fit_lock = threading.RLock()
 
     @property
     def settings(self) -> Dict[str, Any]:
@@ -73,24 +61,10 @@ class FeatureService:
     def featurize(self, *, pool: Optional[int] = None, build: Optional[Callable] = None,
                   inputs: Any = None, targets: Any = None, featurizer: Optional[Callable] = None,
                   chunk: int = 128, seed: int = 42, device: Any = None, progress: bool = True,
-                  embed: bool = True, executor=None) -> Dict[str, int]:
-        """Choose the Fisher pool (``choose_pool(pool)``) and compute its missing output and
-        Fisher features; resumable (each chunk is committed).
-
-        ``build``/``inputs``/``targets`` default to the study's task. ``featurizer`` defaults to
-        ``aq.fisher_features_for`` and is called as ``featurizer(build, names, inputs, targets,
-        seed=..., device=..., progress=False) -> (features [n, D], ok [n], reasons [n])``.
-        Classes whose outputs are not finite are never candidates and get no Fisher feature.
-        With ``executor`` (worker processes, Ray) the chunks run as its jobs; workers load the
-        study's task themselves, or receive ``build``/``inputs``/``targets``, which must then be
-        picklable. With ``embed`` the surrogate's UMAP embedding is computed and stored at the end.
-
-        Returns the counts of output and Fisher features computed, of classes with non-finite
-        outputs, of Fisher features that failed, and the three most common reasons why. When
-        every Fisher feature failed (a bug in the task's ``build``, say), it stops after the
-        first round with a StudyError that gives the most common reason, rather than letting the
-        search run on output features alone.
-        """
+                  executor=None) -> Dict[str, int]:
+        """The features part of ``Study.featurize`` (which describes the arguments and the counts
+        returned): choose the Fisher pool (``choose_pool(pool)``) and compute its missing output
+        and Fisher features, without the embedding; resumable (each chunk is committed)."""
         chunk = check_int("chunk", chunk, 1, StudyError)
         if pool is not None:
             check_int("pool", pool, 0, StudyError)
@@ -131,14 +105,6 @@ class FeatureService:
                 f"times: {reason}): check that the task's build(activation) returns its model and "
                 "that fisher_batch() gives inputs and targets the model accepts; the search "
                 "would otherwise run on output features alone")
-        if embed and self.n_candidates():
-            # Fit UMAP now, once, so that the search's first surrogate suggestion does not keep every
-            # worker waiting; the embedding is stored in the study for all processes.
-            t0 = time.perf_counter()
-            self.prepare_embedding()
-            if progress:
-                print(f"embedded {self.n_candidates()} candidates in "
-                      f"{time.perf_counter() - t0:.1f} s", flush=True)
         return {"output": n_out, "fisher": n_fisher, "non_finite": n_bad,
                 "failed": sum(failures.values()), "reasons": reasons}
 
@@ -180,7 +146,7 @@ class FeatureService:
                 bar.close()
         return failures
 
-    # -- candidates and the surrogate --------------------------------------------------------------
+    # -- candidates --------------------------------------------------------------------------------
 
     def has_fisher(self) -> bool:
         """Whether any class of the pool has valid Fisher features."""
@@ -253,91 +219,3 @@ class FeatureService:
                              "ORDER BY id DESC LIMIT 1").fetchone()
             if last is None or last[0] != detail:
                 self.store.log(c, "feature_set", owner=self.owner, detail=detail)
-
-    def regressor_in_use(self) -> Any:
-        """The study's regressor: the instance it was given, or its name from the settings."""
-        if self.regressor is None and self.settings["regressor"] == "custom":
-            raise StudyError("this study was created with a regressor instance, which is not "
-                             "stored in the file: pass it again, Study(path, regressor=...)")
-        return self.regressor or self.settings["regressor"]
-
-    def surrogate(self):
-        """A Surrogate fitted on the current results (embedding from the study's cache). A new
-        embedding (the candidates changed) is logged with the seconds it took.
-
-        Each call returns its own copy, which a later fit (another thread's) leaves unchanged."""
-        with self._fit_lock:
-            return copy.copy(self._fit_surrogate())
-
-    def _fit_surrogate(self):
-        from ..surrogate.regression import Surrogate
-
-        meta = self.settings
-        if self._surrogate is None:
-            self._surrogate = Surrogate(cache=self._layout_cache)
-        self._surrogate.regressor = self.regressor_in_use()
-        self._surrogate.random_state = meta["random_state"]
-        ids, out, fisher = self.candidate_features()
-        done = dict(self.store.query(
-            "SELECT id, score FROM classes WHERE status = 'done' AND score IS NOT NULL"))
-        pos = {cid: i for i, cid in enumerate(ids.tolist())}
-        idx = [pos[c] for c in done if c in pos]
-        scores = [done[ids[i]] for i in idx]
-        self._surrogate.fit(out, fisher, idx, scores)
-        self._surrogate.class_ids_ = ids
-        if self._surrogate.embed_seconds_ is not None:
-            self._log_embedding(ids.size, self._surrogate.embed_seconds_)
-        return self._surrogate
-
-    def prepare_embedding(self) -> None:
-        """Compute and store what the study's strategy ranks by: the paper's single embedding, the
-        ensemble's and the hybrid's layouts (random search needs none)."""
-        from ..surrogate.strategy import DEFAULT_STRATEGY, Strategy
-
-        name = self.settings.get("strategy", DEFAULT_STRATEGY)
-        if name == "paper":
-            self.surrogate()
-        elif Strategy(name).n_layouts:
-            self.layouts(Strategy(name).n_layouts)
-
-    def layouts(self, n_layouts: int):
-        """(candidate class ids, float32 [n_layouts, n_candidates, 2]): the candidates' fuzzy
-        graph laid out under seeds random_state, random_state + 1, ... (``compute_layouts``), kept
-        in the study file like the single embedding. A new set is logged with its seconds."""
-        from ..surrogate.embedding import cached_layouts
-
-        version = self.store.features_version()
-        memo = self._layouts_memo
-        if memo is not None and memo[:2] == (version, n_layouts):
-            return memo[2], memo[3]
-        with self._fit_lock:
-            ids, out, fisher = self.candidate_features()
-            if n_layouts < 1 or ids.size == 0:
-                return ids, np.zeros((max(n_layouts, 0), ids.size, 2), dtype=np.float32)
-            layouts, seconds = cached_layouts(self._layout_cache, out, fisher,
-                                              self.settings["random_state"], n_layouts)
-            if seconds is not None:
-                self._log_embedding(ids.size, seconds)
-            self._layouts_memo = (version, n_layouts, ids, layouts)
-        return ids, layouts
-
-    def output_points(self) -> np.ndarray:
-        """float32 [n_candidates, P]: the candidates' ``strategy.output_points``, in the order of
-        ``candidate_features``, kept until the features change."""
-        from ..surrogate.strategy import output_points
-
-        version = self.store.features_version()
-        memo = self._points_memo
-        if memo is None or memo[0] != version:
-            memo = self._points_memo = (version, output_points(self.candidate_features()[1]))
-        return memo[1]
-
-    def _log_embedding(self, n_candidates: int, seconds: float) -> None:
-        with self.store.transaction() as c:
-            self.store.log(c, "embed", owner=self.owner, detail=json.dumps(
-                {"candidates": int(n_candidates), "seconds": round(seconds, 3)}))
-
-    def predictions(self) -> Dict[int, float]:
-        """Predicted score per candidate class id (NaN before any finite result)."""
-        s = self.surrogate()
-        return dict(zip(s.class_ids_.tolist(), s.predict().tolist()))

@@ -176,7 +176,7 @@ class _Loop:
         self.grown_at = self.stats["evaluated"]
         added = self.study.pool.grow(self.grow)
         if added:
-            self.study.features.featurize(pool=0, progress=False, embed=False, device=self.device)
+            self.study.features.featurize(pool=0, progress=False, device=self.device)
         self.stats["grown"] += len(added)
         return len(added)
 

@@ -2,9 +2,10 @@
 
 ``Study`` is a facade over parts that each hold the study's store: ``space`` (``SpaceBuilder``:
 filling the search space), ``pool`` (``FisherPool``: which classes get Fisher features),
-``features`` (``FeatureService``: computing features, fitting the surrogate) and
-``results_view`` (``ResultsView``); ``run`` is the loop of ``loop.run_study``. Suggest and tell
-are the study's own.
+``features`` (``FeatureService``: computing and reading features), ``ranker`` (``Ranker``: the
+surrogate, the layouts and the ranking that suggestions follow) and ``results_view``
+(``ResultsView``); ``run`` is the loop of ``loop.run_study``. Suggest and tell are the study's
+own.
 
 Suggestions are claims: a claimed class is ``running`` with a lease that the holder renews while it
 trains. A holder that dies stops renewing, the lease runs out, and the next ``suggest`` anywhere puts
@@ -17,18 +18,16 @@ import json
 import os
 import socket
 import time
-from typing import Any, Dict, List, Optional, Sequence
-
-import numpy as np
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from .._checks import check_int, check_positive
-from ..defaults import DEFAULT_BASELINES, expression_name
-from ..surrogate.strategy import (DEFAULT_STRATEGY, STRATEGY_NAMES, Strategy, predict_classes,
-                                  rank_classes)
+from ..defaults import DEFAULT_BASELINES
+from ..surrogate.strategy import DEFAULT_STRATEGY, STRATEGY_NAMES
 from .claim import Claim
 from .features import FeatureService
 from .loop import run_study
 from .pool import FisherPool
+from .ranking import Ranker
 from .results import ResultsView
 from .space import SpaceBuilder
 from .store import Store, StudyError
@@ -162,8 +161,9 @@ class Study:
                     f"with study.update_settings({key}={value!r})")
         self.space = SpaceBuilder(self.store)
         self.pool = FisherPool(self.store, self.space)
-        self.features = FeatureService(self.store, self.pool, self.owner,
-                                       None if isinstance(regressor, str) else regressor)
+        self.features = FeatureService(self.store, self.pool, self.owner)
+        self.ranker = Ranker(self.store, self.features, self.owner,
+                             None if isinstance(regressor, str) else regressor)
         self.results_view = ResultsView(self.store)
 
     # -- the parts' methods ------------------------------------------------------------------------
@@ -176,11 +176,11 @@ class Study:
     class_of = _delegate("space", SpaceBuilder.class_of)
     members = _delegate("space", SpaceBuilder.members)
     choose_pool = _delegate("pool", FisherPool.choose_pool)
-    featurize = _delegate("features", FeatureService.featurize)
     set_fisher_features = _delegate("features", FeatureService.set_fisher_features)
     has_fisher = _delegate("features", FeatureService.has_fisher)
-    surrogate = _delegate("features", FeatureService.surrogate)
-    predictions = _delegate("features", FeatureService.predictions)
+    surrogate = _delegate("ranker", Ranker.surrogate)
+    predictions = _delegate("ranker", Ranker.predictions)
+    prediction_map = _delegate("ranker", Ranker.prediction_map)
     results = _delegate("results_view", ResultsView.results)
     iter_results = _delegate("results_view", ResultsView.iter_results)
     top = _delegate("results_view", ResultsView.top)
@@ -191,6 +191,40 @@ class Study:
     def run(self, *args, **kwargs) -> Dict[str, Any]:
         return run_study(self, *args, **kwargs)
 
+    def featurize(self, *, pool: Optional[int] = None, build: Optional[Callable] = None,
+                  inputs: Any = None, targets: Any = None, featurizer: Optional[Callable] = None,
+                  chunk: int = 128, seed: int = 42, device: Any = None, progress: bool = True,
+                  embed: bool = True, executor=None) -> Dict[str, int]:
+        """Choose the Fisher pool (``choose_pool(pool)``) and compute its missing output and
+        Fisher features; resumable (each chunk is committed).
+
+        ``build``/``inputs``/``targets`` default to the study's task. ``featurizer`` defaults to
+        ``aq.fisher_features_for`` and is called as ``featurizer(build, names, inputs, targets,
+        seed=..., device=..., progress=False) -> (features [n, D], ok [n], reasons [n])``.
+        Classes whose outputs are not finite are never candidates and get no Fisher feature.
+        With ``executor`` (worker processes, Ray) the chunks run as its jobs; workers load the
+        study's task themselves, or receive ``build``/``inputs``/``targets``, which must then be
+        picklable. With ``embed`` the surrogate's UMAP embedding is computed and stored at the end.
+
+        Returns the counts of output and Fisher features computed, of classes with non-finite
+        outputs, of Fisher features that failed, and the three most common reasons why. When
+        every Fisher feature failed (a bug in the task's ``build``, say), it stops after the
+        first round with a StudyError that gives the most common reason, rather than letting the
+        search run on output features alone.
+        """
+        done = self.features.featurize(pool=pool, build=build, inputs=inputs, targets=targets,
+                                       featurizer=featurizer, chunk=chunk, seed=seed,
+                                       device=device, progress=progress, executor=executor)
+        if embed and self.features.n_candidates():
+            # Fit UMAP now, once, so that the search's first surrogate suggestion does not keep every
+            # worker waiting; the embedding is stored in the study for all processes.
+            t0 = time.perf_counter()
+            self.ranker.prepare_embedding()
+            if progress:
+                print(f"embedded {self.features.n_candidates()} candidates in "
+                      f"{time.perf_counter() - t0:.1f} s", flush=True)
+        return done
+
     def grow(self, k: int, featurize: bool = True, progress: bool = False) -> List[str]:
         """Add to the Fisher pool the ``k`` classes nearest the best results (``FisherPool.grow``)
         and, with ``featurize``, compute their features. Returns the names that joined."""
@@ -198,7 +232,7 @@ class Study:
         if not added:
             return []
         if featurize:
-            self.features.featurize(pool=0, progress=progress, embed=False)
+            self.features.featurize(pool=0, progress=progress)
         return self.pool.names_of(added)
 
     # -- settings ----------------------------------------------------------------------------------
@@ -252,79 +286,6 @@ class Study:
         out["candidates"] = self.features.n_candidates()
         return out
 
-    def _ranking(self, n: int = 1) -> List[int]:
-        """Candidate class ids, the next to evaluate first (the first ``n`` chosen together)."""
-        random_state = self.settings["random_state"]
-        if self.settings.get("order") == "exhaustive":
-            ids = np.array([r[0] for r in self.store.query(
-                f"SELECT id FROM classes WHERE {self.features.pool_filter()} ORDER BY id")], dtype=np.int64)
-            return ids[np.random.RandomState(random_state).permutation(ids.size)].tolist()
-        strategy = self.settings.get("strategy", DEFAULT_STRATEGY)
-        if strategy == "paper":
-            s = self.features.surrogate()
-            if s.class_ids_.size == 0:
-                return []
-            from ..surrogate.regression import rank_by_prediction
-
-            return rank_by_prediction(s.class_ids_, s.predict(), random_state).tolist()
-        return self._strategy_ranking(Strategy(strategy, self._strategy_regressor()), n,
-                                      random_state)
-
-    def prediction_map(self):
-        """(candidate class ids, float32 [n, 2] coordinates, predicted scores): what the study's
-        strategy sees, for plots. The paper's strategy: its surrogate's embedding and predictions;
-        the ensemble and the hybrid: the first layout and the mean prediction over the layouts
-        (the hybrid's every other pick, by the output features, has no map); random search:
-        the first layout, no predictions (NaN). A new embedding is computed and logged here."""
-        name = self.settings.get("strategy", DEFAULT_STRATEGY)
-        if name == "paper":
-            s = self.features.surrogate()
-            return s.class_ids_, s.embedding_, s.predict()
-        strategy = Strategy(name, self._strategy_regressor())
-        ids, layouts = self.features.layouts(max(strategy.n_layouts, 1))
-        if name == "random":
-            return ids, layouts[0], np.full(ids.size, np.nan)
-        scores = dict(self.store.query(
-            "SELECT id, score FROM classes WHERE status = 'done' AND score IS NOT NULL"))
-        return ids, layouts[0], predict_classes(strategy, ids, layouts, scores)
-
-    def _baseline_ids(self) -> List[int]:
-        """The classes of the study's baselines, in their order."""
-        base_ids: List[int] = []
-        for name in self.settings["baselines"]:
-            # As given ("elu" may be a class's own name) or as an expression; explicit, or held
-            # by a names file.
-            for form in dict.fromkeys((name, expression_name(name))):
-                try:
-                    class_id = self.store.class_of(form)[0]
-                except ValueError:
-                    continue
-                if class_id not in base_ids:
-                    base_ids.append(class_id)
-                break
-        return base_ids
-
-    def _strategy_regressor(self) -> Any:
-        """The regressor a strategy fits: the study's instance or named one; None (the strategy's
-        own) for the default "knn", which the ensemble weights by inverse distance."""
-        regressor = self.features.regressor_in_use()
-        return None if isinstance(regressor, str) and regressor == "knn" else regressor
-
-    def _strategy_ranking(self, strategy: Strategy, n: int, random_state) -> List[int]:
-        """The ranking of a ``surrogate.strategy`` strategy from the study's results and claims."""
-        ids, layouts = self.features.layouts(strategy.n_layouts)
-        if ids.size == 0:
-            return []
-        status = self.store.query("SELECT id, status, score FROM classes WHERE status IN "
-                                  "('done', 'running')")
-        scores = {cid: score for cid, st, score in status if st == "done"}
-        pending = [cid for cid, st, _ in status if st == "running"]
-        in_candidates = set(ids.tolist())
-        n_start = sum(1 for cid in self._baseline_ids() if cid in in_candidates)
-        points = self.features.output_points() if strategy.needs_points else None
-        return rank_classes(strategy, ids, layouts, scores, pending, n_start, n, random_state,
-                            points)
-
     # -- suggest and tell --------------------------------------------------------------------------
 
     def suggest(self, n: int = 1, owner: Optional[str] = None) -> List[Claim]:
@@ -339,13 +300,13 @@ class Study:
         lease_s = float(meta["lease_s"])
         with self.store.transaction() as c:
             self.store.expire_leases(c, time.time())
-        base_ids = self._baseline_ids()
+        base_ids = self.ranker.baseline_ids()
         pending_base = [cid for cid in base_ids if self.store.query(
             "SELECT status FROM classes WHERE id = ?", (cid,))[0][0] == "pending"]
         # The surrogate is fitted outside the write lock: the first fit of a large space takes a
         # while (UMAP), and other processes must keep writing meanwhile. The ranking is re-checked
         # against the statuses inside the transaction.
-        ranking = [] if len(pending_base) >= n else self._ranking(n - len(pending_base))
+        ranking = [] if len(pending_base) >= n else self.ranker.ranking(n - len(pending_base))
         claims = []
         with self.store.transaction() as c:
             now = time.time()

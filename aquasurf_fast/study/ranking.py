@@ -1,0 +1,208 @@
+"""A study's ranking of candidates for suggestions: the surrogate, the UMAP layouts, the output
+points, the strategy's ranking and the prediction map drawn from them.
+
+It is separate from ``features`` (``FeatureService``), which computes and reads the candidates'
+features: the ranking only reads them, through ``FeatureService``'s public methods, and holds what
+is fitted on them (the surrogate, the layouts) with the lock that keeps threads from fitting twice.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import threading
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from ..defaults import expression_name
+from ..surrogate.strategy import DEFAULT_STRATEGY, Strategy, predict_classes, rank_classes
+from .store import EmbeddingCache, StudyError
+
+
+class Ranker:
+    """Ranks a study's candidates for suggestions (the part of ``Study`` behind ``surrogate``,
+    ``predictions`` and ``prediction_map``, and the order of ``suggest``), from the candidates'
+    features that ``features`` (``FeatureService``) reads.
+
+    ``owner`` names this process in the event log; ``regressor`` is the scikit-learn instance the
+    study was given (None for a named regressor, which the study's settings hold).
+    """
+
+    def __init__(self, store, features, owner: str, regressor: Any = None):
+        self.store, self.features, self.owner = store, features, owner
+        self.regressor = regressor
+        self._surrogate = None
+        self._layout_cache = EmbeddingCache(store)
+        self._layouts_memo: Optional[Tuple[Any, ...]] = None
+        self._points_memo: Optional[Tuple[Any, np.ndarray]] = None
+        # Threads sharing a study fit one surrogate at a time: the first fit (UMAP) is computed
+        # once, not by every thread, and a fit never rebinds arrays that another thread reads.
+        self._fit_lock = threading.RLock()
+
+    @property
+    def settings(self) -> Dict[str, Any]:
+        return self.store.meta()
+
+    # -- the surrogate and the layouts -------------------------------------------------------------
+
+    def regressor_in_use(self) -> Any:
+        """The study's regressor: the instance it was given, or its name from the settings."""
+        if self.regressor is None and self.settings["regressor"] == "custom":
+            raise StudyError("this study was created with a regressor instance, which is not "
+                             "stored in the file: pass it again, Study(path, regressor=...)")
+        return self.regressor or self.settings["regressor"]
+
+    def surrogate(self):
+        """A Surrogate fitted on the current results (embedding from the study's cache). A new
+        embedding (the candidates changed) is logged with the seconds it took.
+
+        Each call returns its own copy, which a later fit (another thread's) leaves unchanged."""
+        with self._fit_lock:
+            return copy.copy(self._fit_surrogate())
+
+    def _fit_surrogate(self):
+        from ..surrogate.regression import Surrogate
+
+        meta = self.settings
+        if self._surrogate is None:
+            self._surrogate = Surrogate(cache=self._layout_cache)
+        self._surrogate.regressor = self.regressor_in_use()
+        self._surrogate.random_state = meta["random_state"]
+        ids, out, fisher = self.features.candidate_features()
+        done = dict(self.store.query(
+            "SELECT id, score FROM classes WHERE status = 'done' AND score IS NOT NULL"))
+        pos = {cid: i for i, cid in enumerate(ids.tolist())}
+        idx = [pos[c] for c in done if c in pos]
+        scores = [done[ids[i]] for i in idx]
+        self._surrogate.fit(out, fisher, idx, scores)
+        self._surrogate.class_ids_ = ids
+        if self._surrogate.embed_seconds_ is not None:
+            self._log_embedding(ids.size, self._surrogate.embed_seconds_)
+        return self._surrogate
+
+    def prepare_embedding(self) -> None:
+        """Compute and store what the study's strategy ranks by: the paper's single embedding, the
+        ensemble's and the hybrid's layouts (random search needs none)."""
+        name = self.settings.get("strategy", DEFAULT_STRATEGY)
+        if name == "paper":
+            self.surrogate()
+        elif Strategy(name).n_layouts:
+            self.layouts(Strategy(name).n_layouts)
+
+    def layouts(self, n_layouts: int):
+        """(candidate class ids, float32 [n_layouts, n_candidates, 2]): the candidates' fuzzy
+        graph laid out under seeds random_state, random_state + 1, ... (``compute_layouts``), kept
+        in the study file like the single embedding. A new set is logged with its seconds."""
+        from ..surrogate.embedding import cached_layouts
+
+        version = self.store.features_version()
+        memo = self._layouts_memo
+        if memo is not None and memo[:2] == (version, n_layouts):
+            return memo[2], memo[3]
+        with self._fit_lock:
+            ids, out, fisher = self.features.candidate_features()
+            if n_layouts < 1 or ids.size == 0:
+                return ids, np.zeros((max(n_layouts, 0), ids.size, 2), dtype=np.float32)
+            layouts, seconds = cached_layouts(self._layout_cache, out, fisher,
+                                              self.settings["random_state"], n_layouts)
+            if seconds is not None:
+                self._log_embedding(ids.size, seconds)
+            self._layouts_memo = (version, n_layouts, ids, layouts)
+        return ids, layouts
+
+    def output_points(self) -> np.ndarray:
+        """float32 [n_candidates, P]: the candidates' ``strategy.output_points``, in the order of
+        ``candidate_features``, kept until the features change."""
+        from ..surrogate.strategy import output_points
+
+        version = self.store.features_version()
+        memo = self._points_memo
+        if memo is None or memo[0] != version:
+            out = self.features.candidate_features()[1]
+            memo = self._points_memo = (version, output_points(out))
+        return memo[1]
+
+    def _log_embedding(self, n_candidates: int, seconds: float) -> None:
+        with self.store.transaction() as c:
+            self.store.log(c, "embed", owner=self.owner, detail=json.dumps(
+                {"candidates": int(n_candidates), "seconds": round(seconds, 3)}))
+
+    def predictions(self) -> Dict[int, float]:
+        """Predicted score per candidate class id (NaN before any finite result)."""
+        s = self.surrogate()
+        return dict(zip(s.class_ids_.tolist(), s.predict().tolist()))
+
+    # -- ranking -----------------------------------------------------------------------------------
+
+    def ranking(self, n: int = 1) -> List[int]:
+        """Candidate class ids, the next to evaluate first (the first ``n`` chosen together)."""
+        random_state = self.settings["random_state"]
+        if self.settings.get("order") == "exhaustive":
+            ids = np.array([r[0] for r in self.store.query(
+                f"SELECT id FROM classes WHERE {self.features.pool_filter()} ORDER BY id")], dtype=np.int64)
+            return ids[np.random.RandomState(random_state).permutation(ids.size)].tolist()
+        strategy = self.settings.get("strategy", DEFAULT_STRATEGY)
+        if strategy == "paper":
+            s = self.surrogate()
+            if s.class_ids_.size == 0:
+                return []
+            from ..surrogate.regression import rank_by_prediction
+
+            return rank_by_prediction(s.class_ids_, s.predict(), random_state).tolist()
+        return self._strategy_ranking(Strategy(strategy, self._strategy_regressor()), n,
+                                      random_state)
+
+    def prediction_map(self):
+        """(candidate class ids, float32 [n, 2] coordinates, predicted scores): what the study's
+        strategy sees, for plots. The paper's strategy: its surrogate's embedding and predictions;
+        the ensemble and the hybrid: the first layout and the mean prediction over the layouts
+        (the hybrid's every other pick, by the output features, has no map); random search:
+        the first layout, no predictions (NaN). A new embedding is computed and logged here."""
+        name = self.settings.get("strategy", DEFAULT_STRATEGY)
+        if name == "paper":
+            s = self.surrogate()
+            return s.class_ids_, s.embedding_, s.predict()
+        strategy = Strategy(name, self._strategy_regressor())
+        ids, layouts = self.layouts(max(strategy.n_layouts, 1))
+        if name == "random":
+            return ids, layouts[0], np.full(ids.size, np.nan)
+        scores = dict(self.store.query(
+            "SELECT id, score FROM classes WHERE status = 'done' AND score IS NOT NULL"))
+        return ids, layouts[0], predict_classes(strategy, ids, layouts, scores)
+
+    def baseline_ids(self) -> List[int]:
+        """The classes of the study's baselines, in their order."""
+        base_ids: List[int] = []
+        for name in self.settings["baselines"]:
+            # As given ("elu" may be a class's own name) or as an expression; explicit, or held
+            # by a names file.
+            for form in dict.fromkeys((name, expression_name(name))):
+                try:
+                    class_id = self.store.class_of(form)[0]
+                except ValueError:
+                    continue
+                if class_id not in base_ids:
+                    base_ids.append(class_id)
+                break
+        return base_ids
+
+    def _strategy_regressor(self) -> Any:
+        """The regressor a strategy fits: the study's instance or named one; None (the strategy's
+        own) for the default "knn", which the ensemble weights by inverse distance."""
+        regressor = self.regressor_in_use()
+        return None if isinstance(regressor, str) and regressor == "knn" else regressor
+
+    def _strategy_ranking(self, strategy: Strategy, n: int, random_state) -> List[int]:
+        """The ranking of a ``surrogate.strategy`` strategy from the study's results and claims."""
+        ids, layouts = self.layouts(strategy.n_layouts)
+        if ids.size == 0:
+            return []
+        status = self.store.query("SELECT id, status, score FROM classes WHERE status IN "
+                                  "('done', 'running')")
+        scores = {cid: score for cid, st, score in status if st == "done"}
+        pending = [cid for cid, st, _ in status if st == "running"]
+        in_candidates = set(ids.tolist())
+        n_start = sum(1 for cid in self.baseline_ids() if cid in in_candidates)
+        points = self.output_points() if strategy.needs_points else None
+        return rank_classes(strategy, ids, layouts, scores, pending, n_start, n, random_state,
+                            points)
