@@ -130,3 +130,21 @@ def test_bad_input_is_refused_clearly():
         Surrogate("tree").fit(out, fisher, [0, 1], [0.0, 1.0])
     with pytest.raises(ValueError, match=r"\[0, 8\)"):
         Surrogate().fit(out, fisher, [9], [1.0])
+
+
+def test_umap_compiled_functions_are_kept_on_disk_for_the_next_process(tmp_path):
+    """A fresh process that lays out candidates leaves umap-learn's compiled graph and layout
+    functions in numba's cache, so that the next process loads them instead of compiling."""
+    import os
+    import subprocess
+    import sys
+
+    script = ("import numpy as np\n"
+              "from aquasurf_fast.surrogate.embedding import compute_layouts\n"
+              "x = np.random.default_rng(0).normal(size=(40, 6)).astype(np.float32)\n"
+              "compute_layouts(x, None, [0])\n")
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=600)
+    kept = {p.name.split(".")[0] for p in tmp_path.rglob("*.nbi")}
+    # The fuzzy graph's and the layout's own functions, which umap-learn compiles uncached.
+    assert {"umap_", "layouts"} <= kept, sorted(kept)

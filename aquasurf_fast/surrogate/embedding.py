@@ -7,6 +7,7 @@ set; ``embedding_key`` names it for the caches that keep it.
 from __future__ import annotations
 
 import hashlib
+import sys
 import time
 import warnings
 from typing import Optional
@@ -32,7 +33,27 @@ def _import_umap():
             "the surrogate needs umap-learn: pip install 'aquasurf_fast[search]' "
             "(or pip install umap-learn scikit-learn)"
         ) from exc
+    _keep_compiled_code(umap)
     return umap
+
+
+def _keep_compiled_code(umap) -> None:
+    """Let numba keep umap-learn's compiled functions on disk, as it already does for
+    pynndescent's. umap-learn compiles its graph and layout functions without a cache, so every
+    new process spent 15 s (idle) to minutes (busy cores) compiling them before its first
+    embedding: a search driver after every start, ``featurize``, each replay. With the cache only
+    the first process on a machine compiles (numba's cache: next to the module, or its user cache
+    directory, or $NUMBA_CACHE_DIR). A function numba cannot cache is left as it was."""
+    from numba.core.caching import NullCache
+    from numba.core.dispatcher import Dispatcher
+
+    for module in [m for name, m in list(sys.modules.items()) if name.split(".")[0] == "umap"]:
+        for obj in list(vars(module).values()):
+            if isinstance(obj, Dispatcher) and isinstance(obj._cache, NullCache):
+                try:
+                    obj.enable_caching()
+                except RuntimeError:  # no place to keep it (source file not found, say)
+                    pass
 
 
 def check_features(name: str, feats: np.ndarray, n: Optional[int]) -> np.ndarray:
@@ -179,6 +200,8 @@ def layout_graph(graph, random_state) -> np.ndarray:
     """Lay a fuzzy graph out in 2-D with umap-learn's default settings and the given seed."""
     from scipy.sparse.csgraph import connected_components
     from sklearn.utils import check_random_state
+
+    _import_umap()
     from umap.umap_ import find_ab_params, simplicial_set_embedding
 
     a, b = find_ab_params(1.0, 0.1)  # umap-learn's defaults: spread 1, min_dist 0.1
