@@ -101,6 +101,7 @@ def build_benchmark(out: str, task: str = "mnist1d", *, names: Optional[Sequence
     epochs, amp, data_dir). Returns the study's final counts plus ``kept_runs``.
     """
     from ..expr import BENCHMARK_UNARY_OPS, enumerate_schema
+    from ..study.recipe import training_recipe
     from ..tasks import TaskEvaluator
 
     if names is None:
@@ -110,6 +111,9 @@ def build_benchmark(out: str, task: str = "mnist1d", *, names: Optional[Sequence
     try:
         known = earlier_runs(out, study) if seeds > 1 else {}
         study.featurize(progress=progress, embed=False, executor=executor, device=device)
+        options = dict(options or {})
+        # A build resumed with other epochs would mix recipes: refused, as a search's.
+        options.update(training_recipe(study, options.get("epochs"), options.get("amp")))
         # Budget: every class; the run stops once no trainable candidate is left.
         stats = study.run(TaskEvaluator(task, seeds, known_runs=known, options=options),
                           budget=study.counts()["classes"], workers=workers, executor=executor,

@@ -127,9 +127,11 @@ def cmd_search(args) -> int:
                          f"`aquasurf featurize {args.study}` first")
     evaluate = None
     if study.settings.get("task"):
+        from ..study.recipe import training_recipe
         from ..tasks import TaskEvaluator
 
-        evaluate = TaskEvaluator(study.settings["task"], options=options)
+        recipe = training_recipe(study, options["epochs"], options["amp"])
+        evaluate = TaskEvaluator(study.settings["task"], options={**options, **recipe})
     t0 = time.perf_counter()
     try:
         with data_dir_env(args):

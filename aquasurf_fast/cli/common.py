@@ -83,10 +83,12 @@ def add_device_option(sp, what: str, default: str) -> None:
 def add_training_options(sp) -> None:
     """--epochs, --amp, --data-dir: passed on to the task's train_eval (see TaskEvaluator)."""
     sp.add_argument("--epochs", type=int_at_least(1),
-                    help="training epochs per candidate (default: the task's recipe); use the "
-                         "same value for every run of a study, or its scores mix recipes")
+                    help="training epochs per candidate (default: the study's recipe, else the "
+                         "task's); the study keeps it, and once it has results another value is "
+                         "refused, so that its scores never mix recipes")
     sp.add_argument("--amp", action="store_true", default=None,
-                    help="train in mixed precision (float16 on a GPU, bfloat16 on the CPU)")
+                    help="train in mixed precision (float16 on a GPU, bfloat16 on the CPU); kept "
+                         "in the study's recipe like --epochs")
     sp.add_argument("--data-dir", metavar="DIR",
                     help="folder of the datasets of the CIFAR tasks (default $AQUASURF_DATA, else "
                          "$AQUASURF_CACHE/datasets); downloaded there on first use")

@@ -32,7 +32,8 @@ def run_study(study, evaluate: Optional[Callable[[str], Any]] = None, budget: in
     is where the grown classes are featurized (``Study.featurize``'s; None: the task's default).
 
     ``evaluate(name)`` returns a score or a mapping with ``score`` or ``val_acc`` (other entries
-    become metrics); by default the study's task trains with ``aq.Activation(name)``.
+    become metrics); by default the study's task trains with ``aq.Activation(name)``, on the
+    study's training recipe (``study.recipe``: the epochs and precision of its earlier searches).
     ``workers`` worker processes (0: in this process) unless an ``executor`` is given. Safe to
     run from several processes on one file, and to run again after an interruption: it goes on
     from what the file holds. Ctrl-C gives the running claims back and re-raises.
@@ -51,8 +52,9 @@ def run_study(study, evaluate: Optional[Callable[[str], Any]] = None, budget: in
         if not spec:
             raise StudyError("this study has no task: pass evaluate=, or create it with a task")
         from ..tasks import TaskEvaluator
+        from .recipe import training_recipe
 
-        evaluate = TaskEvaluator(spec)
+        evaluate = TaskEvaluator(spec, options=training_recipe(study))
     executor = executor or default_executor(workers, timeout=timeout)
     if study.settings.get("order") != "surrogate" or not study.settings.get("task"):
         grow = 0

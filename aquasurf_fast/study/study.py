@@ -27,6 +27,7 @@ from .claim import Claim
 from .features import FeatureService
 from .loop import run_study
 from .pool import FisherPool
+from .recipe import check_recipe
 from .ranking import Ranker
 from .results import ResultsView
 from .space import SpaceBuilder
@@ -38,7 +39,7 @@ ORDERS = ("surrogate", "exhaustive")
 
 
 SETTINGS = ("task", "baselines", "regressor", "random_state", "lease_s", "max_retries", "order",
-            "strategy")
+            "strategy", "recipe")
 
 
 def _checked_settings(**values: Any) -> Dict[str, Any]:
@@ -65,6 +66,8 @@ def _checked_settings(**values: Any) -> Dict[str, Any]:
         values["max_retries"] = check_int("max_retries", values["max_retries"], 0, StudyError)
     if values.get("baselines") is not None:
         values["baselines"] = list(values["baselines"])
+    if values.get("recipe") is not None:
+        values["recipe"] = check_recipe(values["recipe"])
     return {k: v for k, v in values.items() if v is not None}
 
 
@@ -244,7 +247,8 @@ class Study:
     def update_settings(self, **values: Any) -> Dict[str, List[Any]]:
         """Change settings that every process using the study shares (``task``, ``baselines``,
         ``regressor`` by name, ``random_state``, ``lease_s``, ``max_retries``, ``order``,
-        ``strategy``), checked as ``Study`` checks them. The change is logged as a "settings"
+        ``strategy``, the training ``recipe``: see ``study.recipe``), checked as ``Study`` checks
+        them. The change is logged as a "settings"
         event. Returns ``{setting: [old, new]}`` for those that changed."""
         unknown = sorted(set(values) - set(SETTINGS))
         if unknown:
