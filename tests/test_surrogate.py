@@ -148,3 +148,51 @@ def test_umap_compiled_functions_are_kept_on_disk_for_the_next_process(tmp_path)
     kept = {p.name.split(".")[0] for p in tmp_path.rglob("*.nbi")}
     # The fuzzy graph's and the layout's own functions, which umap-learn compiles uncached.
     assert {"umap_", "layouts"} <= kept, sorted(kept)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "manhattan"])
+def test_pairwise_distances_match_a_float64_reference(metric):
+    from scipy.spatial.distance import cdist
+
+    from aquasurf_fast.surrogate.pairwise import pairwise
+
+    rng = np.random.default_rng(3)
+    x = (rng.normal(size=(57, 33)) * np.logspace(-3, 3, 33)).astype(np.float32)
+    x[5] = x[9]  # a duplicate row: distance exactly 0
+    got = pairwise(x[::1], metric)
+    want = cdist(x.astype(np.float64), x.astype(np.float64),
+                 "cityblock" if metric == "manhattan" else metric)
+    assert got.dtype == np.float32 and got.shape == (57, 57)
+    np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-6 * want.max())
+    assert got[5, 9] == 0 and np.all(np.diag(got) == 0) and np.array_equal(got, got.T)
+
+
+def test_pairwise_takes_non_contiguous_rows():
+    from aquasurf_fast.surrogate.pairwise import pairwise
+
+    x = np.random.default_rng(4).normal(size=(20, 12)).astype(np.float32)
+    np.testing.assert_array_equal(pairwise(x[:, ::2], "euclidean"),
+                                  pairwise(np.ascontiguousarray(x[:, ::2]), "euclidean"))
+
+
+@pytest.mark.parametrize("n", [7, 300])
+def test_fuzzy_graphs_are_those_of_umap_learns_own_distances(n):
+    """The precomputed distances give umap-learn's graph bit for bit, for both feature sets."""
+    import warnings
+
+    import umap
+
+    from aquasurf_fast.surrogate import embedding
+
+    rng = np.random.default_rng(n)
+    out = np.tanh(rng.normal(size=(n, 200)) * 2).astype(np.float32)
+    out[1] = out[2]  # tied neighbours
+    fisher = np.sort(rng.random((n, 91)), axis=1).astype(np.float32)
+    parts = embedding._feature_sets(out, fisher)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = [umap.UMAP(n_neighbors=min(k, n - 1), metric=m, random_state=5,
+                          transform_mode="graph").fit(f).graph_ for f, k, m in parts]
+    got = [model.graph_ for model in embedding._fuzzy_graphs(umap, parts, n, 5)]
+    for g, w in zip(got, want):
+        assert g.shape == w.shape and (g != w).nnz == 0

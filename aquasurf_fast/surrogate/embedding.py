@@ -103,15 +103,25 @@ def _pca_2d(x: np.ndarray) -> np.ndarray:
 
 
 def _fuzzy_graphs(umap, parts, n: int, random_state):
-    """One UMAP fuzzy graph per feature set, as fitted models (``transform_mode="graph"``)."""
+    """One UMAP fuzzy graph per feature set, as fitted models (``transform_mode="graph"``).
+
+    Below ``pairwise.SMALL_DATA`` candidates the distances are computed by ``pairwise.pairwise``
+    and given as ``metric="precomputed"``: the same graph as umap-learn's own small-data path,
+    without its Python call per pair."""
+    from .pairwise import SMALL_DATA, pairwise
+
+    def fit(f, k, m):
+        if n < SMALL_DATA:
+            f, m = pairwise(np.asarray(f, dtype=np.float32), m), "precomputed"
+        return umap.UMAP(n_neighbors=min(k, n - 1), metric=m, n_components=2,
+                         random_state=random_state, transform_mode="graph").fit(f)
+
     with warnings.catch_warnings():
         # Tiny sets make umap-learn truncate n_neighbors or fall back to random initialisation, and a
         # fixed random_state disables its parallelism; all expected here, none actionable by a user.
         warnings.filterwarnings("ignore", module=r"umap(\.|$)")
         warnings.filterwarnings("ignore", category=UserWarning, message=r".*n_jobs.*")
-        return [umap.UMAP(n_neighbors=min(k, n - 1), metric=m, n_components=2,
-                          random_state=random_state, transform_mode="graph").fit(f)
-                for f, k, m in parts]
+        return [fit(f, k, m) for f, k, m in parts]
 
 
 def _feature_sets(out_feats, fisher_feats):
