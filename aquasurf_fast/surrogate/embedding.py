@@ -33,23 +33,26 @@ def _import_umap():
             "the surrogate needs umap-learn: pip install 'aquasurf_fast[search]' "
             "(or pip install umap-learn scikit-learn)"
         ) from exc
-    _keep_compiled_code(umap)
+    _keep_compiled_code()
     return umap
 
 
-def _keep_compiled_code(umap) -> None:
+def _keep_compiled_code() -> None:
     """Let numba keep umap-learn's compiled functions on disk, as it already does for
     pynndescent's. umap-learn compiles its graph and layout functions without a cache, so every
     new process spent 15 s (idle) to minutes (busy cores) compiling them before its first
     embedding: a search driver after every start, ``featurize``, each replay. With the cache only
     the first process on a machine compiles (numba's cache: next to the module, or its user cache
-    directory, or $NUMBA_CACHE_DIR). A function numba cannot cache is left as it was."""
-    from numba.core.caching import NullCache
-    from numba.core.dispatcher import Dispatcher
-
+    directory, or $NUMBA_CACHE_DIR). A function numba cannot cache is left as it was, and so is
+    everything under a numba whose dispatchers no longer look like this (it only costs time)."""
+    try:
+        from numba.core.caching import NullCache
+        from numba.core.dispatcher import Dispatcher
+    except ImportError:  # pragma: no cover - a numba that moved these
+        return
     for module in [m for name, m in list(sys.modules.items()) if name.split(".")[0] == "umap"]:
         for obj in list(vars(module).values()):
-            if isinstance(obj, Dispatcher) and isinstance(obj._cache, NullCache):
+            if isinstance(obj, Dispatcher) and isinstance(getattr(obj, "_cache", None), NullCache):
                 try:
                     obj.enable_caching()
                 except RuntimeError:  # no place to keep it (source file not found, say)
