@@ -53,10 +53,12 @@ def test_a_search_with_other_epochs_is_refused_and_the_results_stay(tmp_path, ca
                  "--no-progress"]) == 0
     capsys.readouterr()
     assert main(["search", path, "--budget", "4", "--workers", "0", "--epochs", "5",
-                 "--no-progress"]) != 0
+                 "--strategy", "random", "--no-progress"]) != 0
     err = capsys.readouterr().err
     assert "trained with --epochs 3" in err and "asks for --epochs 5" in err
     assert trained_with(path) == [(3.0, 0.0)] * 2
+    with Study(path) as s:  # the refused search changed no setting either
+        assert s.settings["strategy"] == "hybrid" and s.settings["recipe"] == {"epochs": 3}
 
 
 def test_the_api_run_uses_the_stored_recipe(tmp_path):

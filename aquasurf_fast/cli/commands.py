@@ -113,6 +113,12 @@ def cmd_featurize(args) -> int:
 def cmd_search(args) -> int:
     options = training_options(args)  # a GPU that is not there: refused before anything else
     study = open_study(args.study)
+    recipe = {}
+    if study.settings.get("task"):
+        from ..study.recipe import training_recipe
+
+        # Another recipe than the study's results': refused before any setting changes.
+        recipe = training_recipe(study, options["epochs"], options["amp"])
     if args.strategy:
         study.update_settings(strategy=args.strategy)
     if study.has_fisher() is False and study.settings.get("task"):
@@ -127,10 +133,8 @@ def cmd_search(args) -> int:
                          f"`aquasurf featurize {args.study}` first")
     evaluate = None
     if study.settings.get("task"):
-        from ..study.recipe import training_recipe
         from ..tasks import TaskEvaluator
 
-        recipe = training_recipe(study, options["epochs"], options["amp"])
         evaluate = TaskEvaluator(study.settings["task"], options={**options, **recipe})
     t0 = time.perf_counter()
     try:
