@@ -175,8 +175,8 @@ def test_pairwise_takes_non_contiguous_rows():
                                   pairwise(np.ascontiguousarray(x[:, ::2]), "euclidean"))
 
 
-@pytest.mark.parametrize("n", [7, 300])
-def test_fuzzy_graphs_are_those_of_umap_learns_own_distances(n):
+@pytest.mark.parametrize("n, huge", [(7, False), (300, False), (30, True)])
+def test_fuzzy_graphs_are_those_of_umap_learns_own_distances(n, huge):
     """The precomputed distances give umap-learn's graph bit for bit, for both feature sets."""
     import warnings
 
@@ -187,6 +187,8 @@ def test_fuzzy_graphs_are_those_of_umap_learns_own_distances(n):
     rng = np.random.default_rng(n)
     out = np.tanh(rng.normal(size=(n, 200)) * 2).astype(np.float32)
     out[1] = out[2]  # tied neighbours
+    if huge:  # distances from row 3 overflow float32
+        out[3, :4] = np.finfo(np.float32).max / 2
     fisher = np.sort(rng.random((n, 91)), axis=1).astype(np.float32)
     parts = embedding._feature_sets(out, fisher)
     with warnings.catch_warnings():

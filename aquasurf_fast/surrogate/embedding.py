@@ -110,12 +110,16 @@ def _fuzzy_graphs(umap, parts, n: int, random_state):
 
     Below ``pairwise.SMALL_DATA`` candidates the distances are computed by ``pairwise.pairwise``
     and given as ``metric="precomputed"``: the same graph as umap-learn's own small-data path,
-    without its Python call per pair."""
+    without its Python call per pair. A distance beyond float32 (outputs near its largest value)
+    is infinite, which umap-learn refuses in a precomputed matrix but keeps in its own: such a
+    set takes umap-learn's path."""
     from .pairwise import SMALL_DATA, pairwise
 
     def fit(f, k, m):
         if n < SMALL_DATA:
-            f, m = pairwise(np.asarray(f, dtype=np.float32), m), "precomputed"
+            dist = pairwise(np.asarray(f, dtype=np.float32), m)
+            if np.isfinite(dist).all():
+                f, m = dist, "precomputed"
         return umap.UMAP(n_neighbors=min(k, n - 1), metric=m, n_components=2,
                          random_state=random_state, transform_mode="graph").fit(f)
 
