@@ -112,9 +112,9 @@ def test_writes_that_know_nothing_of_the_counts_keep_them_right(tmp_path):
 
 
 def schema_study(path, monkeypatch, bulk: bool):
-    from aquasurf_fast.study.store import classes
+    from aquasurf_fast.study.store import spaces
 
-    monkeypatch.setattr(classes, "BULK_MIN_ROWS", 0 if bulk else 10**9)
+    monkeypatch.setattr(spaces, "BULK_MIN_ROWS", 0 if bulk else 10**9)
     study = aq.Study(str(path), baselines=["relu", "tanh"])
     study.add_schema("binary(unary(x),unary(x))", unary=aq.BENCHMARK_UNARY_OPS)
     return study

@@ -7,16 +7,19 @@ files held without listing their names), ``events`` (an append-only log), ``embe
 surrogate's cached embedding) and ``arrays`` (the output projection's basis).
 
 ``Store`` gathers one part per concern: opening, transactions and settings (``database``), the
-space (``classes``), claims and results (``claims``) and the embedding cache (``embeddings``).
+classes and their names (``classes``), the schemas and names files (``spaces``), the Fisher pool
+(``pool``), claims and results (``claims``) and the embedding cache (``embeddings``).
 """
 from .claims import ClaimTables
 from .classes import ClassTables
 from .database import Database, StudyError, fingerprints, from_blob, remove_study_files, to_blob
 from .embeddings import EmbeddingCache, EmbeddingTable
+from .pool import PoolTables
 from .schema import SCHEMA_VERSION
+from .spaces import SpaceTables
 
 
-class Store(Database, ClassTables, ClaimTables, EmbeddingTable):
+class Store(Database, ClassTables, SpaceTables, PoolTables, ClaimTables, EmbeddingTable):
     """The SQLite file of one study, opened by one process (open one Store per process)."""
 
 

@@ -1,32 +1,24 @@
-"""The search space in the study file: classes, their names, and the spaces that hold names.
+"""The search space in the study file: classes and their names.
 
 Names come two ways. Explicit names (``add_classes``: a list of names, the baselines) are rows of
-``functions``. A schema or names file is one row of ``spaces`` plus each name's class id, 4 bytes
-per name in rows of ``spaces.CHUNK``; a name is found by its index in the space, and its index by
-decoding the name (schema) or by its hash (``space_names``, names files). Either way a class is
-one row of ``classes`` with its fingerprint, and two classes with equal fingerprints are merged.
+``functions``. A schema or names file is one row of ``spaces`` (``store.spaces``); a name is found
+by its index in the space, and its index by decoding the name (schema) or by its hash (names
+files). Either way a class is one row of ``classes`` with its fingerprint, and two classes with
+equal fingerprints are merged.
 """
 from __future__ import annotations
 
-import contextlib
 import json
-import sqlite3
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ...spaces import CHUNK, name_hash, source_from_row
 from .database import StudyError, fingerprints, to_blob
-
-# Set aside while a space inserts more classes than the study holds: the status and fingerprint
-# indexes (rebuilt by one sort each, instead of millions of inserts at random places) and the insert
-# trigger (its counting is done once, for all the rows).
-BULK_SET_ASIDE = ("classes_status", "classes_out_hash", "classes_counted_insert")
-BULK_MIN_ROWS = 10_000  # below this, setting them aside saves less than it costs
 
 
 class ClassTables:
-    """``classes``, ``functions`` and the space tables (a part of ``Store``)."""
+    """``classes`` and ``functions``: explicit names, features, and finding a name's class in
+    them or in the spaces (``SpaceTables``); a part of ``Store``."""
 
     # -- explicit names ----------------------------------------------------------------------------
 
@@ -120,99 +112,6 @@ class ClassTables:
                  for i, f, o, r in zip(class_ids, feats, ok, reasons)],
             )
 
-    # -- spaces ------------------------------------------------------------------------------------
-
-    @contextlib.contextmanager
-    def bulk_insert(self, c: sqlite3.Connection, first_id: int, n_rows: int):
-        """Inside the transaction ``c``, around inserting ``n_rows`` classes with ids from
-        ``first_id`` on: when they outnumber the classes present, the indexes and the trigger of
-        ``BULK_SET_ASIDE`` are dropped first and made again after, from their own stored
-        definitions, and the new rows are counted by status. Readers see either state whole."""
-        n_present = int(c.execute("SELECT count(*) FROM classes WHERE id < ?", (first_id,)).fetchone()[0])
-        if n_rows <= max(n_present, BULK_MIN_ROWS):
-            yield
-            return
-        marks = ",".join("?" * len(BULK_SET_ASIDE))
-        saved = c.execute(f"SELECT type, name, sql FROM sqlite_master WHERE name IN ({marks})",
-                          BULK_SET_ASIDE).fetchall()
-        for kind, name, _ in saved:
-            c.execute(f"DROP {kind.upper()} {name}")
-        yield
-        for kind, name, sql in saved:
-            c.execute(sql)
-        if any(name == "classes_counted_insert" for _, name, _ in saved):
-            c.executemany("UPDATE counts SET n = n + ? WHERE key = ?", [
-                (n, status) for status, n in c.execute(
-                    "SELECT status, count(*) FROM classes WHERE id >= ? GROUP BY status", (first_id,))])
-
-    def add_space(self, c: sqlite3.Connection, source) -> int:
-        return c.execute("INSERT INTO spaces (kind, source, ops, digest, n_names) "
-                         "VALUES (?, ?, ?, ?, ?)",
-                         (source.kind, source.source, source.ops, source.digest,
-                          len(source))).lastrowid
-
-    def spaces(self) -> List[Tuple[int, object]]:
-        """(space id, source) of every space, oldest first (sources are built once per Store)."""
-        rows = self.query("SELECT id, kind, source, ops, digest, n_names FROM spaces ORDER BY id")
-        cache = self.__dict__.setdefault("_sources", {})
-        out = []
-        for space_id, kind, source, ops, digest, n_names in rows:
-            if space_id not in cache:
-                try:
-                    cache[space_id] = source_from_row(kind, source, ops, digest, n_names)
-                except ValueError as exc:
-                    raise StudyError(str(exc)) from None
-            out.append((space_id, cache[space_id]))
-        return out
-
-    def n_space_names(self) -> int:
-        """Distinct names held by the spaces (explicit names are counted in ``functions``): the
-        names with a class, so without a names file's blank, comment and repeated lines, nor the
-        names an earlier space or explicit list held first. Spaces are only ever added whole, so
-        the count is kept per number of spaces: the search loop reads it at every step."""
-        n_spaces = int(self.query("SELECT count(*) FROM spaces")[0][0])
-        cached = self.__dict__.get("_space_names")
-        if cached is None or cached[0] != n_spaces:
-            total = sum(int(np.count_nonzero(np.frombuffer(row[0], dtype="<i4")))
-                        for row in self.query("SELECT class_ids FROM space_classes"))
-            cached = self.__dict__["_space_names"] = (n_spaces, total)
-        return cached[1]
-
-    def put_class_ids(self, c: sqlite3.Connection, space_id: int, start: int, ids: np.ndarray) -> None:
-        """Store the class ids of names ``start``..: ``start`` is a multiple of CHUNK."""
-        ids = np.ascontiguousarray(ids, dtype="<i4")
-        c.executemany("INSERT OR REPLACE INTO space_classes (space_id, chunk, class_ids) VALUES (?, ?, ?)",
-                      [((space_id, (start + k) // CHUNK, ids[k:k + CHUNK].tobytes()))
-                       for k in range(0, len(ids), CHUNK)])
-
-    def class_ids(self, space_id: int) -> np.ndarray:
-        """int32 [n_names]: the class id of every name of a space (0: a line that is no name, or a
-        name held first elsewhere in the study)."""
-        rows = self.query("SELECT class_ids FROM space_classes WHERE space_id = ? ORDER BY chunk",
-                          (space_id,))
-        return np.frombuffer(b"".join(r[0] for r in rows), dtype="<i4")
-
-    def class_id_at(self, space_id: int, index: int) -> int:
-        row = self.query("SELECT class_ids FROM space_classes WHERE space_id = ? AND chunk = ?",
-                         (space_id, index // CHUNK))
-        return int(np.frombuffer(row[0][0], dtype="<i4")[index % CHUNK]) if row else 0
-
-    def put_name_hashes(self, c: sqlite3.Connection, space_id: int, hashes: np.ndarray,
-                        lines: np.ndarray) -> None:
-        """Index a names file: each name's 64-bit hash (``spaces.name_hash``) and line."""
-        c.executemany("INSERT OR IGNORE INTO space_names (space_id, hash, line) VALUES (?, ?, ?)",
-                      zip([space_id] * len(lines), np.asarray(hashes).tolist(), np.asarray(lines).tolist()))
-
-    def index_in_space(self, space_id: int, source, name: str) -> Optional[int]:
-        """The name's index in a space, None when it is not there. A names file finds it by its
-        64-bit hash: two different names sharing one would be confused (odds of 1 in 10^7 for a
-        million names)."""
-        if source.kind == "schema":
-            return source.index(name)
-        row = self.query("SELECT min(line) FROM space_names WHERE space_id = ? AND hash = ?",
-                         (space_id, name_hash(name)))
-        return None if row[0][0] is None else int(row[0][0])
-
     def class_of(self, name: str) -> Tuple[int, str]:
         """(class id, canonical name) of any name of the space."""
         from ...expr import canonical_name
@@ -259,56 +158,3 @@ class ClassTables:
             for name, class_id in zip(names, ids[rows].tolist()):
                 out[class_id].append(name)
         return out
-
-    # -- the Fisher pool ---------------------------------------------------------------------------
-
-    def pool_size(self) -> int:
-        return int(self.query("SELECT count(*) FROM classes WHERE pool IS NOT NULL")[0][0])
-
-    def pool_state(self, c: Optional[sqlite3.Connection] = None) -> Tuple[int, int]:
-        """(the number of the next round of the pool, 0 for the first; classes in the pool),
-        read inside the transaction ``c`` when given. A round chosen from one state is written
-        only while the state is the same, so that rounds of several processes never mix."""
-        # Two statements, each answered by the pool's partial index; one ``count(pool)`` over
-        # the table would read every class.
-        sql = ("SELECT (SELECT coalesce(max(pool) + 1, 0) FROM classes WHERE pool IS NOT NULL), "
-               "(SELECT count(*) FROM classes WHERE pool IS NOT NULL)")
-        next_round, size = c.execute(sql).fetchone() if c is not None else self.query(sql)[0]
-        return int(next_round), int(size)
-
-    def add_to_pool(self, c: sqlite3.Connection, class_ids: Sequence[int], round_: int) -> int:
-        """Put classes in the pool in round ``round_`` (inside a transaction); returns how many
-        joined (the others were in it already)."""
-        return c.executemany("UPDATE classes SET pool = ? WHERE id = ? AND pool IS NULL",
-                             [(round_, int(i)) for i in class_ids]).rowcount
-
-    def projections(self) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(class ids, coordinates [n, DIMS], in pool) of every class with finite outputs that has
-        coordinates. The ids and coordinates of a large space take seconds to read, and the pool
-        reads them at every round, so they are kept while ``projections_key`` is unchanged; the
-        pool membership is read each time from the pool's index."""
-        key = self.projections_key()
-        cached = self.__dict__.get("_projections")
-        if cached is None or cached[0] != key:
-            rows = self.query("SELECT id, projection FROM classes "
-                              "WHERE out_finite = 1 AND projection IS NOT NULL ORDER BY id")
-            ids = np.array([r[0] for r in rows], dtype=np.int64)
-            coords = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), -1)
-            cached = self.__dict__["_projections"] = (key, ids, coords)
-        _, ids, coords = cached
-        pool = np.array([r[0] for r in self.query("SELECT id FROM classes WHERE pool IS NOT NULL")],
-                        dtype=np.int64)
-        return ids, coords, np.isin(ids, pool)
-
-    # The classes whose finiteness or coordinates may change after they are added: the explicit
-    # ones and those of the pool (the only ones that get output features later).
-    CHANGEABLE = ("id IN (SELECT id FROM classes WHERE space_id IS NULL UNION "
-                  "SELECT id FROM classes WHERE pool IS NOT NULL)")
-
-    def projections_key(self) -> tuple:
-        """Changes whenever the classes with coordinates may have: classes added (their number and
-        largest id), or a class's finiteness or coordinates changed (a count kept by a trigger)."""
-        counts = self.counts()
-        n_classes = sum(counts[s] for s in ("pending", "running", "done", "failed"))
-        max_id = self.query("SELECT max(id) FROM classes")[0][0]
-        return n_classes, max_id, counts["coordinates"]
