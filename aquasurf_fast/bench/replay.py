@@ -35,7 +35,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from ..defaults import DEFAULT_BASELINES, GROW_FROM
-from ..surrogate.strategy import DEFAULT_STRATEGY, N_LAYOUTS, Strategy
+from ..surrogate.strategy import DEFAULT_STRATEGY, N_LAYOUTS, STRATEGY_NAMES, Strategy
 from .candidates import Embeddings, Pool, make_pool
 from .format import Benchmark, BenchmarkError
 from .replay_report import Replay
@@ -44,7 +44,8 @@ POOL_STRATEGIES = ("pool-random", "pool-random+grow", "pool-coverage", "pool-cov
 # New strategies go last: a strategy's random generator is seeded by its index here.
 STRATEGIES = (("ensemble", "paper", "random", "outputs", "fisher", "gp-ucb") + POOL_STRATEGIES
               + ("hybrid",))
-_SEARCH_STRATEGIES = ("ensemble", "hybrid")  # the ones that rank with several layouts
+# The search strategies that rank with several layouts (the ensemble, the hybrid).
+_SEARCH_STRATEGIES = tuple(s for s in STRATEGY_NAMES if Strategy(s).n_layouts > 1)
 # The order of a replay's rows: the default first.
 REPLAY_ORDER = (DEFAULT_STRATEGY,) + tuple(s for s in STRATEGIES if s != DEFAULT_STRATEGY)
 # Which features each strategy's layouts are made of (None: no layout).

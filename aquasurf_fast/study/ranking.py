@@ -35,6 +35,7 @@ class Ranker:
         self._layout_cache = EmbeddingCache(store)
         self._layouts_memo: Optional[Tuple[Any, ...]] = None
         self._points_memo: Optional[Tuple[Any, np.ndarray]] = None
+        self._baselines_memo: Optional[Tuple[Any, List[int]]] = None
         # Threads sharing a study fit one surrogate at a time: the first fit (UMAP) is computed
         # once, not by every thread, and a fit never rebinds arrays that another thread reads.
         self._fit_lock = threading.RLock()
@@ -69,8 +70,7 @@ class Ranker:
         self._surrogate.regressor = self.regressor_in_use()
         self._surrogate.random_state = meta["random_state"]
         ids, out, fisher = self.features.candidate_features()
-        done = dict(self.store.query(
-            "SELECT id, score FROM classes WHERE status = 'done' AND score IS NOT NULL"))
+        done = self._scores()
         pos = {cid: i for i, cid in enumerate(ids.tolist())}
         idx = [pos[c] for c in done if c in pos]
         scores = [done[ids[i]] for i in idx]
@@ -122,6 +122,11 @@ class Ranker:
             memo = self._points_memo = (version, output_points(out))
         return memo[1]
 
+    def _scores(self) -> Dict[int, float]:
+        """The evaluated classes' scores, by class id."""
+        return dict(self.store.query(
+            "SELECT id, score FROM classes WHERE status = 'done' AND score IS NOT NULL"))
+
     def _log_embedding(self, n_candidates: int, seconds: float) -> None:
         with self.store.transaction() as c:
             self.store.log(c, "embed", owner=self.owner, detail=json.dumps(
@@ -166,14 +171,21 @@ class Ranker:
         ids, layouts = self.layouts(max(strategy.n_layouts, 1))
         if name == "random":
             return ids, layouts[0], np.full(ids.size, np.nan)
-        scores = dict(self.store.query(
-            "SELECT id, score FROM classes WHERE status = 'done' AND score IS NOT NULL"))
-        return ids, layouts[0], predict_classes(strategy, ids, layouts, scores)
+        return ids, layouts[0], predict_classes(strategy, ids, layouts, self._scores())
 
     def baseline_ids(self) -> List[int]:
-        """The classes of the study's baselines, in their order."""
+        """The classes of the study's baselines, in their order. Looked up again only when the
+        classes (the features version) or the baselines changed: every suggestion reads them
+        twice, and each lookup may decode a space's names."""
+        baselines = self.settings["baselines"]
+        key = (self.store.features_version(), tuple(baselines))
+        if self._baselines_memo is None or self._baselines_memo[0] != key:
+            self._baselines_memo = (key, self._find_baselines(baselines))
+        return list(self._baselines_memo[1])
+
+    def _find_baselines(self, baselines) -> List[int]:
         base_ids: List[int] = []
-        for name in self.settings["baselines"]:
+        for name in baselines:
             # As given ("elu" may be a class's own name) or as an expression; explicit, or held
             # by a names file.
             for form in dict.fromkeys((name, expression_name(name))):

@@ -6,6 +6,7 @@ set; ``embedding_key`` names it for the caches that keep it.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import sys
 import time
@@ -37,6 +38,7 @@ def _import_umap():
     return umap
 
 
+@functools.lru_cache(maxsize=None)  # once per process: later calls would find nothing to do
 def _keep_compiled_code() -> None:
     """Let numba keep umap-learn's compiled functions on disk, as it already does for
     pynndescent's. umap-learn compiles its graph and layout functions without a cache, so every
