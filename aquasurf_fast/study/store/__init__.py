@@ -6,9 +6,10 @@ name, fingerprint, features, Fisher pool membership, status, result and current 
 files held without listing their names), ``events`` (an append-only log), ``embeddings`` (the
 surrogate's cached embedding) and ``arrays`` (the output projection's basis).
 
-``Store`` gathers one part per concern: opening, transactions and settings (``database``), the
-classes and their names (``classes``), the schemas and names files (``spaces``), the Fisher pool
-(``pool``), claims and results (``claims``) and the embedding cache (``embeddings``).
+``Store`` gathers one part per concern: opening, transactions and the event log (``database``),
+the settings and named arrays (``settings``), the classes and their names (``classes``), the
+schemas and names files (``spaces``), the Fisher pool (``pool``), claims and results (``claims``)
+and the embedding cache (``embeddings``).
 """
 from .claims import ClaimTables
 from .classes import ClassTables
@@ -16,10 +17,12 @@ from .database import Database, StudyError, fingerprints, from_blob, remove_stud
 from .embeddings import EmbeddingCache, EmbeddingTable
 from .pool import PoolTables
 from .schema import SCHEMA_VERSION
+from .settings import SettingsTables
 from .spaces import SpaceTables
 
 
-class Store(Database, ClassTables, SpaceTables, PoolTables, ClaimTables, EmbeddingTable):
+class Store(Database, SettingsTables, ClassTables, SpaceTables, PoolTables, ClaimTables,
+            EmbeddingTable):
     """The SQLite file of one study, opened by one process (open one Store per process)."""
 
 

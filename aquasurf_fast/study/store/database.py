@@ -1,4 +1,4 @@
-"""Opening a study file, its transactions, settings and event log, and how arrays are stored.
+"""Opening a study file, its transactions and event log, and how arrays are stored.
 
 Arrays are raw little-endian bytes read back with ``np.frombuffer``: no text encoding, no eval,
 no pickle. Every write runs in a ``BEGIN IMMEDIATE`` transaction, so a writer takes the lock before
@@ -213,53 +213,12 @@ class Database:
         with self._lock, contextlib.suppress(Exception):
             self.conn.close()
 
-    # -- settings ----------------------------------------------------------------------------------
+    # -- the event log -----------------------------------------------------------------------------
 
-    def meta(self) -> Dict[str, Any]:
-        out = {}
-        for key, value in self.query("SELECT key, value FROM meta"):
-            try:
-                out[key] = json.loads(value)
-            except ValueError:
-                out[key] = value
-        return out
-
-    def set_meta(self, **values: Any) -> None:
-        with self.transaction() as c:
-            self.put_meta(c, **values)
-
-    def put_meta(self, c: sqlite3.Connection, **values: Any) -> None:
-        """Write settings inside the transaction ``c``."""
-        c.executemany("INSERT INTO meta (key, value) VALUES (?, ?) "
-                      "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                      [(k, json.dumps(v)) for k, v in values.items()])
-
-    def features_version(self) -> int:
-        """A counter raised whenever the candidates' features may have changed (classes added,
-        Fisher features stored): a cache of them is valid while it reads the same."""
-        return self.query("SELECT value FROM meta WHERE key = 'features_version'")[0][0]
-
-    def bump_features_version(self) -> None:
-        with self.transaction() as c:
-            c.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 "
-                      "WHERE key = 'features_version'")
-
+    # Here rather than in a part: opening writes an event when it upgrades a file.
     def log(self, c: sqlite3.Connection, kind: str, class_id: Optional[int] = None,
             owner: Optional[str] = None, detail: Optional[str] = None) -> None:
         c.execute(
             "INSERT INTO events (time, kind, class_id, owner, detail) VALUES (?, ?, ?, ?, ?)",
             (time.time(), kind, class_id, owner, detail),
         )
-
-    # -- named arrays (the output projection's basis) ----------------------------------------------
-
-    def get_array(self, key: str) -> Optional[np.ndarray]:
-        row = self.query("SELECT shape, data FROM arrays WHERE key = ?", (key,))
-        if not row:
-            return None
-        shape, data = row[0]
-        return from_blob(data).reshape(json.loads(shape)).copy()
-
-    def put_array(self, c: sqlite3.Connection, key: str, array: np.ndarray) -> None:
-        c.execute("INSERT OR REPLACE INTO arrays (key, shape, data) VALUES (?, ?, ?)",
-                  (key, json.dumps(list(np.shape(array))), to_blob(array)))

@@ -1,0 +1,60 @@
+"""The study file's keyed rows: its settings (``meta``, the features version among them) and its
+named arrays (``arrays``: the output projection's basis). A part of ``Store``.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any, Dict, Optional
+
+import numpy as np
+
+from .database import from_blob, to_blob
+
+
+class SettingsTables:
+    """``meta`` and ``arrays`` (a part of ``Store``)."""
+
+    # -- settings ----------------------------------------------------------------------------------
+
+    def meta(self) -> Dict[str, Any]:
+        out = {}
+        for key, value in self.query("SELECT key, value FROM meta"):
+            try:
+                out[key] = json.loads(value)
+            except ValueError:
+                out[key] = value
+        return out
+
+    def set_meta(self, **values: Any) -> None:
+        with self.transaction() as c:
+            self.put_meta(c, **values)
+
+    def put_meta(self, c: sqlite3.Connection, **values: Any) -> None:
+        """Write settings inside the transaction ``c``."""
+        c.executemany("INSERT INTO meta (key, value) VALUES (?, ?) "
+                      "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                      [(k, json.dumps(v)) for k, v in values.items()])
+
+    def features_version(self) -> int:
+        """A counter raised whenever the candidates' features may have changed (classes added,
+        Fisher features stored): a cache of them is valid while it reads the same."""
+        return self.query("SELECT value FROM meta WHERE key = 'features_version'")[0][0]
+
+    def bump_features_version(self) -> None:
+        with self.transaction() as c:
+            c.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 "
+                      "WHERE key = 'features_version'")
+
+    # -- named arrays (the output projection's basis) ----------------------------------------------
+
+    def get_array(self, key: str) -> Optional[np.ndarray]:
+        row = self.query("SELECT shape, data FROM arrays WHERE key = ?", (key,))
+        if not row:
+            return None
+        shape, data = row[0]
+        return from_blob(data).reshape(json.loads(shape)).copy()
+
+    def put_array(self, c: sqlite3.Connection, key: str, array: np.ndarray) -> None:
+        c.execute("INSERT OR REPLACE INTO arrays (key, shape, data) VALUES (?, ?, ?)",
+                  (key, json.dumps(list(np.shape(array))), to_blob(array)))
