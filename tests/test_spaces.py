@@ -8,7 +8,7 @@ import pytest
 
 import aquasurf_fast as aq
 from aquasurf_fast import _C, spaces
-from aquasurf_fast.study import space as study_space
+from aquasurf_fast.study import space_insert
 from aquasurf_fast.cli import main
 from aquasurf_fast.expr import canonical_name
 from aquasurf_fast.testing.reference import farthest_points_numpy
@@ -143,7 +143,7 @@ def test_init_refuses_a_bad_schema_in_one_line_and_writes_nothing(tmp_path, caps
 def test_names_file_streams_in_chunks_and_matches_the_name_path(tmp_path, monkeypatch, names,
                                                                  engine_classes):
     monkeypatch.setattr(spaces, "CHUNK", 1000)  # many chunks: class ids cross chunk boundaries
-    monkeypatch.setattr(study_space, "CHUNK", 1000)
+    monkeypatch.setattr(space_insert, "CHUNK", 1000)
     rng = np.random.default_rng(2)
     picked = [names[i] for i in rng.choice(len(names), 6000, replace=False)]
     lines = ["# a comment", ""] + [p if k % 3 else f"  {p}  # note" for k, p in enumerate(picked)]
