@@ -168,6 +168,36 @@ def test_gram_path_has_the_nonzero_eigenvalues_of_the_factor():
     np.testing.assert_allclose(got[0, 35:], want[0, 35:], rtol=1e-4)
 
 
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("layout", ["rows", "transposed view", "strided", "wide", "empty", "non-finite"])
+def test_symmetric_product_matches_the_float64_definition(dtype, layout):
+    from aquasurf_fast.fisher.factors import _gram
+
+    g = torch.Generator().manual_seed(7)
+    n, d = {"wide": (40, 600), "empty": (0, 5)}.get(layout, (300, 24))
+    x = torch.randn(n, d, generator=g, dtype=torch.float64) * 3.0
+    if layout == "transposed view":
+        x = torch.randn(d, n, generator=g, dtype=torch.float64).t()  # [n, d], Fortran order
+    elif layout == "strided":
+        x = torch.randn(n, 2 * d, generator=g, dtype=torch.float64)[:, ::2]
+    elif layout == "non-finite":
+        x[3, 1], x[5, 2] = float("nan"), float("inf")
+    x = x.to(dtype)
+    got = _gram(x)
+    assert got.dtype == dtype and got.shape == (d, d)
+    want = x.double().numpy().T @ x.double().numpy()
+    if layout == "non-finite":  # what a NaN or an infinity touches is not finite, as in x^T x
+        assert np.array_equal(np.isfinite(got.numpy()), np.isfinite(want))
+        ok = np.isfinite(want)
+        assert ok.sum() == (d - 2) ** 2  # columns 1 and 2 hold the NaN and the infinity
+        got, want = got.numpy()[ok], want[ok]
+    else:
+        got = got.numpy()
+        assert np.array_equal(got, got.T)
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * (np.abs(want).max(initial=0) + 1))
+
 def test_single_sample_linear_kfac_is_the_exact_fisher_block():
     torch.manual_seed(3)
     layer = nn.Linear(5, 3)
