@@ -97,8 +97,7 @@ class ClassTables:
                  for i, f, key in zip(class_ids, feats, fingerprints(feats) if len(feats) else [])],
             )
             # Which classes are finite decides the candidates, whose caches read the version.
-            c.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 "
-                      "WHERE key = 'features_version'")
+            self.bump_features_version(c)
 
     def set_fisher_features(self, class_ids: Sequence[int], feats: np.ndarray,
                             ok: Sequence[bool], reasons: Sequence[str]) -> None:

@@ -41,10 +41,13 @@ class SettingsTables:
         Fisher features stored): a cache of them is valid while it reads the same."""
         return self.query("SELECT value FROM meta WHERE key = 'features_version'")[0][0]
 
-    def bump_features_version(self) -> None:
-        with self.transaction() as c:
-            c.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 "
-                      "WHERE key = 'features_version'")
+    def bump_features_version(self, c: Optional[sqlite3.Connection] = None) -> None:
+        """Raise the features version, inside the transaction ``c`` or in one of its own."""
+        if c is None:
+            with self.transaction() as c:
+                self.bump_features_version(c)
+            return
+        c.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'features_version'")
 
     # -- named arrays (the output projection's basis) ----------------------------------------------
 
