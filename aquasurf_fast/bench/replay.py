@@ -159,7 +159,7 @@ def _initial_pool(strategy: str, pool: Pool, pool_size: int, trial: int, seed: i
     return base + [int(p) for p in picks]
 
 
-def _grow(pool: Pool, members: List[int], evaluated: List[int], k: int) -> List[int]:
+def grow_members(pool: Pool, members: List[int], evaluated: List[int], k: int) -> List[int]:
     """The ``k`` classes outside ``members`` nearest (in output features) the best evaluated ones,
     taking turns among the best three, as ``Study.grow`` does."""
     from ..surrogate.coverage import nearest_rows, take_turns
@@ -196,7 +196,7 @@ def run_pool_trial(strategy: str, pool: Pool, budget: int, trial: int, seed: int
         # As Study.run: a round of growth every GROW_EVERY results, and whenever the pool is used up.
         known = chosen[:max(0, len(chosen) - workers + 1)]
         if grows and (len(chosen) - grown_at >= GROW_EVERY or set(members) <= set(chosen)):
-            members = members + _grow(pool, members, known, GROW)
+            members = members + grow_members(pool, members, known, GROW)
             grown_at, emb = len(chosen), None
         if emb is None:
             key = (tuple(sorted(members)), seed * 1000 + trial)
@@ -264,5 +264,5 @@ def replay(bench: Benchmark, strategies: Sequence[str] = REPLAY_ORDER, trials: i
                   workers=workers)
 
 
-__all__ = ["POOL_STRATEGIES", "REPLAY_ORDER", "STRATEGIES", "Embeddings", "Pool", "Replay",
-           "make_pool", "replay", "run_pool_trial", "run_trial"]
+__all__ = ["GROW", "GROW_EVERY", "POOL_STRATEGIES", "REPLAY_ORDER", "STRATEGIES", "Embeddings", "Pool",
+           "Replay", "grow_members", "make_pool", "replay", "run_pool_trial", "run_trial"]

@@ -92,7 +92,11 @@ class Ranker:
     def layouts(self, n_layouts: int):
         """(candidate class ids, float32 [n_layouts, n_candidates, 2]): the candidates' fuzzy
         graph laid out under seeds random_state, random_state + 1, ... (``compute_layouts``), kept
-        in the study file like the single embedding. A new set is logged with its seconds."""
+        in the study file like the single embedding. A new set is logged with its seconds.
+
+        A set that grew from the one laid out before (``search --grow``) keeps those places and
+        places its new candidates (``surrogate.placement``) while the last set laid out from
+        scratch makes up most of it."""
         from ..surrogate.embedding import cached_layouts
 
         version = self.store.features_version()
@@ -103,12 +107,25 @@ class Ranker:
             ids, out, fisher = self.features.candidate_features()
             if n_layouts < 1 or ids.size == 0:
                 return ids, np.zeros((max(n_layouts, 0), ids.size, 2), dtype=np.float32)
+            grown_from, n_fresh = self._grown_from(ids, n_layouts)
             layouts, seconds = cached_layouts(self._layout_cache, out, fisher,
-                                              self.settings["random_state"], n_layouts)
+                                              self.settings["random_state"], n_layouts, grown_from)
             if seconds is not None:
                 self._log_embedding(ids.size, seconds)
-            self._layouts_memo = (version, n_layouts, ids, layouts)
+            self._layouts_memo = (version, n_layouts, ids, layouts, n_fresh)
         return ids, layouts
+
+    def _grown_from(self, ids: np.ndarray, n_layouts: int):
+        """(what ``cached_layouts`` places the new candidates by, or None; how many candidates
+        the last from-scratch layout had): the layouts before, when ``ids`` only added to their
+        candidates and ``placement.can_place`` allows."""
+        from ..surrogate.placement import can_place, grown_from
+
+        memo = self._layouts_memo
+        if memo is None or memo[1] != n_layouts or not can_place(memo[4], ids.size):
+            return None, ids.size
+        known = grown_from(memo[2], memo[3], ids)
+        return (None, ids.size) if known is None else (known, memo[4])
 
     def output_points(self) -> np.ndarray:
         """float32 [n_candidates, P]: the candidates' ``strategy.output_points``, in the order of

@@ -183,10 +183,15 @@ def compute_layouts(out_feats: Optional[np.ndarray], fisher_feats: Optional[np.n
 
 
 def cached_layouts(cache, out_feats: np.ndarray, fisher_feats: Optional[np.ndarray],
-                   random_state: Optional[int], n_layouts: int):
+                   random_state: Optional[int], n_layouts: int, grown_from=None):
     """(float32 [n_layouts, n, 2], seconds spent or None): ``compute_layouts`` under seeds
     random_state, random_state + 1, ..., read from or written to ``cache`` (a mapping from key
-    to a float32 [n, 2 * n_layouts] array: the layouts side by side, as the caches keep arrays)."""
+    to a float32 [n, 2 * n_layouts] array: the layouts side by side, as the caches keep arrays).
+
+    ``grown_from``: (bool [n] known, float32 [n_layouts, known.sum(), 2]) when the candidates are
+    a grown set whose known ones have these layouts; a set not in the cache then places its new
+    candidates in them (``placement.place_in_layouts``) instead of being laid out from scratch."""
+    from .placement import place_in_layouts
 
     n = out_feats.shape[0]
     key = embedding_key(out_feats, fisher_feats, random_state) + f"-layouts{n_layouts}"
@@ -195,7 +200,13 @@ def cached_layouts(cache, out_feats: np.ndarray, fisher_feats: Optional[np.ndarr
     if side_by_side is None or np.shape(side_by_side) != (n, 2 * n_layouts):
         start = time.perf_counter()
         first = 0 if random_state is None else int(random_state)
-        layouts = compute_layouts(out_feats, fisher_feats, range(first, first + n_layouts))
+        seeds = range(first, first + n_layouts)
+        # A base too small for UMAP was a projection (_pca_2d): nothing to place in.
+        if grown_from is not None and np.count_nonzero(grown_from[0]) >= MIN_UMAP_CANDIDATES:
+            layouts = place_in_layouts(union_graph(out_feats, fisher_feats, first), grown_from[1],
+                                       grown_from[0], seeds)
+        else:
+            layouts = compute_layouts(out_feats, fisher_feats, seeds)
         side_by_side = np.concatenate(list(layouts), axis=1)
         cache[key] = side_by_side
         seconds = time.perf_counter() - start

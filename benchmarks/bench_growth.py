@@ -1,0 +1,114 @@
+"""Layouts after a growth of the Fisher pool: new candidates placed in the layouts the pool had
+(``surrogate.placement``, what a study does) against the grown pool laid out from scratch at every
+growth (what it did before), in cost and in the searches they lead to.
+
+A replayed search of the default strategy (hybrid) that sees only a Fisher pool, as ``aquasurf
+search --grow`` on a large space: the baselines plus ``--pool`` classes chosen to cover the output
+features, and every ``GROW_EVERY`` results the ``GROW`` classes nearest the best so far join it
+(``bench.replay.grow_members``, as ``Study.grow``). After each growth the pool's five layouts are
+either laid out again from scratch or extended as ``Ranker.layouts`` extends them
+(``cached_layouts`` with the layouts before, while ``placement.can_place`` allows). Both modes of a
+trial start from the same pool, layout seeds and tie order, so they differ only by the layouts.
+
+Correctness first: a placement keeps every known candidate's place bit for bit.
+
+Run: python benchmarks/bench_growth.py [--bench benchmarks/data/act-bench-mnist1d.json.gz]
+       [--trials 20] [--budget 100] [--pool 300] [--workers 1]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _timing import print_table  # noqa: E402
+
+from aquasurf_fast.bench.format import load_benchmark  # noqa: E402
+from aquasurf_fast.bench.replay import GROW, GROW_EVERY, Replay, grow_members, make_pool  # noqa: E402
+from aquasurf_fast.surrogate.coverage import choose_pool  # noqa: E402
+from aquasurf_fast.surrogate.embedding import cached_layouts  # noqa: E402
+from aquasurf_fast.surrogate.placement import can_place, grown_from  # noqa: E402
+from aquasurf_fast.surrogate.strategy import N_LAYOUTS, Strategy  # noqa: E402
+
+MODES = ("placed", "from scratch")
+
+
+def pool_layouts(pool, members, seed, before, mode, spent):
+    """(layouts of ``members``, what ``before`` becomes): ``before`` is (members, layouts, how many
+    the last from-scratch layout had) or None."""
+    rows = np.array(members)
+    known, n_fresh = None, rows.size
+    if mode == "placed" and before is not None and can_place(before[2], rows.size):
+        known = grown_from(before[0], before[1], rows)
+        n_fresh = rows.size if known is None else before[2]
+    start = time.perf_counter()
+    layouts, _ = cached_layouts({}, pool.out_feats[rows], pool.fisher[rows], seed, N_LAYOUTS, known)
+    spent["fresh" if known is None else "placed"].append(time.perf_counter() - start)
+    if known is not None:
+        assert np.array_equal(layouts[:, known[0]], known[1]), "a known candidate moved"
+    return layouts, (rows, layouts, n_fresh)
+
+
+def trial(pool, mode, budget, pool_size, t, workers, spent):
+    """(evaluation order of one search, positions in the benchmark; the pool's size at each)."""
+    rng = np.random.default_rng([t, 11])
+    members = list(pool.baselines) + [int(p) for p in choose_pool(
+        pool.coordinates, pool_size, list(pool.baselines), int(np.random.default_rng([t, 7]).integers(2**31)))]
+    hybrid = Strategy("hybrid")
+    chosen = list(pool.baselines[:budget])
+    sizes = [len(members)] * len(chosen)
+    layouts, before, grown_at = None, None, 0
+    while len(chosen) < budget:
+        known = chosen[:max(0, len(chosen) - workers + 1)]
+        if len(chosen) - grown_at >= GROW_EVERY or layouts is None:
+            if layouts is not None:
+                members = members + grow_members(pool, members, known, GROW)
+                grown_at = len(chosen)
+            layouts, before = pool_layouts(pool, members, 1000 * t, before, mode, spent)
+        local = {c: i for i, c in enumerate(members)}
+        done = np.array([local[c] for c in known], dtype=np.int64)
+        pending = np.array([local[c] for c in chosen[len(known):]], dtype=np.int64)
+        order = hybrid.rank(layouts, done, pool.val[np.array(known, dtype=np.int64)], pending,
+                            len(pool.baselines), 1, rng,
+                            points=pool.output_points[np.array(members)])
+        chosen.append(members[int(order[0])])
+        sizes.append(len(members))
+    return np.array(chosen), np.array(sizes)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--bench", default=os.path.join(os.path.dirname(__file__), "data",
+                                                    "act-bench-mnist1d.json.gz"))
+    ap.add_argument("--trials", type=int, default=20)
+    ap.add_argument("--budget", type=int, default=100)
+    ap.add_argument("--pool", type=int, default=300)
+    ap.add_argument("--workers", type=int, default=1)
+    args = ap.parse_args()
+    pool = make_pool(load_benchmark(args.bench))
+    orders, featurized, spent = {}, {}, {m: {"fresh": [], "placed": []} for m in MODES}
+    for mode in MODES:
+        start = time.perf_counter()
+        runs = [trial(pool, mode, args.budget, args.pool, t, args.workers, spent[mode])
+                for t in range(args.trials)]
+        orders[mode], featurized[mode] = (np.stack(r) for r in zip(*runs))
+        print(f"{mode}: {args.trials} trials in {time.perf_counter() - start:.0f} s", flush=True)
+    print_table("Layouts per growth (seconds, 5 layouts)", ["mode", "from scratch", "median s",
+                                                           "placed", "median s", "total s"],
+                [[m, len(spent[m]["fresh"]), f"{np.median(spent[m]['fresh']):.3f}",
+                  len(spent[m]["placed"]),
+                  f"{np.median(spent[m]['placed']):.4f}" if spent[m]["placed"] else "-",
+                  f"{sum(spent[m]['fresh']) + sum(spent[m]['placed']):.1f}"] for m in MODES])
+    report = Replay(pool=pool, budget=args.budget, orders=orders, featurized=featurized,
+                    workers=args.workers)
+    print(f"\nSearches (hybrid, pool of {args.pool} + baselines, {GROW} more every {GROW_EVERY} "
+          f"results, W = {args.workers}, {args.trials} trials):\n")
+    print(report.table())
+
+
+if __name__ == "__main__":
+    main()
