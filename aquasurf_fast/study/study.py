@@ -3,13 +3,9 @@
 ``Study`` is a facade over parts that each hold the study's store: ``space`` (``SpaceBuilder``:
 filling the search space), ``pool`` (``FisherPool``: which classes get Fisher features),
 ``features`` (``FeatureService``: computing and reading features), ``ranker`` (``Ranker``: the
-surrogate, the layouts and the ranking that suggestions follow) and ``results_view``
-(``ResultsView``); ``run`` is the loop of ``loop.run_study``. Suggest and tell are the study's
-own.
-
-Suggestions are claims: a claimed class is ``running`` with a lease that the holder renews while it
-trains. A holder that dies stops renewing, the lease runs out, and the next ``suggest`` anywhere puts
-the class back in the pool. Results belong to the whole equivalence class.
+surrogate, the layouts and the ranking that suggestions follow), ``results_view``
+(``ResultsView``) and ``claims`` (``Claims``: suggest and tell, ``study.claim``); ``run`` is the
+loop of ``loop.run_study``.
 """
 from __future__ import annotations
 
@@ -23,7 +19,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 from .._checks import check_int, check_positive
 from ..defaults import DEFAULT_BASELINES
 from ..surrogate.strategy import DEFAULT_STRATEGY, STRATEGY_NAMES
-from .claim import Claim
+from .claim import Claim, Claims
 from .features import FeatureService
 from .loop import run_study
 from .pool import FisherPool
@@ -168,6 +164,7 @@ class Study:
         self.ranker = Ranker(self.store, self.features, self.owner,
                              None if isinstance(regressor, str) else regressor)
         self.results_view = ResultsView(self.store)
+        self.claims = Claims(self.store, self.ranker, self.owner)
 
     # -- the parts' methods ------------------------------------------------------------------------
 
@@ -189,6 +186,11 @@ class Study:
     top = _delegate("results_view", ResultsView.top)
     best = _delegate("results_view", ResultsView.best)
     events = _delegate("results_view", ResultsView.events)
+    suggest = _delegate("claims", Claims.suggest)
+    tell = _delegate("claims", Claims.tell)
+    fail = _delegate("claims", Claims.fail)
+    release = _delegate("claims", Claims.release)
+    renew = _delegate("claims", Claims.renew)
 
     @functools.wraps(run_study)
     def run(self, *args, **kwargs) -> Dict[str, Any]:
@@ -289,78 +291,6 @@ class Study:
         out["pool"] = self.store.pool_size()
         out["candidates"] = self.features.n_candidates()
         return out
-
-    # -- suggest and tell --------------------------------------------------------------------------
-
-    def suggest(self, n: int = 1, owner: Optional[str] = None) -> List[Claim]:
-        """Claim up to ``n`` classes to evaluate: pending baselines first, then the top predicted.
-
-        Returns their canonical names as ``Claim`` objects (fewer when the pool runs dry).
-        """
-        if n < 1:
-            return []
-        owner = owner or self.owner
-        meta = self.settings
-        lease_s = float(meta["lease_s"])
-        with self.store.transaction() as c:
-            self.store.expire_leases(c, time.time())
-        base_ids = self.ranker.baseline_ids()
-        pending_base = [cid for cid in base_ids if self.store.query(
-            "SELECT status FROM classes WHERE id = ?", (cid,))[0][0] == "pending"]
-        # The surrogate is fitted outside the write lock: the first fit of a large space takes a
-        # while (UMAP), and other processes must keep writing meanwhile. The ranking is re-checked
-        # against the statuses inside the transaction.
-        ranking = [] if len(pending_base) >= n else self.ranker.ranking(n - len(pending_base))
-        claims = []
-        with self.store.transaction() as c:
-            now = time.time()
-            self.store.expire_leases(c, now)
-            taken = set()
-            for cid in base_ids + ranking:
-                if len(claims) == n:
-                    break
-                # One status read per class tried, not a list of every pending class: a large
-                # space holds millions.
-                if cid in taken or c.execute("SELECT status FROM classes WHERE id = ?",
-                                             (cid,)).fetchone()[0] != "pending":
-                    continue
-                taken.add(cid)
-                token = self.store.claim(c, cid, owner, lease_s, now)
-                name = c.execute("SELECT canonical FROM classes WHERE id = ?", (cid,)).fetchone()[0]
-                claims.append(Claim(name, token, cid, now + lease_s))
-        return claims
-
-    def tell(self, name: str, score: float, runtime: Optional[float] = None, **metrics: Any) -> bool:
-        """Record the score of ``name`` for its whole class. Returns False if it already had one.
-
-        ``name`` may be a ``Claim`` from ``suggest`` or any member name of a class.
-        """
-        class_id = self._class_id(name)
-        try:
-            score = float(score)
-        except (TypeError, ValueError):
-            raise StudyError(f"score must be a number, got {score!r}") from None
-        return self.store.record_result(class_id, score, metrics, runtime,
-                                        getattr(name, "token", None), self.owner)
-
-    def fail(self, name: str, error: str) -> Optional[str]:
-        """Record a failed evaluation; returns 'pending' (will be retried), 'failed', or None."""
-        class_id = self._class_id(name)
-        return self.store.record_failure(class_id, str(error), getattr(name, "token", None),
-                                         self.owner, int(self.settings["max_retries"]))
-
-    def _class_id(self, name: str) -> int:
-        """The class of a ``Claim`` (carried with it) or of any member name."""
-        class_id = getattr(name, "class_id", None)
-        return self.store.class_of(str(name))[0] if class_id is None else class_id
-
-    def release(self, claims: Sequence[Claim]) -> int:
-        """Give claims back unevaluated."""
-        return self.store.release([c.token for c in claims], self.owner)
-
-    def renew(self, claims: Sequence[Claim]) -> int:
-        """Extend the leases of claims still being worked on."""
-        return self.store.renew([c.token for c in claims], float(self.settings["lease_s"]))
 
 
 __all__ = ["Study", "Claim", "StudyError"]
