@@ -10,13 +10,31 @@ from __future__ import annotations
 import copy
 import json
 import threading
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..defaults import expression_name
 from ..surrogate.strategy import DEFAULT_STRATEGY, Strategy, predict_classes, rank_classes
 from .store import EmbeddingCache, StudyError
+
+
+def baseline_class_ids(store, baselines: Sequence[str]) -> List[int]:
+    """The classes of ``baselines`` in the study ``store``, in their order, each once; a baseline
+    the study lacks is left out."""
+    base_ids: List[int] = []
+    for name in baselines:
+        # As given ("elu" may be a class's own name) or as an expression; explicit, or held
+        # by a names file.
+        for form in dict.fromkeys((name, expression_name(name))):
+            try:
+                class_id = store.class_of(form)[0]
+            except ValueError:
+                continue
+            if class_id not in base_ids:
+                base_ids.append(class_id)
+            break
+    return base_ids
 
 
 class Ranker:
@@ -197,23 +215,8 @@ class Ranker:
         baselines = self.settings["baselines"]
         key = (self.store.features_version(), tuple(baselines))
         if self._baselines_memo is None or self._baselines_memo[0] != key:
-            self._baselines_memo = (key, self._find_baselines(baselines))
+            self._baselines_memo = (key, baseline_class_ids(self.store, baselines))
         return list(self._baselines_memo[1])
-
-    def _find_baselines(self, baselines) -> List[int]:
-        base_ids: List[int] = []
-        for name in baselines:
-            # As given ("elu" may be a class's own name) or as an expression; explicit, or held
-            # by a names file.
-            for form in dict.fromkeys((name, expression_name(name))):
-                try:
-                    class_id = self.store.class_of(form)[0]
-                except ValueError:
-                    continue
-                if class_id not in base_ids:
-                    base_ids.append(class_id)
-                break
-        return base_ids
 
     def _strategy_regressor(self) -> Any:
         """The regressor a strategy fits: the study's instance or named one; None (the strategy's
