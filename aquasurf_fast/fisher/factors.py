@@ -155,6 +155,33 @@ def _conv_input_factor_im2col(xp, k, s, d, groups, bias, batch) -> _Factor:
     return _rows_factor(_patches(xp, k, s, d), groups, bias, 1.0 / batch)
 
 
+def _cell_grid(kh: int, kw: int, dh: int, dw: int, ho: int, wo: int):
+    """The cells of the cell method and what each tap pair reads: (row cuts ys, column cuts xs,
+    per tap its window as a box of cells (cy0, cy1, cx0, cx1), the tap offsets D of one half-plane
+    with their indices, per tap pair (p, q) the index o of q - p (or -o - 1 for p - q), and per
+    offset the cells it needs: those in the window of a tap p whose partner p + D is a tap)."""
+    ys = sorted({ky * dh for ky in range(kh)} | {ky * dh + ho for ky in range(kh)})
+    xs = sorted({kx * dw for kx in range(kw)} | {kx * dw + wo for kx in range(kw)})
+    taps = [(ky, kx) for ky in range(kh) for kx in range(kw)]
+    boxes = [(ys.index(ky * dh), ys.index(ky * dh + ho), xs.index(kx * dw), xs.index(kx * dw + wo))
+             for ky, kx in taps]
+    offsets = [(oy, ox) for oy in range(0, kh) for ox in range(-(kw - 1), kw) if oy > 0 or ox >= 0]
+    index = {o: i for i, o in enumerate(offsets)}
+    pair_offset = np.empty((len(taps), len(taps)), dtype=np.int64)
+    needed = [set() for _ in offsets]
+    for ip, (py, px) in enumerate(taps):
+        for iq, (qy, qx) in enumerate(taps):
+            dlt = (qy - py, qx - px)
+            if dlt in index:
+                o = index[dlt]
+                pair_offset[ip, iq] = o
+                by0, by1, bx0, bx1 = boxes[ip]
+                needed[o].update((cy, cx) for cy in range(by0, by1) for cx in range(bx0, bx1))
+            else:
+                pair_offset[ip, iq] = -index[(-dlt[0], -dlt[1])] - 1
+    return ys, xs, boxes, index, pair_offset, needed
+
+
 def _conv_input_factor_cells(xp, k, d, pads, groups, bias, batch) -> _Factor:
     """Input factor of a stride-1 convolution from per-offset, per-cell channel cross products.
 
@@ -170,28 +197,8 @@ def _conv_input_factor_cells(xp, k, d, pads, groups, bias, batch) -> _Factor:
     (kh, kw), (dh, dw) = k, d
     ho, wo = hp - dh * (kh - 1), wp - dw * (kw - 1)
     cg = c // groups
-    ys = sorted({ky * dh for ky in range(kh)} | {ky * dh + ho for ky in range(kh)})
-    xs = sorted({kx * dw for kx in range(kw)} | {kx * dw + wo for kx in range(kw)})
-    n_cy, n_cx = len(ys) - 1, len(xs) - 1
-    taps = [(ky, kx) for ky in range(kh) for kx in range(kw)]
-    boxes = [(ys.index(ky * dh), ys.index(ky * dh + ho), xs.index(kx * dw), xs.index(kx * dw + wo))
-             for ky, kx in taps]
-    offsets = [(oy, ox) for oy in range(0, kh) for ox in range(-(kw - 1), kw) if oy > 0 or ox >= 0]
-    index = {o: i for i, o in enumerate(offsets)}
-    n_taps = len(taps)
-    pair_offset = np.empty((n_taps, n_taps), dtype=np.int64)
-    # cells needed per offset: those in the window of a tap p whose partner p + D is a tap
-    needed = [set() for _ in offsets]
-    for ip, (py, px) in enumerate(taps):
-        for iq, (qy, qx) in enumerate(taps):
-            dlt = (qy - py, qx - px)
-            if dlt in index:
-                o = index[dlt]
-                pair_offset[ip, iq] = o
-                by0, by1, bx0, bx1 = boxes[ip]
-                needed[o].update((cy, cx) for cy in range(by0, by1) for cx in range(bx0, bx1))
-            else:
-                pair_offset[ip, iq] = -index[(-dlt[0], -dlt[1])] - 1
+    ys, xs, boxes, index, pair_offset, needed = _cell_grid(kh, kw, dh, dw, ho, wo)
+    n_cy, n_cx, n_taps = len(ys) - 1, len(xs) - 1, kh * kw
     real_y = (pads[0][0], hp - pads[0][1])
     real_x = (pads[1][0], wp - pads[1][1])
 
@@ -208,7 +215,7 @@ def _conv_input_factor_cells(xp, k, d, pads, groups, bias, batch) -> _Factor:
             col_blocks[key] = rows if (x0, x1) == (0, wp) else rows[:, x0:x1].contiguous()
         return col_blocks[key][y0:y1].reshape(-1, c)
 
-    S = torch.zeros(len(offsets), n_cy, n_cx, groups, cg, cg, dtype=xp.dtype, device=xp.device)
+    S = torch.zeros(len(index), n_cy, n_cx, groups, cg, cg, dtype=xp.dtype, device=xp.device)
     cell_sums = torch.zeros(n_cy, n_cx, groups, cg, dtype=xp.dtype, device=xp.device)
     for cy in range(n_cy):
         for cx in range(n_cx):
