@@ -82,6 +82,29 @@ def test_farthest_points_ignore_non_contiguous_input_layout():
     assert a.tolist() == b.tolist()
 
 
+@pytest.mark.parametrize("n, d", [(0, 8), (7, 8), (40_000, 8), (300, 1000)])
+def test_nearest_rows_match_the_float64_definition_bit_for_bit(n, d):
+    from aquasurf_fast.surrogate.coverage import nearest_rows
+
+    rng = np.random.default_rng(n + d)
+    points = rng.normal(size=(n, d)).astype(np.float32)
+    if n > 10:
+        points[5] = points[3]  # a tie: the lower row first
+        points[9, 0] = np.nan  # never among the nearest
+    target = points[3].copy() if n else rng.normal(size=d).astype(np.float32)
+    exclude = rng.random(n) < 0.1
+    exclude[[i for i in (3, 5) if i < n]] = False
+    for k, mask in ((25, None), (25, exclude), (n + 5, exclude)):
+        want = ((points.astype(np.float64) - target.astype(np.float64)) ** 2).sum(axis=1)
+        if mask is not None:
+            want[mask] = np.inf
+        order = [i for i in np.lexsort((np.arange(n), want)) if np.isfinite(want[i])][:k]
+        got = nearest_rows(target, points, k, mask)
+        assert got.tolist() == order
+        if n > 10:
+            assert got[:2].tolist() == [3, 5] and 9 not in got.tolist()
+
+
 def test_schema_index_inverts_the_enumeration(names):
     space = aq.SchemaSpace(SCHEMA, unary=UNARY)
     for i in np.random.default_rng(0).choice(len(space), 300, replace=False):
