@@ -149,6 +149,10 @@ def driver_share(path: str, window_s: float, budget: int) -> dict:
     try:
         while proc.poll() is None and reader.counts()["done"] == done_at_start:
             time.sleep(0.5)
+        if proc.poll() is not None:
+            raise RuntimeError(f"the search ended before a result came in (exit code "
+                               f"{proc.returncode}); the study holds {done_at_start} results: "
+                               "give a --budget above that, or a fresh --workdir")
         workers = children_of(proc.pid)
         start, driver0 = time.perf_counter(), cpu_of(proc.pid)
         workers0 = sum(cpu_of(w) for w in workers)
