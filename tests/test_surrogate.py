@@ -150,6 +150,33 @@ def test_umap_compiled_functions_are_kept_on_disk_for_the_next_process(tmp_path)
     assert {"umap_", "layouts"} <= kept, sorted(kept)
 
 
+def test_pairwise_distances_are_compiled_once_per_machine_and_every_later_process_reads_them(tmp_path):
+    """Three fresh processes share numba's cache: the first compiles and writes it, the later ones
+    read it (one cache hit per metric, no new compilation) and none fails writing it back."""
+    import os
+    import subprocess
+    import sys
+
+    script = ("import gc, numpy as np\n"
+              "from aquasurf_fast.surrogate.pairwise import _cached_pairs, pairwise\n"
+              "x = np.random.default_rng(0).normal(size=(30, 5)).astype(np.float32)\n"
+              "pairwise(x, 'euclidean'); gc.collect(); pairwise(x, 'manhattan'); gc.collect()\n"
+              "print(sum(_cached_pairs.stats.cache_hits.values()),"
+              " sum(_cached_pairs.stats.cache_misses.values()))\n")
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    runs = [subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                           timeout=600) for _ in range(3)]
+    assert all(r.returncode == 0 for r in runs), runs[-1].stderr[-2000:]
+    assert [r.stdout.split() for r in runs] == [["0", "1"], ["1", "0"], ["1", "0"]]
+
+
+def test_pairwise_refuses_a_metric_it_was_not_compiled_for():
+    from aquasurf_fast.surrogate.pairwise import pairwise
+
+    with pytest.raises(ValueError, match="euclidean and manhattan, not 'cosine'"):
+        pairwise(np.ones((3, 2), dtype=np.float32), "cosine")
+
+
 @pytest.mark.parametrize("metric", ["euclidean", "manhattan"])
 def test_pairwise_distances_match_a_float64_reference(metric):
     from scipy.spatial.distance import cdist

@@ -115,10 +115,10 @@ def _fuzzy_graphs(umap, parts, n: int, random_state):
     without its Python call per pair. A distance beyond float32 (outputs near its largest value)
     is infinite, which umap-learn refuses in a precomputed matrix but keeps in its own: such a
     set takes umap-learn's path."""
-    from .pairwise import SMALL_DATA, pairwise
+    from .pairwise import METRICS, SMALL_DATA, pairwise
 
     def fit(f, k, m):
-        if n < SMALL_DATA:
+        if n < SMALL_DATA and m in METRICS:
             dist = pairwise(np.asarray(f, dtype=np.float32), m)
             if np.isfinite(dist).all():
                 f, m = dist, "precomputed"
