@@ -1,5 +1,7 @@
 """New candidates placed in the layouts of a grown set (aquasurf_fast.surrogate.placement), and a
 study's layouts across growths of its Fisher pool (Ranker.layouts)."""
+import json
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -104,6 +106,14 @@ def test_a_growing_study_places_its_new_candidates_until_they_would_outweigh_the
     ids3, lay3 = grow(5)
     kept = np.isin(ids3, ids2)
     assert kept.sum() == ids2.size and np.array_equal(lay3[:, kept], lay2)
+    # The log tells placements from layouts made from scratch, and status counts them.
+    embeds = [json.loads(e[4]) for e in study.events(50) if e[1] == "embed"][::-1]  # oldest first
+    assert sum("placed" in e for e in embeds) == 2
+    assert [e["placed"] for e in embeds if "placed" in e] == [ids1.size - ids0.size, ids3.size - ids2.size]
+    from aquasurf_fast.cli.commands import _pool_lines
+
+    line = next(ln for ln in _pool_lines(study) if ln.startswith("embedding"))
+    assert "(2 by placing grown candidates in the layouts before)" in line
     # A new process reads the placed layouts from the study file.
     again = aq.Study(str(tmp_path / "s.db")).ranker.layouts(5)
     assert np.array_equal(again[0], ids3) and np.array_equal(again[1], lay3)

@@ -27,7 +27,9 @@ def _fmt(x: Optional[float], digits: int = 4) -> str:
 
 
 def _seconds(x: Optional[float]) -> str:
-    return "-" if x is None or not math.isfinite(x) else f"{x:.1f}s"
+    if x is None or not math.isfinite(x):
+        return "-"
+    return f"{x:.2f}s" if abs(x) < 1 else f"{x:.1f}s"  # a placement takes hundredths
 
 
 def _age(seconds: float) -> str:
@@ -202,9 +204,11 @@ def _pool_lines(study) -> List[str]:
     embeds = [json.loads(d) for (d,) in study.store.query(
         "SELECT detail FROM events WHERE kind = 'embed' ORDER BY id")]
     if embeds:
-        lines.append(f"embedding computed {len(embeds)} times, {sum(e['seconds'] for e in embeds):.1f} s "
-                     f"in all (last: {embeds[-1]['candidates']:,} candidates in "
-                     f"{embeds[-1]['seconds']:.1f} s)")
+        placed = sum(1 for e in embeds if "placed" in e)
+        how = f" ({placed} by placing grown candidates in the layouts before)" if placed else ""
+        lines.append(f"embedding computed {len(embeds)} times{how}, "
+                     f"{_seconds(sum(e['seconds'] for e in embeds))} in all (last: "
+                     f"{embeds[-1]['candidates']:,} candidates in {_seconds(embeds[-1]['seconds'])})")
     return lines
 
 

@@ -129,7 +129,8 @@ class Ranker:
             layouts, seconds = cached_layouts(self._layout_cache, out, fisher,
                                               self.settings["random_state"], n_layouts, grown_from)
             if seconds is not None:
-                self._log_embedding(ids.size, seconds)
+                placed = None if grown_from is None else int(np.count_nonzero(~grown_from[0]))
+                self._log_embedding(ids.size, seconds, placed)
             self._layouts_memo = (version, n_layouts, ids, layouts, n_fresh)
         return ids, layouts
 
@@ -162,10 +163,14 @@ class Ranker:
         return dict(self.store.query(
             "SELECT id, score FROM classes WHERE status = 'done' AND score IS NOT NULL"))
 
-    def _log_embedding(self, n_candidates: int, seconds: float) -> None:
+    def _log_embedding(self, n_candidates: int, seconds: float, placed: Optional[int] = None) -> None:
+        """Log a new embedding; ``placed``: how many new candidates were placed in the layouts
+        before (None: laid out from scratch)."""
+        detail = {"candidates": int(n_candidates), "seconds": round(seconds, 3)}
+        if placed is not None:
+            detail["placed"] = placed
         with self.store.transaction() as c:
-            self.store.log(c, "embed", owner=self.owner, detail=json.dumps(
-                {"candidates": int(n_candidates), "seconds": round(seconds, 3)}))
+            self.store.log(c, "embed", owner=self.owner, detail=json.dumps(detail))
 
     def predictions(self) -> Dict[int, float]:
         """Predicted score per candidate class id (NaN before any finite result)."""
