@@ -3,10 +3,11 @@ new ones are placed, the way umap-learn's ``transform`` places new points in a f
 
 A search that grows its Fisher pool (``aquasurf search --grow``) adds a few classes every few
 results. Laying the whole set out again costs a full UMAP optimization per layout (500 epochs over
-every edge: about 0.33 s per layout of 500 candidates, 1.7 s for the hybrid's five), in the search
-driver, after every growth; placing the new candidates costs their own edges over 100 epochs (a
-few milliseconds). It also keeps the evaluated candidates where the strategy's regressors last saw
-them. A set laid out from scratch is still the base: once the candidates placed since then would
+every edge: 1.3 s for the hybrid's five layouts of 300-500 candidates), in the search driver,
+after every growth; placing the new candidates costs their own edges over 100 epochs (about 0.02 s
+for the five, 0.07 s with the grown set's fuzzy graph; ``benchmarks/bench_growth.py``, which also
+shows the searches to be as good). It also keeps the evaluated candidates where the strategy's
+regressors last saw them. A set laid out from scratch is still the base: once the candidates placed since then would
 make up more than ``1 - FRESH_SHARE`` of the set, it is laid out from scratch again, so the
 placed candidates never outweigh the layout they were placed in.
 """
