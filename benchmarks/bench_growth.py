@@ -31,26 +31,23 @@ from aquasurf_fast.bench.format import load_benchmark  # noqa: E402
 from aquasurf_fast.bench.replay import GROW, GROW_EVERY, Replay, grow_members, make_pool  # noqa: E402
 from aquasurf_fast.surrogate.coverage import choose_pool  # noqa: E402
 from aquasurf_fast.surrogate.embedding import cached_layouts  # noqa: E402
-from aquasurf_fast.surrogate.placement import can_place, grown_from  # noqa: E402
+from aquasurf_fast.surrogate.placement import LaidOut, placement_base  # noqa: E402
 from aquasurf_fast.surrogate.strategy import N_LAYOUTS, Strategy  # noqa: E402
 
 MODES = ("placed", "from scratch")
 
 
 def pool_layouts(pool, members, seed, before, mode, spent):
-    """(layouts of ``members``, what ``before`` becomes): ``before`` is (members, layouts, how many
-    the last from-scratch layout had) or None."""
+    """(layouts of ``members``, the ``placement.LaidOut`` they become): ``before`` is the
+    previous one, or None."""
     rows = np.array(members)
-    known, n_fresh = None, rows.size
-    if mode == "placed" and before is not None and can_place(before[2], rows.size):
-        known = grown_from(before[0], before[1], rows)
-        n_fresh = rows.size if known is None else before[2]
+    known, n_fresh = placement_base(before if mode == "placed" else None, rows)
     start = time.perf_counter()
     layouts, _ = cached_layouts({}, pool.out_feats[rows], pool.fisher[rows], seed, N_LAYOUTS, known)
     spent["fresh" if known is None else "placed"].append(time.perf_counter() - start)
     if known is not None:
         assert np.array_equal(layouts[:, known[0]], known[1]), "a known candidate moved"
-    return layouts, (rows, layouts, n_fresh)
+    return layouts, LaidOut(rows, layouts, n_fresh)
 
 
 def trial(pool, mode, budget, pool_size, t, workers, spent):

@@ -116,35 +116,25 @@ class Ranker:
         places its new candidates (``surrogate.placement``) while the last set laid out from
         scratch makes up most of it."""
         from ..surrogate.embedding import cached_layouts
+        from ..surrogate.placement import LaidOut, placement_base
 
         version = self.store.features_version()
         memo = self._layouts_memo
         if memo is not None and memo[:2] == (version, n_layouts):
-            return memo[2], memo[3]
+            return memo[2].ids, memo[2].layouts
         with self._fit_lock:
             ids, out, fisher = self.features.candidate_features()
             if n_layouts < 1 or ids.size == 0:
                 return ids, np.zeros((max(n_layouts, 0), ids.size, 2), dtype=np.float32)
-            grown_from, n_fresh = self._grown_from(ids, n_layouts)
+            before = memo[2] if memo is not None and memo[1] == n_layouts else None
+            grown_from, n_fresh = placement_base(before, ids)
             layouts, seconds = cached_layouts(self._layout_cache, out, fisher,
                                               self.settings["random_state"], n_layouts, grown_from)
             if seconds is not None:
                 placed = None if grown_from is None else int(np.count_nonzero(~grown_from[0]))
                 self._log_embedding(ids.size, seconds, placed)
-            self._layouts_memo = (version, n_layouts, ids, layouts, n_fresh)
+            self._layouts_memo = (version, n_layouts, LaidOut(ids, layouts, n_fresh))
         return ids, layouts
-
-    def _grown_from(self, ids: np.ndarray, n_layouts: int):
-        """(what ``cached_layouts`` places the new candidates by, or None; how many candidates
-        the last from-scratch layout had): the layouts before, when ``ids`` only added to their
-        candidates and ``placement.can_place`` allows."""
-        from ..surrogate.placement import can_place, grown_from
-
-        memo = self._layouts_memo
-        if memo is None or memo[1] != n_layouts or not can_place(memo[4], ids.size):
-            return None, ids.size
-        known = grown_from(memo[2], memo[3], ids)
-        return (None, ids.size) if known is None else (known, memo[4])
 
     def output_points(self) -> np.ndarray:
         """float32 [n_candidates, P]: the candidates' ``strategy.output_points``, in the order of

@@ -49,11 +49,10 @@ def training_recipe(study, epochs: Optional[int] = None, amp: Optional[bool] = N
         # The first recipe is recorded, not a change of settings: no "settings" event.
         study.store.set_meta(recipe=given)
         return given
+    recipe = {**stored, **given}
     if not study.counts()["done"]:
-        recipe = {**stored, **given}
         study.update_settings(recipe=recipe)  # logged when it changes
         return recipe
-    recipe = {**stored, **given}
     if recipe != stored:
         raise StudyError(
             f"{study.path} holds results trained with {_describe(stored)}; this search asks for "

@@ -13,7 +13,7 @@ placed candidates never outweigh the layout they were placed in.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
 
@@ -42,6 +42,25 @@ def grown_from(before_ids: np.ndarray, layouts: np.ndarray, ids: np.ndarray):
     sorter = np.argsort(before_ids)
     rows = sorter[np.searchsorted(before_ids, ids[known], sorter=sorter)]  # each known id's row before
     return known, layouts[:, rows]
+
+
+class LaidOut(NamedTuple):
+    """Layouts a set of candidates got: its ids, float32 [M, n, 2] layouts, and how many
+    candidates the last from-scratch layout they descend from had."""
+
+    ids: np.ndarray
+    layouts: np.ndarray
+    n_fresh: int
+
+
+def placement_base(before: Optional[LaidOut], ids: np.ndarray):
+    """(``cached_layouts``'s ``grown_from`` for the candidates ``ids``, or None to lay them out
+    from scratch; the ``n_fresh`` of their layouts): the layouts ``before`` when ``ids`` only added
+    to their candidates and ``can_place`` allows."""
+    if before is None or not can_place(before.n_fresh, ids.size):
+        return None, ids.size
+    known = grown_from(before.ids, before.layouts, ids)
+    return (None, ids.size) if known is None else (known, before.n_fresh)
 
 
 def _initial_places(graph, layout: np.ndarray, known: np.ndarray) -> np.ndarray:
@@ -108,4 +127,5 @@ def place_in_layouts(graph, layouts: np.ndarray, known: np.ndarray, seeds: Seque
     return np.stack([place_new(graph, lay, known, int(s)) for lay, s in zip(layouts, seeds)])
 
 
-__all__ = ["FRESH_SHARE", "PLACE_EPOCHS", "can_place", "grown_from", "place_in_layouts", "place_new"]
+__all__ = ["FRESH_SHARE", "PLACE_EPOCHS", "LaidOut", "can_place", "grown_from", "place_in_layouts",
+           "place_new", "placement_base"]
