@@ -59,3 +59,53 @@ def test_the_wait_ends_when_a_lease_renewal_is_due(tmp_path):
     executor = SlowExecutor()
     study.run(fake_score, budget=2, executor=executor, progress=False, poll_s=0.01, grow=0)
     assert max(executor.timeouts) <= 0.2 and min(executor.timeouts) >= 0.01
+
+
+class BatchExecutor(Executor):
+    """Two slots whose jobs finish together, in one wait: a failure first, then a success."""
+
+    n_workers = 2
+
+    def __init__(self):
+        self.jobs = []
+
+    def start(self, evaluate):
+        pass
+
+    def free_slots(self):
+        return 2 - len(self.jobs)
+
+    def submit(self, key, name):
+        self.jobs.append((key, name))
+
+    def wait(self, timeout):
+        if len(self.jobs) < 2:
+            return []
+        (k1, n1), (k2, n2) = self.jobs
+        self.jobs = []
+        return [Outcome(k1, n1, False, error="ValueError: broken"),
+                Outcome(k2, n2, True, score=fake_score(n2))]
+
+    def stop(self):
+        keys = [key for key, _ in self.jobs]
+        self.jobs = []
+        return keys
+
+    def shutdown(self):
+        pass
+
+
+def test_outcomes_that_arrive_beside_the_one_that_stops_the_run_are_recorded(tmp_path):
+    import pytest
+
+    import aquasurf_fast as aq
+
+    study = make_study(tmp_path / "s.db", n_extra=4, order="exhaustive", max_retries=0)
+    with pytest.raises(aq.StudyError, match="1 evaluations in a row failed"):
+        study.run(fake_score, budget=4, executor=BatchExecutor(), progress=False, poll_s=0.01,
+                  grow=0, max_consecutive_failures=1)
+    counts = study.counts()
+    # The failure stopped the run, yet the evaluation that finished beside it is kept and no
+    # claim is left running.
+    assert counts["running"] == 0
+    assert counts["done"] == 1 and counts["failed"] == 1

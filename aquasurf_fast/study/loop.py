@@ -71,13 +71,13 @@ def run_study(study, evaluate: Optional[Callable[[str], Any]] = None, budget: in
         while loop.step():
             pass
     except BaseException:
-        keys = executor.stop()
-        study.release([loop.in_flight[k] for k in keys if k in loop.in_flight])
-        loop.in_flight.clear()
+        executor.stop()
         raise
     finally:
         if bar is not None:
             bar.close()
+        # Whatever the loop still holds was never recorded, whether its job was stopped or its
+        # outcome came in beside the one that ended the run: other runs may take it again.
         if loop.in_flight:
             study.release(list(loop.in_flight.values()))
         executor.shutdown()
@@ -147,31 +147,40 @@ class _Loop:
 
     def collect(self, timeout: float) -> None:
         """Record the outcomes that arrive within ``timeout`` seconds (all that are in when the
-        first arrives)."""
+        first arrives). Every outcome of the batch is recorded before one that stops the run
+        raises, so no finished evaluation is lost with it."""
+        stop = None
         for outcome in self.executor.wait(timeout):
-            claim = self.in_flight.pop(outcome.key)
-            if outcome.ok:
-                self.failures_in_row = 0
-                if self.study.tell(claim, outcome.score, runtime=outcome.runtime, **outcome.metrics):
-                    self.stats["evaluated"] += 1
-                    if self.bar is not None:
-                        self.bar.update(1)
-                        self.bar.set_postfix_str(f"{claim} {outcome.score:.4g}")
-                else:
-                    self.stats["stale"] += 1
-                continue
-            if outcome.out_of_memory:
-                # The machine, not the candidate, failed: recording it would spend the class's
-                # retries (or mark it failed) for nothing, and retrying would fail again.
-                self.study.release([claim])
-                raise StudyError(out_of_memory_message(str(claim), outcome.error))
-            self.stats["failed_attempts"] += 1
-            self.failures_in_row += 1
-            self.study.fail(claim, outcome.error)
-            if self.failures_in_row >= self.max_consecutive_failures:
-                raise StudyError(
-                    f"{self.failures_in_row} evaluations in a row failed; the last one "
-                    f"({claim}):\n{outcome.error.strip()}")
+            error = self.record(self.in_flight.pop(outcome.key), outcome)
+            stop = stop or error
+        if stop is not None:
+            raise stop
+
+    def record(self, claim: Claim, outcome) -> Optional[StudyError]:
+        """Record one outcome; returns the error that stops the run, if this outcome does."""
+        if outcome.ok:
+            self.failures_in_row = 0
+            if self.study.tell(claim, outcome.score, runtime=outcome.runtime, **outcome.metrics):
+                self.stats["evaluated"] += 1
+                if self.bar is not None:
+                    self.bar.update(1)
+                    self.bar.set_postfix_str(f"{claim} {outcome.score:.4g}")
+            else:
+                self.stats["stale"] += 1
+            return None
+        if outcome.out_of_memory:
+            # The machine, not the candidate, failed: recording it would spend the class's
+            # retries (or mark it failed) for nothing, and retrying would fail again.
+            self.study.release([claim])
+            return StudyError(out_of_memory_message(str(claim), outcome.error))
+        self.stats["failed_attempts"] += 1
+        self.failures_in_row += 1
+        self.study.fail(claim, outcome.error)
+        if self.failures_in_row >= self.max_consecutive_failures:
+            return StudyError(
+                f"{self.failures_in_row} evaluations in a row failed; the last one "
+                f"({claim}):\n{outcome.error.strip()}")
+        return None
 
     def grow_pool(self) -> int:
         """Grow the Fisher pool and featurize the classes that joined; returns how many did."""
