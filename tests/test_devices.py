@@ -9,6 +9,7 @@ import torch
 import aquasurf_fast as aq
 from aquasurf_fast.cli import main
 from aquasurf_fast.devices import resolve_device, visible_gpus, worker_gpu
+from aquasurf_fast.execution.base import Raw
 from aquasurf_fast.execution.executors import ProcessExecutor
 from aquasurf_fast.study.featurize import FisherChunkJob
 from aquasurf_fast.tasks import TaskEvaluator
@@ -19,10 +20,8 @@ NO_GPU = not torch.cuda.is_available()
 class VisibleGpus:
     """A worker job that reports the GPUs its process may use."""
 
-    returns_raw = True
-
     def __call__(self, name):
-        return os.environ.get("CUDA_VISIBLE_DEVICES")
+        return Raw(os.environ.get("CUDA_VISIBLE_DEVICES"))
 
 
 def test_device_names_resolve():
@@ -172,7 +171,7 @@ def test_cli_training_options_reach_train_eval(capsys, tmp_path, monkeypatch):
 def test_the_search_device_reaches_the_featurization_of_a_grown_pool(tmp_path, monkeypatch):
     from bench_helpers import FAKE_TASK
 
-    from aquasurf_fast.study.features import FeatureService
+    from aquasurf_fast.fisher import candidates
 
     task = tmp_path / "task.py"
     task.write_text(FAKE_TASK)
@@ -181,12 +180,12 @@ def test_the_search_device_reaches_the_featurization_of_a_grown_pool(tmp_path, m
                      unary=("zero", "identity", "tanh", "relu", "elu", "sigmoid", "softplus"))
     study.featurize(pool=10, progress=False)
     devices = []
-    real = FeatureService.featurize
+    real = candidates.fisher_features_for
 
-    def spy(self, **kwargs):
+    def spy(*args, **kwargs):
         devices.append(kwargs.get("device"))
-        return real(self, **kwargs)
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(FeatureService, "featurize", spy)
+    monkeypatch.setattr(candidates, "fisher_features_for", spy)
     stats = study.run(budget=8, workers=0, progress=False, grow=3, grow_every=2, device="cpu")
-    assert stats["grown"] >= 3 and devices and set(devices) == {"cpu"}
+    assert stats["grown"] >= 3 and devices and set(devices) == {torch.device("cpu")}

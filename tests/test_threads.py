@@ -126,7 +126,7 @@ def test_the_study_featurization_job_runs_its_featurizer_on_one_thread(two_threa
 
     x, y = mnist1d_batch()
     job = FisherChunkJob(build=mnist1d.build, inputs=x, targets=y, featurizer=featurizer)
-    torch_threads, pools = job(" ".join(NAMES))[0]
+    torch_threads, pools = job.features(" ".join(NAMES))[0]
     assert torch_threads == 1 and set(pools.values()) == {1}
     assert torch.get_num_threads() == 2
 

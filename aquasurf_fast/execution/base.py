@@ -18,8 +18,8 @@ class Outcome:
     ``out_of_memory`` marks a failure of the machine, not of the candidate (a ``MemoryError``, or
     torch's out-of-memory error on a GPU): its caller stops rather than retrying or recording it.
 
-    Jobs marked ``returns_raw`` (featurization chunks) are not evaluations: their return value is
-    passed back untouched in ``value``.
+    A job that returns a ``Raw`` (a featurization chunk) is no evaluation: what it wraps is passed
+    back untouched in ``value``.
     """
 
     key: str
@@ -31,6 +31,14 @@ class Outcome:
     error: str = ""
     value: Any = None
     out_of_memory: bool = False
+
+
+@dataclass
+class Raw:
+    """What a job that is no evaluation returns (the features of a chunk of candidates):
+    ``run_one`` passes ``value`` back as it is, without reading a score from it."""
+
+    value: Any
 
 
 def split_result(value: Any) -> Tuple[float, Dict[str, Any]]:
@@ -73,8 +81,8 @@ def run_one(evaluate: Callable[[str], Any], key: str, name: str) -> Outcome:
     start = time.perf_counter()
     try:
         value = evaluate(name)
-        if getattr(evaluate, "returns_raw", False):
-            return Outcome(key, name, True, runtime=time.perf_counter() - start, value=value)
+        if isinstance(value, Raw):
+            return Outcome(key, name, True, runtime=time.perf_counter() - start, value=value.value)
         score, metrics = split_result(value)
     except Exception as exc:  # a failing training is data for the study, not a crash of the search
         return Outcome(key, name, False, runtime=time.perf_counter() - start,
@@ -105,4 +113,4 @@ class Executor(ABC):
     def shutdown(self) -> None: ...
 
 
-__all__ = ["Executor", "Outcome", "is_out_of_memory", "run_one", "split_result"]
+__all__ = ["Executor", "Outcome", "Raw", "is_out_of_memory", "run_one", "split_result"]

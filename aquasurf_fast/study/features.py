@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import collections
 import json
-from typing import Any, Callable, Counter, Dict, Optional, Tuple
+from typing import Any, Callable, Counter, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -79,12 +79,11 @@ class FeatureService:
         for _ in range(MAX_TOP_UPS):
             self.pool.choose_pool(pool)
             n_out += self.pool.fill_output_features("pool IS NOT NULL")
-            todo = self.store.query("SELECT id, canonical FROM classes WHERE pool IS NOT NULL AND "
-                                    "fisher_ok IS NULL AND out_finite = 1 ORDER BY pool, id")
+            todo = self.pending_fisher()
             if not todo:
                 break
-            failures += self._compute_fisher([name for _, name in todo], build, inputs, targets,
-                                             featurizer, chunk, seed, device, progress, executor)
+            job = self.fisher_job(build, inputs, targets, featurizer, seed, device)
+            failures += self._compute_fisher(todo, job, chunk, progress, executor)
             n_fisher += len(todo)
             if not self.has_fisher():
                 break  # every one failed: another round would fail the same way
@@ -94,10 +93,7 @@ class FeatureService:
                 "WHERE out_finite = 0 AND fisher_ok IS NULL AND space_id IS NULL").rowcount
         self.store.bump_features_version()
         reasons = failures.most_common(3)
-        if n_fisher:
-            with self.store.transaction() as c:
-                self.store.log(c, "featurize", owner=self.owner, detail=json.dumps(
-                    {"fisher": n_fisher, "failed": sum(failures.values()), "reasons": reasons}))
+        self.log_featurized(n_fisher, failures)
         if n_fisher and not self.has_fisher():
             reason, count = reasons[0]
             raise StudyError(
@@ -108,10 +104,35 @@ class FeatureService:
         return {"output": n_out, "fisher": n_fisher, "non_finite": n_bad,
                 "failed": sum(failures.values()), "reasons": reasons}
 
-    def _compute_fisher(self, names, build, inputs, targets, featurizer, chunk, seed, device,
-                        progress, executor) -> Counter[str]:
-        """Fisher features of ``names`` in committed chunks, in this process or by ``executor``.
-        Returns how often each reason of failure occurred."""
+    def pending_fisher(self) -> List[str]:
+        """The pool's classes with finite outputs still without Fisher features, as they joined."""
+        return [name for _, name in self.store.query(
+            "SELECT id, canonical FROM classes WHERE pool IS NOT NULL AND fisher_ok IS NULL AND "
+            "out_finite = 1 ORDER BY pool, id")]
+
+    def fisher_job(self, build: Optional[Callable] = None, inputs: Any = None, targets: Any = None,
+                   featurizer: Optional[Callable] = None, seed: int = 42, device: Any = None):
+        """The ``FisherChunkJob`` that featurizes this study's classes: on its task's model and
+        batch unless ``build``, ``inputs`` and ``targets`` are given."""
+        from .featurize import FisherChunkJob
+
+        spec = self.settings.get("task")
+        if (build is None or inputs is None) and not spec:
+            raise StudyError("this study has no task: pass build, inputs and targets, or "
+                             "create the study with a task")
+        return FisherChunkJob(spec, build, inputs, targets, featurizer, seed, device)
+
+    def log_featurized(self, n: int, failures: Counter[str]) -> None:
+        """Log that ``n`` classes were featurized, ``failures`` counting why some failed."""
+        if n:
+            with self.store.transaction() as c:
+                self.store.log(c, "featurize", owner=self.owner, detail=json.dumps(
+                    {"fisher": n, "failed": sum(failures.values()),
+                     "reasons": failures.most_common(3)}))
+
+    def _compute_fisher(self, names, job, chunk, progress, executor) -> Counter[str]:
+        """Fisher features of ``names`` by ``job`` in committed chunks, in this process or by
+        ``executor``. Returns how often each reason of failure occurred."""
         failures: Counter[str] = collections.Counter()
         if not names:
             return failures
@@ -120,13 +141,8 @@ class FeatureService:
             self.set_fisher_features(part, feats, ok, reasons)
             failures.update(r for o, r in zip(ok, reasons) if not o)
 
-        from .featurize import FisherChunkJob, run_chunks
+        from .featurize import run_chunks
 
-        spec = self.settings.get("task")
-        if (build is None or inputs is None) and not spec:
-            raise StudyError("this study has no task: pass build, inputs and targets, or "
-                             "create the study with a task")
-        job = FisherChunkJob(spec, build, inputs, targets, featurizer, seed, device)
         chunks = [names[i:i + chunk] for i in range(0, len(names), chunk)]
         bar = None
         if progress:
@@ -136,7 +152,7 @@ class FeatureService:
         try:
             if executor is None:
                 for part in chunks:
-                    record(part, *job(" ".join(part)))
+                    record(part, *job.features(" ".join(part)))
                     if bar is not None:
                         bar.update(len(part))
             else:

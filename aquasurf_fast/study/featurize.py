@@ -12,11 +12,13 @@ from typing import Any, Callable, List, Optional, Sequence
 
 import numpy as np
 
+from ..execution.base import Raw
 from .store import StudyError
 
 
 class FisherChunkJob:
-    """``job("name1 name2 ...") -> (features, ok, reasons)`` for worker processes or Ray tasks.
+    """``job.features("name1 name2 ...") -> (features, ok, reasons)``; calling the job returns the
+    same as a ``Raw`` value, for worker processes or Ray tasks.
 
     Carries either a task spec (workers load the task, its model and its Fisher batch themselves)
     or an explicit ``build``/``inputs``/``targets``, which must then be picklable. ``device``
@@ -27,8 +29,6 @@ class FisherChunkJob:
     many candidates one after another, and several chunks at once (the executor's workers) are
     what uses the cores.
     """
-
-    returns_raw = True
 
     def __init__(self, spec: Optional[str] = None, build: Optional[Callable] = None,
                  inputs: Any = None, targets: Any = None, featurizer: Optional[Callable] = None,
@@ -66,7 +66,11 @@ class FisherChunkJob:
             self._loaded = build, inputs, targets
         return self._loaded
 
-    def __call__(self, chunk: str):
+    def __call__(self, chunk: str) -> Raw:
+        return Raw(self.features(chunk))
+
+    def features(self, chunk: str):
+        """(features, ok, reasons) of the space-separated names in ``chunk``."""
         from ..execution.threads import thread_limit
 
         build, inputs, targets = self._model_and_batch()

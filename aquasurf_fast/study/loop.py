@@ -2,8 +2,8 @@
 their results, renews their leases and grows the Fisher pool toward the best results.
 
 The loop is a client of the study's public interface (suggest, tell, fail, release, renew), and
-of its pool and features: the pool's ``grow`` returns the classes that joined, and the loop has
-them featurized.
+of its pool and features: the pool's ``grow`` returns the classes that joined, and the workers
+featurize them in a job of their own beside the trainings (``study.growth``).
 """
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from typing import Any, Callable, Dict, List, Optional
 from .._checks import check_int
 from ..defaults import DEFAULT_GROW, DEFAULT_GROW_EVERY
 from .claim import Claim
+from .growth import KEY as GROWTH_KEY
+from .growth import GrowthFeatures, SearchJobs
 from .store import StudyError
 
 WAIT_CAP_S = 1.0  # the longest a turn of the loop waits for an outcome
@@ -64,8 +66,9 @@ def run_study(study, evaluate: Optional[Callable[[str], Any]] = None, budget: in
 
         bar = tqdm(total=budget, initial=min(budget, study.counts()["done"]), desc="search",
                    unit="eval")
-    loop = _Loop(study, executor, budget, grow, grow_every, poll_s, max_consecutive_failures, bar,
-                 device)
+    loop = _Loop(study, executor, budget, grow, grow_every, poll_s, max_consecutive_failures, bar)
+    if grow > 0:  # the workers featurize the grown classes too
+        evaluate = SearchJobs(evaluate, study.features.fisher_job(device=device))
     executor.start(evaluate)
     try:
         while loop.step():
@@ -89,10 +92,10 @@ class _Loop:
     """One call of ``run_study``: its claims in flight, its counts and its progress bar."""
 
     def __init__(self, study, executor, budget: int, grow: int, grow_every: int, poll_s: float,
-                 max_consecutive_failures: int, bar, device=None):
+                 max_consecutive_failures: int, bar):
         self.study, self.executor, self.budget, self.bar = study, executor, budget, bar
-        self.device = device  # where grown classes are featurized
         self.grow, self.grow_every, self.poll_s = grow, grow_every, poll_s
+        self.growth = GrowthFeatures(study.features, int(study.settings["max_retries"]))
         self.max_consecutive_failures = max_consecutive_failures
         self.lease_s = float(study.settings["lease_s"])
         self.in_flight: Dict[str, Claim] = {}
@@ -106,16 +109,18 @@ class _Loop:
         counts = self.study.counts()
         want = self.budget - counts["done"] - counts["running"]
         claims = self.dispatch(want)
-        if not self.in_flight:
+        if not self.in_flight and not self.growth.in_flight:
             return self.idle(counts, want, claims)
         self.collect(self.wait_s())
-        if self.grow > 0 and self.stats["evaluated"] - self.grown_at >= self.grow_every:
+        if (self.grow > 0 and want > 0 and not self.growth.busy
+                and self.stats["evaluated"] - self.grown_at >= self.grow_every):
             self.grow_pool()
         if self.in_flight and time.monotonic() - self.last_renew > self.lease_s / 3:
             self.renew()
         return True
 
     def dispatch(self, want: int) -> List[Claim]:
+        self.growth.submit(self.executor)
         free = self.executor.free_slots()
         claims = self.study.suggest(min(free, want)) if want > 0 and free > 0 else []
         for claim in claims:
@@ -151,7 +156,10 @@ class _Loop:
         raises, so no finished evaluation is lost with it."""
         stop = None
         for outcome in self.executor.wait(timeout):
-            error = self.record(self.in_flight.pop(outcome.key), outcome)
+            if outcome.key == GROWTH_KEY:
+                error = self.growth.record(outcome)
+            else:
+                error = self.record(self.in_flight.pop(outcome.key), outcome)
             stop = stop or error
         if stop is not None:
             raise stop
@@ -183,11 +191,13 @@ class _Loop:
         return None
 
     def grow_pool(self) -> int:
-        """Grow the Fisher pool and featurize the classes that joined; returns how many did."""
+        """Grow the Fisher pool and queue the classes that joined for their features (the next
+        free worker computes them); returns how many joined."""
         self.grown_at = self.stats["evaluated"]
         added = self.study.pool.grow(self.grow)
         if added:
-            self.study.features.featurize(pool=0, progress=False, device=self.device)
+            self.study.pool.fill_output_features("pool IS NOT NULL")
+            self.growth.queue()
         self.stats["grown"] += len(added)
         return len(added)
 
