@@ -10,10 +10,14 @@ either laid out again from scratch or extended as ``Ranker.layouts`` extends the
 (``cached_layouts`` with the layouts before, while ``placement.can_place`` allows). Both modes of a
 trial start from the same pool, layout seeds and tie order, so they differ only by the layouts.
 
+``--fresh-shares`` runs the placed mode once per share of the set that its last from-scratch
+layout must cover (``placement.FRESH_SHARE`` by default): how often a growing pool needs a fresh
+layout.
+
 Correctness first: a placement keeps every known candidate's place bit for bit.
 
 Run: python benchmarks/bench_growth.py [--bench benchmarks/data/act-bench-mnist1d.json.gz]
-       [--trials 20] [--budget 100] [--pool 300] [--workers 1]
+       [--trials 20] [--budget 100] [--pool 300] [--workers 1] [--fresh-shares 0.8 0.5]
 """
 from __future__ import annotations
 
@@ -31,17 +35,24 @@ from aquasurf_fast.bench.format import load_benchmark  # noqa: E402
 from aquasurf_fast.bench.replay import GROW, GROW_EVERY, Replay, grow_members, make_pool  # noqa: E402
 from aquasurf_fast.surrogate.coverage import choose_pool  # noqa: E402
 from aquasurf_fast.surrogate.embedding import cached_layouts  # noqa: E402
-from aquasurf_fast.surrogate.placement import LaidOut, placement_base  # noqa: E402
+from aquasurf_fast.surrogate.placement import FRESH_SHARE, LaidOut, placement_base  # noqa: E402
 from aquasurf_fast.surrogate.strategy import N_LAYOUTS, Strategy  # noqa: E402
 
-MODES = ("placed", "from scratch")
+SCRATCH = "from scratch"
 
 
-def pool_layouts(pool, members, seed, before, mode, spent):
+def mode_name(fresh_share: float) -> str:
+    return "placed" if fresh_share == FRESH_SHARE else f"placed, fresh below {fresh_share:.0%}"
+
+
+def pool_layouts(pool, members, seed, before, fresh_share, spent):
     """(layouts of ``members``, the ``placement.LaidOut`` they become): ``before`` is the
-    previous one, or None."""
+    previous one, or None; ``fresh_share`` None lays every set out from scratch."""
     rows = np.array(members)
-    known, n_fresh = placement_base(before if mode == "placed" else None, rows)
+    if fresh_share is None:
+        known, n_fresh = None, rows.size
+    else:
+        known, n_fresh = placement_base(before, rows, fresh_share)
     start = time.perf_counter()
     layouts, _ = cached_layouts({}, pool.out_feats[rows], pool.fisher[rows], seed, N_LAYOUTS, known)
     spent["fresh" if known is None else "placed"].append(time.perf_counter() - start)
@@ -50,7 +61,7 @@ def pool_layouts(pool, members, seed, before, mode, spent):
     return layouts, LaidOut(rows, layouts, n_fresh)
 
 
-def trial(pool, mode, budget, pool_size, t, workers, spent):
+def trial(pool, fresh_share, budget, pool_size, t, workers, spent):
     """(evaluation order of one search, positions in the benchmark; the pool's size at each)."""
     rng = np.random.default_rng([t, 11])
     members = list(pool.baselines) + [int(p) for p in choose_pool(
@@ -65,7 +76,7 @@ def trial(pool, mode, budget, pool_size, t, workers, spent):
             if layouts is not None:
                 members = members + grow_members(pool, members, known, GROW)
                 grown_at = len(chosen)
-            layouts, before = pool_layouts(pool, members, 1000 * t, before, mode, spent)
+            layouts, before = pool_layouts(pool, members, 1000 * t, before, fresh_share, spent)
         local = {c: i for i, c in enumerate(members)}
         done = np.array([local[c] for c in known], dtype=np.int64)
         pending = np.array([local[c] for c in chosen[len(known):]], dtype=np.int64)
@@ -85,12 +96,16 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=100)
     ap.add_argument("--pool", type=int, default=300)
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--fresh-shares", type=float, nargs="+", default=[FRESH_SHARE])
     args = ap.parse_args()
     pool = make_pool(load_benchmark(args.bench))
-    orders, featurized, spent = {}, {}, {m: {"fresh": [], "placed": []} for m in MODES}
-    for mode in MODES:
+    shares = {mode_name(s): s for s in args.fresh_shares}
+    shares[SCRATCH] = None
+    modes = list(shares)
+    orders, featurized, spent = {}, {}, {m: {"fresh": [], "placed": []} for m in modes}
+    for mode in modes:
         start = time.perf_counter()
-        runs = [trial(pool, mode, args.budget, args.pool, t, args.workers, spent[mode])
+        runs = [trial(pool, shares[mode], args.budget, args.pool, t, args.workers, spent[mode])
                 for t in range(args.trials)]
         orders[mode], featurized[mode] = (np.stack(r) for r in zip(*runs))
         print(f"{mode}: {args.trials} trials in {time.perf_counter() - start:.0f} s", flush=True)
@@ -99,7 +114,7 @@ def main() -> None:
                 [[m, len(spent[m]["fresh"]), f"{np.median(spent[m]['fresh']):.3f}",
                   len(spent[m]["placed"]),
                   f"{np.median(spent[m]['placed']):.4f}" if spent[m]["placed"] else "-",
-                  f"{sum(spent[m]['fresh']) + sum(spent[m]['placed']):.1f}"] for m in MODES])
+                  f"{sum(spent[m]['fresh']) + sum(spent[m]['placed']):.1f}"] for m in modes])
     report = Replay(pool=pool, budget=args.budget, orders=orders, featurized=featurized,
                     workers=args.workers)
     print(f"\nSearches (hybrid, pool of {args.pool} + baselines, {GROW} more every {GROW_EVERY} "

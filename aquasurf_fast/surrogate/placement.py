@@ -25,10 +25,10 @@ PLACE_EPOCHS = 100
 _PLACE_ALPHA = 0.25
 
 
-def can_place(n_fresh: int, n_candidates: int) -> bool:
+def can_place(n_fresh: int, n_candidates: int, fresh_share: float = FRESH_SHARE) -> bool:
     """Whether a set of ``n_candidates`` may place its new candidates in layouts whose last
-    from-scratch layout had ``n_fresh`` of them."""
-    return 0 < n_fresh <= n_candidates and n_fresh >= FRESH_SHARE * n_candidates
+    from-scratch layout had ``n_fresh`` of them (at least ``fresh_share`` of the set)."""
+    return 0 < n_fresh <= n_candidates and n_fresh >= fresh_share * n_candidates
 
 
 def grown_from(before_ids: np.ndarray, layouts: np.ndarray, ids: np.ndarray):
@@ -53,11 +53,11 @@ class LaidOut(NamedTuple):
     n_fresh: int
 
 
-def placement_base(before: Optional[LaidOut], ids: np.ndarray):
+def placement_base(before: Optional[LaidOut], ids: np.ndarray, fresh_share: float = FRESH_SHARE):
     """(``cached_layouts``'s ``grown_from`` for the candidates ``ids``, or None to lay them out
     from scratch; the ``n_fresh`` of their layouts): the layouts ``before`` when ``ids`` only added
     to their candidates and ``can_place`` allows."""
-    if before is None or not can_place(before.n_fresh, ids.size):
+    if before is None or not can_place(before.n_fresh, ids.size, fresh_share):
         return None, ids.size
     known = grown_from(before.ids, before.layouts, ids)
     return (None, ids.size) if known is None else (known, before.n_fresh)
