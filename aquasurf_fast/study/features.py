@@ -141,25 +141,10 @@ class FeatureService:
             self.set_fisher_features(part, feats, ok, reasons)
             failures.update(r for o, r in zip(ok, reasons) if not o)
 
-        from .featurize import run_chunks
+        from .featurize import compute_chunks
 
-        chunks = [names[i:i + chunk] for i in range(0, len(names), chunk)]
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(names), desc="Fisher features", unit="fn")
-        try:
-            if executor is None:
-                for part in chunks:
-                    record(part, *job.features(" ".join(part)))
-                    if bar is not None:
-                        bar.update(len(part))
-            else:
-                run_chunks(executor, job, chunks, record, int(self.settings["max_retries"]), bar)
-        finally:
-            if bar is not None:
-                bar.close()
+        compute_chunks(job, names, chunk, record, executor, int(self.settings["max_retries"]),
+                       progress)
         return failures
 
     # -- candidates --------------------------------------------------------------------------------

@@ -93,6 +93,30 @@ class FisherChunkJob:
                               device=device, progress=False)
 
 
+def compute_chunks(job: FisherChunkJob, names: Sequence[str], chunk: int,
+                   record: Callable[[List[str], np.ndarray, Sequence[bool], Sequence[str]], None],
+                   executor=None, max_retries: int = 0, progress: bool = True) -> None:
+    """The features of ``names`` by ``job``, ``chunk`` at a time, each chunk passed to ``record``
+    as it is done: in this process, or by ``executor`` (``run_chunks``)."""
+    chunks = [list(names[i:i + chunk]) for i in range(0, len(names), chunk)]
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(names), desc="Fisher features", unit="fn")
+    try:
+        if executor is None:
+            for part in chunks:
+                record(part, *job.features(" ".join(part)))
+                if bar is not None:
+                    bar.update(len(part))
+        else:
+            run_chunks(executor, job, chunks, record, max_retries, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
 def run_chunks(executor, job: FisherChunkJob, chunks: Sequence[List[str]],
                record: Callable[[List[str], np.ndarray, Sequence[bool], Sequence[str]], None],
                max_retries: int, bar=None, poll_s: float = 0.2) -> int:
@@ -142,4 +166,4 @@ def run_chunks(executor, job: FisherChunkJob, chunks: Sequence[List[str]],
     return failures
 
 
-__all__ = ["FisherChunkJob", "run_chunks"]
+__all__ = ["FisherChunkJob", "compute_chunks", "run_chunks"]
