@@ -144,7 +144,10 @@ def driver_share(path: str, window_s: float, budget: int) -> dict:
     (``half``: seconds, driver, workers, results) over its second half."""
     proc = subprocess.Popen([sys.executable, "-m", "aquasurf_fast.cli", "search", path,
                              "--workers", "2", "--grow", "20", "--budget", str(budget),
-                             "--no-progress"], stdout=subprocess.DEVNULL)
+                             "--no-progress"], stdout=subprocess.DEVNULL,
+                            # Ctrl-C is how the window ends: heard even when this benchmark runs
+                            # in the background, whose children start with SIGINT ignored.
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     reader = aq.Study(path)
     done_at_start = reader.counts()["done"]
     try:
