@@ -17,7 +17,7 @@ layout.
 Correctness first: a placement keeps every known candidate's place bit for bit.
 
 Run: python benchmarks/bench_growth.py [--bench benchmarks/data/act-bench-mnist1d.json.gz]
-       [--trials 20] [--budget 100] [--pool 300] [--workers 1] [--fresh-shares 0.8 0.5]
+       [--trials 20] [--budget 100] [--pool 300] [--workers 1] [--fresh-shares 0.8 0.5] [--no-scratch]
 """
 from __future__ import annotations
 
@@ -97,10 +97,13 @@ def main() -> None:
     ap.add_argument("--pool", type=int, default=300)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--fresh-shares", type=float, nargs="+", default=[FRESH_SHARE])
+    ap.add_argument("--scratch", action=argparse.BooleanOptionalAction, default=True,
+                    help="also lay every grown set out from scratch (the slowest mode)")
     args = ap.parse_args()
     pool = make_pool(load_benchmark(args.bench))
     shares = {mode_name(s): s for s in args.fresh_shares}
-    shares[SCRATCH] = None
+    if args.scratch:
+        shares[SCRATCH] = None
     modes = list(shares)
     orders, featurized, spent = {}, {}, {m: {"fresh": [], "placed": []} for m in modes}
     for mode in modes:
