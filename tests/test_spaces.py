@@ -105,6 +105,41 @@ def test_nearest_rows_match_the_float64_definition_bit_for_bit(n, d):
             assert got[:2].tolist() == [3, 5] and 9 not in got.tolist()
 
 
+@pytest.mark.parametrize("d", [1, 3, 7, 8, 12, 16, 100, 128, 129, 1000])
+def test_squared_distances_equal_numpys_float64_sum_bit_for_bit(d):
+    from aquasurf_fast.surrogate.coverage import _squared_distances
+
+    rng = np.random.default_rng(d)
+    points = (rng.normal(size=(40_000, d)) * rng.lognormal(0, 3, size=d)).astype(np.float32)
+    points[::7] *= 1000  # some rows far apart in magnitude
+    target = rng.normal(size=d)
+    want = ((points.astype(np.float64) - target) ** 2).sum(axis=1)
+    got = _squared_distances(points[:, :], target)
+    assert got.tobytes() == want.tobytes()
+    # A strided view gives the same bits.
+    wide = np.zeros((40_000, 2 * d), dtype=np.float32)
+    wide[:, ::2] = points
+    assert _squared_distances(wide[:, ::2], target).tobytes() == want.tobytes()
+
+
+def test_nearest_rows_when_the_sampled_rows_are_excluded_or_tied():
+    from aquasurf_fast.surrogate.coverage import nearest_rows
+
+    rng = np.random.default_rng(5)
+    points = rng.normal(size=(100_000, 8)).astype(np.float32)
+    target = points[0].copy()
+    exclude = np.zeros(len(points), dtype=bool)
+    exclude[::32] = True  # every row the cutoff's sample reads
+    points[1:5000:3] = target + 0.5  # thousands of equal distances around the k-th
+    for mask in (None, exclude):
+        want = ((points.astype(np.float64) - target.astype(np.float64)) ** 2).sum(axis=1)
+        if mask is not None:
+            want[mask] = np.inf
+        for k in (1, 40, 1000, 3000):
+            got = nearest_rows(target, points, k, mask)
+            assert got.tolist() == np.lexsort((np.arange(len(want)), want))[:k].tolist()
+
+
 def test_schema_index_inverts_the_enumeration(names):
     space = aq.SchemaSpace(SCHEMA, unary=UNARY)
     for i in np.random.default_rng(0).choice(len(space), 300, replace=False):
