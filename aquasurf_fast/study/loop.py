@@ -28,10 +28,13 @@ def run_study(study, evaluate: Optional[Callable[[str], Any]] = None, budget: in
     """Evaluate candidates until the study holds ``budget`` results (baselines included).
 
     After every ``grow_every`` results the Fisher pool grows by the ``grow`` classes nearest the
-    best results (``Study.grow``; 0 turns it off), which the surrogate sees from the next
-    suggestion on. Growth needs the study's task to featurize them, and happens only in the
+    best results (``Study.grow``; 0 turns it off). The next free worker computes their Fisher
+    features, in one job before its next training, and the surrogate sees them from the
+    suggestion after. Growth needs the study's task to featurize them, and happens only in the
     surrogate order; in a space whose pool already holds every class it adds nothing. ``device``
     is where the grown classes are featurized (``Study.featurize``'s; None: the task's default).
+    A custom ``evaluate`` is wrapped for the workers (``study.growth.SearchJobs``), and keeps its
+    ``resources``.
 
     ``evaluate(name)`` returns a score or a mapping with ``score`` or ``val_acc`` (other entries
     become metrics); by default the study's task trains with ``aq.Activation(name)``, on the
