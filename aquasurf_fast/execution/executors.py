@@ -1,8 +1,9 @@
 """Where evaluations run. The search loop talks to an ``Executor`` only through this interface:
 
-    executor.start(evaluate)         # once, with the user's evaluate(name) callable
+    executor.start(evaluate)         # once, with the callable every job runs
     executor.free_slots() -> int     # how many more jobs it takes now
-    executor.submit(key, name)       # run evaluate(name); key comes back with the outcome
+    executor.submit(key, name)       # run_one(evaluate, key, name): a training, or a job
+                                     # that returns a Raw value (a growth's features)
     executor.wait(timeout) -> [Outcome]   # finished jobs (success, failure, crash, timeout)
     executor.stop() -> [key]         # kill whatever runs now (Ctrl-C); returns their keys
     executor.shutdown()              # release the workers
