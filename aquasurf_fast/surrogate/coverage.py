@@ -165,8 +165,9 @@ def nearest_rows(target: np.ndarray, points: np.ndarray, k: int,
 
 def _cutoff(d2: np.ndarray, k: int) -> float:
     """A distance that at least ``k`` finite values of ``d2`` do not exceed, close above the k-th
-    smallest: read from every 32nd value where that certainly leaves ``k``, since partitioning
-    all 2 million distances of a space took more time than computing them."""
+    smallest: read from every 32nd value when a count shows that it leaves ``k`` (about twice as
+    many), since partitioning all 2 million distances of a space took longer than computing them;
+    else the k-th smallest itself."""
     sample = d2[::32]
     j = min(sample.size - 1, 2 * (k // 32) + 8)
     if d2.size > 64 * k and j >= 0:
