@@ -32,6 +32,10 @@ class Outcome:
     value: Any = None
     out_of_memory: bool = False
 
+    def last_line(self, default: str = "unknown error") -> str:
+        """The last line of ``error``: the exception itself, without its traceback."""
+        return (self.error.strip().splitlines() or [default])[-1]
+
 
 @dataclass
 class Raw:

@@ -139,9 +139,9 @@ class FeatureService:
 
         def record(part, feats, ok, reasons) -> None:
             self.set_fisher_features(part, feats, ok, reasons)
-            failures.update(r for o, r in zip(ok, reasons) if not o)
+            failures.update(failure_counts(ok, reasons))
 
-        from .featurize import compute_chunks
+        from .featurize import compute_chunks, failure_counts
 
         compute_chunks(job, names, chunk, record, executor, int(self.settings["max_retries"]),
                        progress)

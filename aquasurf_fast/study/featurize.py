@@ -7,12 +7,13 @@ with the error, never silently dropped.
 """
 from __future__ import annotations
 
+import collections
 import itertools
-from typing import Any, Callable, List, Optional, Sequence
+from typing import Any, Callable, Counter, List, Optional, Sequence
 
 import numpy as np
 
-from ..execution.base import Raw
+from ..execution.base import Outcome, Raw
 from .store import StudyError
 
 
@@ -93,6 +94,18 @@ class FisherChunkJob:
                               device=device, progress=False)
 
 
+def failed_chunk(n: int, attempts: int, outcome: Outcome):
+    """(features, ok, reasons) recorded for the ``n`` classes of a chunk whose job failed
+    ``attempts`` times, the last with ``outcome``: invalid, with the job's error as the reason."""
+    reason = f"featurization job failed {attempts} times: {outcome.last_line()}"
+    return np.full((n, 1), np.nan, dtype=np.float32), [False] * n, [reason] * n
+
+
+def failure_counts(ok: Sequence[bool], reasons: Sequence[str]) -> Counter[str]:
+    """How often each reason occurs among the classes whose features failed."""
+    return collections.Counter(r for o, r in zip(ok, reasons) if not o)
+
+
 def compute_chunks(job: FisherChunkJob, names: Sequence[str], chunk: int,
                    record: Callable[[List[str], np.ndarray, Sequence[bool], Sequence[str]], None],
                    executor=None, max_retries: int = 0, progress: bool = True) -> None:
@@ -143,7 +156,7 @@ def run_chunks(executor, job: FisherChunkJob, chunks: Sequence[List[str]],
                 elif outcome.out_of_memory:  # the machine failed, not these candidates
                     raise StudyError(
                         f"featurizing {len(names)} classes ran out of memory ("
-                        f"{(outcome.error.strip().splitlines() or ['MemoryError'])[-1]}); the "
+                        f"{outcome.last_line('MemoryError')}); the "
                         "features computed so far are kept. Free memory or use fewer workers or "
                         "a smaller chunk, then featurize again.")
                 else:
@@ -152,10 +165,7 @@ def run_chunks(executor, job: FisherChunkJob, chunks: Sequence[List[str]],
                     if attempts[chunk] <= max_retries:
                         pending.append(chunk)
                         continue
-                    last = (outcome.error.strip().splitlines() or ["unknown error"])[-1]
-                    reason = f"featurization job failed {attempts[chunk]} times: {last}"
-                    record(names, np.full((len(names), 1), np.nan, dtype=np.float32),
-                           [False] * len(names), [reason] * len(names))
+                    record(names, *failed_chunk(len(names), attempts[chunk], outcome))
                 if bar is not None:
                     bar.update(len(names))
     except BaseException:
@@ -166,4 +176,4 @@ def run_chunks(executor, job: FisherChunkJob, chunks: Sequence[List[str]],
     return failures
 
 
-__all__ = ["FisherChunkJob", "compute_chunks", "run_chunks"]
+__all__ = ["FisherChunkJob", "compute_chunks", "failed_chunk", "failure_counts", "run_chunks"]

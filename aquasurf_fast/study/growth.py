@@ -11,11 +11,10 @@ the job has failed more often than the study retries.
 """
 from __future__ import annotations
 
-import collections
 from typing import Any, Callable, List, Optional
 
 from ..execution.base import Outcome, Raw
-from .featurize import FisherChunkJob
+from .featurize import FisherChunkJob, failed_chunk, failure_counts
 from .store import StudyError
 
 FEATURES = "fisher-features:"  # marks a job's name as a growth's classes, space-separated
@@ -55,11 +54,10 @@ class GrowthFeatures:
         """Whether a growth's features are queued or being computed."""
         return bool(self.names)
 
-    def queue(self) -> int:
-        """Queue the pool's classes without features (those a growth just added); how many."""
+    def queue(self) -> None:
+        """Queue the pool's classes without features (those a growth just added)."""
         if not self.busy:
             self.names, self.attempts = self.features.pending_fisher(), 0
-        return len(self.names)
 
     def submit(self, executor) -> None:
         """Hand the queued classes to ``executor`` if it has a free slot; they go before the
@@ -72,27 +70,24 @@ class GrowthFeatures:
         """Record the job's outcome; returns the error that stops the run, if it does."""
         self.in_flight = False
         names = self.names
-        if outcome.ok:
-            feats, ok, reasons = outcome.value
-            self.features.set_fisher_features(names, feats, ok, reasons)
-            self.names = []
-            self.features.log_featurized(len(names), collections.Counter(
-                r for o, r in zip(ok, reasons) if not o))
-            return None
-        last = (outcome.error.strip().splitlines() or ["unknown error"])[-1]
-        if outcome.out_of_memory:  # the machine failed, not these classes: they stay queued
+        if outcome.out_of_memory:
+            # The machine failed, not these classes: they stay in the pool without features.
             self.names = []
             return StudyError(
-                f"featurizing the {len(names)} classes the pool grew by ran out of memory ({last});"
-                " the run stopped and their features are computed by the next featurize or "
-                "growth. Free memory or use fewer workers, then run again.")
-        self.attempts += 1
-        if self.attempts > self.max_retries:
-            reason = f"featurization job failed {self.attempts} times: {last}"
-            self.features.set_fisher_features(
-                names, [[float("nan")]] * len(names), [False] * len(names), [reason] * len(names))
-            self.names = []
-            self.features.log_featurized(len(names), collections.Counter({reason: len(names)}))
+                f"featurizing the {len(names)} classes the pool grew by ran out of memory "
+                f"({outcome.last_line('MemoryError')}); the run stopped and their features are "
+                "computed by the next featurize or growth. Free memory or use fewer workers, "
+                "then run again.")
+        if outcome.ok:
+            result = outcome.value
+        else:
+            self.attempts += 1
+            if self.attempts <= self.max_retries:
+                return None  # still queued: the next free slot takes it again
+            result = failed_chunk(len(names), self.attempts, outcome)
+        self.features.set_fisher_features(names, *result)
+        self.features.log_featurized(len(names), failure_counts(*result[1:]))
+        self.names = []
         return None
 
 

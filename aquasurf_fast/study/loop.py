@@ -183,7 +183,7 @@ class _Loop:
             # The machine, not the candidate, failed: recording it would spend the class's
             # retries (or mark it failed) for nothing, and retrying would fail again.
             self.study.release([claim])
-            return StudyError(out_of_memory_message(str(claim), outcome.error))
+            return StudyError(out_of_memory_message(str(claim), outcome.last_line("MemoryError")))
         self.stats["failed_attempts"] += 1
         self.failures_in_row += 1
         self.study.fail(claim, outcome.error)
@@ -210,9 +210,9 @@ class _Loop:
         self.last_renew = time.monotonic()
 
 
-def out_of_memory_message(name: str, error: str) -> str:
-    """Why a run stopped on a job that ran out of memory, and what to change before resuming."""
-    last = (error.strip().splitlines() or ["MemoryError"])[-1]
+def out_of_memory_message(name: str, last: str) -> str:
+    """Why a run stopped on a job that ran out of memory (``last``: its error's last line), and
+    what to change before resuming."""
     return (f"evaluating {name} ran out of memory ({last}); the run stopped and {name} was "
             "given back unevaluated. Free memory or use fewer workers or a smaller model or "
             "batch, then run again: the study goes on from what it holds.")
