@@ -128,3 +128,10 @@ def set_num_threads(n: int) -> None:
 
 def num_threads() -> int:
     return _C.num_threads()
+
+
+def set_calling_thread_only(on: bool) -> bool:
+    """Whether CPU kernels called from this thread run on it alone instead of on the kernels' pool
+    (one pool for the process, one kernel at a time): for a thread that is one of several
+    parallel workers already. Per thread; returns the previous setting."""
+    return bool(_C.set_calling_thread_only(bool(on)))

@@ -6,6 +6,7 @@ of torch ops with an intermediate tensor per op; backward saves only the input.
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -20,15 +21,28 @@ _QUADRATURE_HALF_WIDTH = 12.0
 _QUADRATURE_POINTS = 240_001
 
 
+def _values_into(program, x: torch.Tensor, out: torch.Tensor, shift: float, scale: float) -> None:
+    """``scale * (f(x) - shift)`` into ``out``; both contiguous, of one shape."""
+    _C.evaluate(program, x, values=out.unsqueeze(0), stream=_stream(x))
+    if shift != 0.0 or scale != 1.0:
+        out.sub_(shift).mul_(scale)
+
+
+def _grads_into(program, x: torch.Tensor, grad_out: torch.Tensor, scale: float,
+                out: torch.Tensor) -> None:
+    """The input's gradient into ``out`` given the output's; all contiguous, of one shape."""
+    if scale != 1.0:
+        grad_out = grad_out * scale
+    # One pass recomputes f's intermediate values and sweeps back from grad_out.
+    _C.evaluate(program, x, grads=out.unsqueeze(0), grad_out=grad_out, stream=_stream(x))
+
+
 class _FusedActivation(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, program, shift, scale):
         x_c = x.detach().contiguous()
-        values = torch.empty((1, *x_c.shape), dtype=x_c.dtype, device=x_c.device)
-        _C.evaluate(program, x_c, values=values, stream=_stream(x_c))
-        y = values[0]
-        if shift != 0.0 or scale != 1.0:
-            y.sub_(shift).mul_(scale)
+        y = torch.empty_like(x_c)
+        _values_into(program, x_c, y, shift, scale)
         ctx.save_for_backward(x_c)
         ctx.program, ctx.scale = program, scale
         return y
@@ -37,13 +51,60 @@ class _FusedActivation(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out):
         (x,) = ctx.saved_tensors
+        grad_in = torch.empty_like(x)
+        _grads_into(ctx.program, x, grad_out.contiguous().to(x.dtype), ctx.scale, grad_in)
+        return grad_in, None, None, None
+
+
+class _FusedSlices(torch.autograd.Function):
+    """Activation k on rows [k * b, (k + 1) * b) of x, written into one output: the values and
+    gradients of each Activation on its own rows, without splitting x and concatenating."""
+
+    @staticmethod
+    def forward(ctx, x, activations, b):
+        x_c = x.detach().contiguous()
+        y = torch.empty_like(x_c)
+        for k, act in enumerate(activations):
+            rows = slice(k * b, (k + 1) * b)
+            _values_into(act._program, x_c[rows], y[rows], act.shift, act.scale)
+        ctx.save_for_backward(x_c)
+        ctx.activations, ctx.b = activations, b
+        return y
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        (x,) = ctx.saved_tensors
         grad_out = grad_out.contiguous().to(x.dtype)
-        if ctx.scale != 1.0:
-            grad_out = grad_out * ctx.scale
-        grad_in = torch.empty((1, *x.shape), dtype=x.dtype, device=x.device)
-        # One pass recomputes f's intermediate values and sweeps back from grad_out.
-        _C.evaluate(ctx.program, x, grads=grad_in, grad_out=grad_out, stream=_stream(x))
-        return grad_in[0], None, None, None
+        grad_in = torch.empty_like(x)
+        b = ctx.b
+        for k, act in enumerate(ctx.activations):
+            rows = slice(k * b, (k + 1) * b)
+            _grads_into(act._program, x[rows], grad_out[rows], act.scale, grad_in[rows])
+        return grad_in, None, None
+
+
+def apply_by_slices(activations: Sequence["Activation"], x: torch.Tensor, slice_size: int) -> torch.Tensor:
+    """``activations[k]`` applied to rows ``[k * slice_size, (k + 1) * slice_size)`` of dimension 0
+    of x (which must have ``len(activations) * slice_size`` of them), forward and backward: bit for
+    bit what each Activation gives on its rows, one fused kernel call per slice, and no copies of
+    the slices (``fisher.stacked``: many candidates in one pass)."""
+    if x.dim() == 0 or x.shape[0] != len(activations) * slice_size:
+        raise ValueError(f"x has shape {tuple(x.shape)}; dimension 0 must be {len(activations)} "
+                         f"activations x {slice_size} rows")
+    return _in_kernel_dtype(x, lambda x: _FusedSlices.apply(x, list(activations), int(slice_size)),
+                            "apply_by_slices")
+
+
+def _in_kernel_dtype(x: torch.Tensor, run, who: str) -> torch.Tensor:
+    """``run(x)`` for a float32 or float64 x. Mixed precision (autocast) hands half-precision
+    tensors: the kernels compute in float32, as autocast itself does for the ops it keeps in
+    float32, and the result returns in the input's dtype."""
+    if x.dtype in (torch.float16, torch.bfloat16):
+        return run(x.float()).to(x.dtype)
+    if not x.is_floating_point() or x.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"{who} takes float16, bfloat16, float32 or float64 tensors, got {x.dtype}")
+    return run(x)
 
 
 def _stream(x: torch.Tensor) -> int:
@@ -85,16 +146,8 @@ class Activation(torch.nn.Module):
         self._program = compile_fns(self.name, with_grad=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dtype in (torch.float16, torch.bfloat16):
-            # Mixed precision (autocast) hands half-precision tensors: the kernels compute in
-            # float32, as autocast itself does for the ops it keeps in float32, and the result
-            # returns in the input's dtype.
-            return _FusedActivation.apply(x.float(), self._program, self.shift,
-                                          self.scale).to(x.dtype)
-        if not x.is_floating_point() or x.dtype not in (torch.float32, torch.float64):
-            raise TypeError(f"Activation({self.name}) takes float16, bfloat16, float32 or float64 "
-                            f"tensors, got {x.dtype}")
-        return _FusedActivation.apply(x, self._program, self.shift, self.scale)
+        return _in_kernel_dtype(x, lambda x: _FusedActivation.apply(x, self._program, self.shift, self.scale),
+                                f"Activation({self.name})")
 
     def extra_repr(self) -> str:
         return f"{self.name!r}" + (", normalize=True" if self.normalize else "")

@@ -170,12 +170,14 @@ def test_gram_path_has_the_nonzero_eigenvalues_of_the_factor():
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("layout", ["rows", "transposed view", "strided", "wide", "empty", "non-finite"])
+@pytest.mark.parametrize("layout", ["rows", "transposed view", "strided", "halves", "wide", "empty",
+                                    "non-finite"])
 def test_symmetric_product_matches_the_float64_definition(dtype, layout):
     from aquasurf_fast.fisher.factors import _gram_triangle
 
     g = torch.Generator().manual_seed(7)
-    n, d = {"wide": (40, 600), "empty": (0, 5)}.get(layout, (300, 24))
+    # "halves": two column blocks on the CPU (_HALVES_FROM); "wide": blocks of _TRIANGLE_BLOCK
+    n, d = {"halves": (300, 97), "wide": (40, 600), "empty": (0, 5)}.get(layout, (300, 24))
     x = torch.randn(n, d, generator=g, dtype=torch.float64) * 3.0
     if layout == "transposed view":
         x = torch.randn(d, n, generator=g, dtype=torch.float64).t()  # [n, d], Fortran order

@@ -141,16 +141,21 @@ def test_a_custom_forward_that_mixes_samples_is_caught_by_the_check(caplog):
     assert "gives other eigenvalues in a stacked pass than alone" in notes[0]
 
 
-def test_stacked_activation_applies_each_candidate_to_its_slice():
-    acts = [Activation(n) for n in ("relu(x)", "tanh(x)", "exp(x)")]
-    x = torch.randn(3 * 4, 5, dtype=torch.float64, requires_grad=True)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+def test_stacked_activation_applies_each_candidate_to_its_slice(dtype):
+    acts = [Activation("relu(x)"), Activation("tanh(x)", normalize=True), Activation("exp(x)")]
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(3 * 4, 5, 2, generator=gen).to(dtype).transpose(1, 2).requires_grad_(True)
     y = StackedActivation(acts, 4)(x)
-    y.backward(torch.ones_like(y))
+    assert y.dtype == dtype and y.shape == x.shape
+    weights = torch.randn(y.shape, generator=gen).to(dtype)  # a gradient that differs by element
+    y.backward(weights)
     for k, act in enumerate(acts):
-        xk = x.detach()[4 * k:4 * (k + 1)].clone().requires_grad_(True)
+        rows = slice(4 * k, 4 * (k + 1))
+        xk = x.detach()[rows].clone().requires_grad_(True)
         yk = act(xk)
-        yk.backward(torch.ones_like(yk))
-        assert torch.equal(y[4 * k:4 * (k + 1)], yk) and torch.equal(x.grad[4 * k:4 * (k + 1)], xk.grad)
+        yk.backward(weights[rows])
+        assert torch.equal(y[rows], yk) and torch.equal(x.grad[rows], xk.grad)
     with pytest.raises(NotStackable, match="dimension 0"):
         StackedActivation(acts, 4)(torch.randn(5, 12))
 

@@ -151,3 +151,29 @@ def test_spectrum_on_one_thread_matches_the_float64_definition():
             want = ref.eigvals_reference(fac)
             big = want > 1e-6 * want.max()
             np.testing.assert_allclose(got[big], want[big], rtol=1e-4)
+
+
+def kernels_on_calling_thread() -> bool:
+    """This thread's setting, read by setting it and putting it back."""
+    from aquasurf_fast.kernels import set_calling_thread_only
+
+    on = set_calling_thread_only(False)
+    set_calling_thread_only(on)
+    return on
+
+
+def test_one_thread_runs_the_fused_kernels_on_the_calling_thread_and_workers(two_threads):
+    from aquasurf_fast.execution.threads import threads_keeping_limit
+    from aquasurf_fast.kernels import evaluate
+
+    x = np.linspace(-3, 3, 200_001)  # large enough for the kernels' pool
+    pooled = evaluate("mul(tanh(x),exp(x))", x)
+    assert not kernels_on_calling_thread()
+    with thread_limit(1):
+        assert kernels_on_calling_thread()
+        np.testing.assert_array_equal(evaluate("mul(tanh(x),exp(x))", x), pooled)
+        with threads_keeping_limit(2) as pool:  # threads started inside the block follow it
+            assert list(pool.map(lambda _: kernels_on_calling_thread(), range(2))) == [True, True]
+    assert not kernels_on_calling_thread()
+    with threads_keeping_limit(2) as pool:
+        assert list(pool.map(lambda _: kernels_on_calling_thread(), range(2))) == [False, False]

@@ -21,6 +21,7 @@ import signal
 import time
 from typing import List, Optional, Tuple
 
+from .allocator import keep_freed_memory
 from .base import Executor, Outcome, run_one, split_result
 from .threads import limit_threads
 
@@ -72,6 +73,7 @@ def _worker_main(conn, evaluate_bytes: bytes, n_threads: int, gpu: Optional[str]
 
     evaluate = pickle.loads(evaluate_bytes)
     limit_threads(n_threads)
+    keep_freed_memory()
     while True:
         try:
             job = conn.recv()

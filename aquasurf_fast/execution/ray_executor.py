@@ -17,6 +17,7 @@ import time
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from .base import Executor, Outcome, is_out_of_memory, run_one
+from .allocator import keep_freed_memory
 from .threads import limit_threads
 
 
@@ -31,6 +32,7 @@ def import_ray():
 def _run_in_worker(evaluate: Callable[[str], Any], key: str, name: str, threads: int) -> Outcome:
     """The body of every Ray task: cap the threads to the task's CPUs, then evaluate."""
     limit_threads(threads)
+    keep_freed_memory()
     return run_one(evaluate, key, name)
 
 

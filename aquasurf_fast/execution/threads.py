@@ -16,6 +16,8 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator, Optional
 
+from ..kernels import set_calling_thread_only, set_num_threads
+
 # The innermost active thread_limit, so that a nested one asking for as many threads or more
 # costs nothing (entering threadpoolctl scans the loaded libraries: about 1 ms).
 _active: Optional[int] = None
@@ -30,8 +32,6 @@ def limit_threads(n_threads: int) -> None:
     """Cap this worker's threads for good: torch's (when loaded) and the fused activation kernels'
     pool, which otherwise starts one thread per core in every worker. For worker processes, whose
     threads are theirs to set; code running in the caller's process uses ``thread_limit``."""
-    from ..kernels import set_num_threads
-
     set_num_threads(n_threads)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(n_threads)
@@ -46,9 +46,9 @@ def thread_limit(n_threads: int = 1) -> Iterator[None]:
 
     The settings are per process: the block is meant for the thread that runs the numerical work,
     not for several Python threads limiting each other at once. Libraries first loaded inside the
-    block are not limited by threadpoolctl. The fused activation kernels' pool is left alone: its
-    threads sleep on a condition variable instead of spinning, small calls run on the caller, and
-    resizing it tears the pool down.
+    block are not limited by threadpoolctl. The fused activation kernels' pool keeps its size
+    (resizing it tears the pool down): under a limit of one thread, the kernels this thread calls
+    run on it alone (``kernels.set_calling_thread_only``).
     """
     global _active
     n_threads = int(n_threads)
@@ -73,18 +73,22 @@ def thread_limit(n_threads: int = 1) -> Iterator[None]:
                 stack.enter_context(threadpool_limits(limits=n_threads))
             torch.set_num_threads(n_threads)
             stack.callback(torch.set_num_threads, before)
+            if n_threads == 1:
+                stack.callback(set_calling_thread_only, set_calling_thread_only(True))
             yield
     finally:
         _active = outer
 
 
 def limit_openmp_of_this_thread(n_threads: int) -> None:
-    """Limit the OpenMP pools the calling thread starts to ``n_threads``, for the rest of its life.
+    """Limit the OpenMP pools the calling thread starts to ``n_threads``, for the rest of its life,
+    and with one thread, run the fused kernels it calls on it alone.
 
-    OpenMP's thread count is a per-thread setting: a Python thread started inside a
-    ``thread_limit`` block begins from the default (every core), whatever the block set in the
+    OpenMP's thread count and the kernels' setting are per thread: a Python thread started inside
+    a ``thread_limit`` block begins from the default (every core), whatever the block set in the
     thread that started it. Meant as the initializer of short-lived worker threads; nothing is
     restored."""
+    set_calling_thread_only(int(n_threads) == 1)
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # torch's own pool follows torch.set_num_threads in every thread anyway

@@ -10,6 +10,7 @@ from typing import List, Optional
 import numpy as np
 import torch
 
+from ..execution.allocator import keep_freed_memory
 from ..execution.base import is_out_of_memory
 from .spectrum import _check_threads, _spectrum, _threads_for, _warn_unsupported, fisher_features
 
@@ -37,6 +38,7 @@ def fisher_features_for(build, fns, inputs, targets, loss=None, labels="given", 
 
     _check_threads(threads)
     _check_candidates_per_pass(candidates_per_pass)
+    keep_freed_memory()  # every candidate allocates the same tensors again
     fns = list(fns)
     dev = torch.device(device) if device is not None else (
         inputs.device if isinstance(inputs, torch.Tensor) else torch.device("cpu"))

@@ -13,6 +13,8 @@ from typing import List, Optional, Sequence
 import torch
 import torch.nn as nn
 
+from ..nn import Activation, apply_by_slices
+
 __all__ = ["NotStackable", "StackedActivation", "mixing_reason", "per_sample_proof"]
 
 
@@ -23,13 +25,13 @@ class NotStackable(RuntimeError):
 class StackedActivation(nn.Module):
     """Applies ``activations[k]`` to rows ``[k * slice_size, (k + 1) * slice_size)`` of dimension 0.
 
-    Each slice goes through the candidate's own module, so values and gradients are those of the
-    candidate's model on its own slice, bit for bit. A tensor whose dimension 0 is not
+    Each slice goes through the candidate's own kernel (``nn.apply_by_slices``), so values and
+    gradients are those of the candidate's model on its own slice, bit for bit. A tensor whose dimension 0 is not
     ``len(activations) * slice_size`` (a sequence-first layout, a reshaped batch) cannot be
     split by candidate: that raises NotStackable.
     """
 
-    def __init__(self, activations: Sequence[nn.Module], slice_size: int):
+    def __init__(self, activations: Sequence[Activation], slice_size: int):
         super().__init__()
         # A plain list, not submodules: the model sees one parameter-free module, like Activation.
         self.__dict__["activations"] = list(activations)
@@ -40,7 +42,7 @@ class StackedActivation(nn.Module):
         if x.dim() == 0 or x.shape[0] != k * b:
             raise NotStackable(f"an activation received shape {tuple(x.shape)}, whose dimension 0 is "
                                f"not the stacked batch of {k} candidates x {b} samples")
-        return torch.cat([act(part) for act, part in zip(self.activations, x.split(b))])
+        return apply_by_slices(self.activations, x, b)
 
     def extra_repr(self) -> str:
         return f"{len(self.activations)} candidates, slice_size={self.slice_size}"

@@ -105,6 +105,8 @@ void bind_evaluate(py::module_& m) {
 
   m.def("num_threads", &num_threads, "Threads used by the CPU kernels.");
   m.def("set_num_threads", &set_num_threads, py::arg("n"), "Set the number of CPU kernel threads.");
+  m.def("set_calling_thread_only", &set_calling_thread_only, py::arg("on"),
+        "Whether CPU kernels called from this thread run on it alone; returns the previous setting.");
   m.def("cuda_available", &cuda_available, "Whether CUDA kernels were built and a GPU is usable.");
 }
 

@@ -24,6 +24,7 @@ int default_threads() {
 // A kernel that calls parallel_for from inside a pool worker runs its items inline instead of
 // waiting on the pool it is part of.
 thread_local bool inside_pool = false;
+thread_local bool calling_thread_only = false;
 
 class Pool {
  public:
@@ -123,14 +124,21 @@ void set_num_threads(int n) {
   pool.reset();
 }
 
+bool set_calling_thread_only(bool on) {
+  const bool before = calling_thread_only;
+  calling_thread_only = on;
+  return before;
+}
+
 void parallel_for(int64_t n_items, const std::function<void(int64_t, int)>& fn) {
   if (n_items <= 0) return;
-  Pool& p = get_pool();
-  if (n_items == 1 || p.size() == 1 || inside_pool) {
+  // The pool is not even created for a thread that runs its kernels alone.
+  Pool* p = calling_thread_only ? nullptr : &get_pool();
+  if (p == nullptr || n_items == 1 || p->size() == 1 || inside_pool) {
     for (int64_t i = 0; i < n_items; ++i) fn(i, 0);
     return;
   }
-  p.run(n_items, fn);
+  p->run(n_items, fn);
 }
 
 }  // namespace aqf
