@@ -38,37 +38,18 @@ def _grads_into(program, x: torch.Tensor, grad_out: torch.Tensor, scale: float,
 
 
 class _FusedActivation(torch.autograd.Function):
+    """``activations[k]`` on part k of x's equal parts along dimension 0 (one activation: all of
+    x), written into one output: one kernel call per part forward and backward, no copies."""
+
     @staticmethod
-    def forward(ctx, x, program, shift, scale):
+    def forward(ctx, x, activations):
         x_c = x.detach().contiguous()
         y = torch.empty_like(x_c)
-        _values_into(program, x_c, y, shift, scale)
+        n = len(activations)
+        for act, xs, ys in zip(activations, x_c.view(n, -1), y.view(n, -1)):
+            _values_into(act._program, xs, ys, act.shift, act.scale)
         ctx.save_for_backward(x_c)
-        ctx.program, ctx.scale = program, scale
-        return y
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_out):
-        (x,) = ctx.saved_tensors
-        grad_in = torch.empty_like(x)
-        _grads_into(ctx.program, x, grad_out.contiguous().to(x.dtype), ctx.scale, grad_in)
-        return grad_in, None, None, None
-
-
-class _FusedSlices(torch.autograd.Function):
-    """Activation k on rows [k * b, (k + 1) * b) of x, written into one output: the values and
-    gradients of each Activation on its own rows, without splitting x and concatenating."""
-
-    @staticmethod
-    def forward(ctx, x, activations, b):
-        x_c = x.detach().contiguous()
-        y = torch.empty_like(x_c)
-        for k, act in enumerate(activations):
-            rows = slice(k * b, (k + 1) * b)
-            _values_into(act._program, x_c[rows], y[rows], act.shift, act.scale)
-        ctx.save_for_backward(x_c)
-        ctx.activations, ctx.b = activations, b
+        ctx.activations = activations
         return y
 
     @staticmethod
@@ -77,11 +58,10 @@ class _FusedSlices(torch.autograd.Function):
         (x,) = ctx.saved_tensors
         grad_out = grad_out.contiguous().to(x.dtype)
         grad_in = torch.empty_like(x)
-        b = ctx.b
-        for k, act in enumerate(ctx.activations):
-            rows = slice(k * b, (k + 1) * b)
-            _grads_into(act._program, x[rows], grad_out[rows], act.scale, grad_in[rows])
-        return grad_in, None, None
+        n = len(ctx.activations)
+        for act, xs, gs, out in zip(ctx.activations, x.view(n, -1), grad_out.view(n, -1), grad_in.view(n, -1)):
+            _grads_into(act._program, xs, gs, act.scale, out)
+        return grad_in, None
 
 
 def apply_by_slices(activations: Sequence["Activation"], x: torch.Tensor, slice_size: int) -> torch.Tensor:
@@ -92,8 +72,7 @@ def apply_by_slices(activations: Sequence["Activation"], x: torch.Tensor, slice_
     if x.dim() == 0 or x.shape[0] != len(activations) * slice_size:
         raise ValueError(f"x has shape {tuple(x.shape)}; dimension 0 must be {len(activations)} "
                          f"activations x {slice_size} rows")
-    return _in_kernel_dtype(x, lambda x: _FusedSlices.apply(x, list(activations), int(slice_size)),
-                            "apply_by_slices")
+    return _in_kernel_dtype(x, lambda x: _FusedActivation.apply(x, tuple(activations)), "apply_by_slices")
 
 
 def _in_kernel_dtype(x: torch.Tensor, run, who: str) -> torch.Tensor:
@@ -146,8 +125,7 @@ class Activation(torch.nn.Module):
         self._program = compile_fns(self.name, with_grad=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _in_kernel_dtype(x, lambda x: _FusedActivation.apply(x, self._program, self.shift, self.scale),
-                                f"Activation({self.name})")
+        return _in_kernel_dtype(x, lambda x: _FusedActivation.apply(x, (self,)), f"Activation({self.name})")
 
     def extra_repr(self) -> str:
         return f"{self.name!r}" + (", normalize=True" if self.normalize else "")

@@ -6,13 +6,16 @@ this script starts and stops itself.
 
 It first checks that both give the same features, validity and reasons (bit for bit), then warms
 up, then reports the median candidates per second of repeats and the ratios: batched over one at a
-time, busy over idle; and the CPU time per candidate of the idle runs.
+time, busy over idle; and per candidate of the idle runs the CPU time and the batched page faults.
+``GLIBC_TUNABLES=glibc.malloc.perturb=0`` in the environment (a malloc setting that changes
+nothing) leaves glibc's own thresholds in force, for a comparison with ``execution.allocator``.
 
     python benchmarks/bench_batched.py [--classes 64] [--repeats 3] [--device cpu]
     python benchmarks/bench_batched.py --cases mnist1d --classes 32
 """
 import argparse
 import os
+import resource
 import statistics
 import sys
 import time
@@ -68,17 +71,21 @@ def check_same(build, names, x, y, device) -> int:
 
 
 def rate(build, names, x, y, per_pass, device, repeats, max_seconds):
-    """Median candidates per second after a warm-up run, and the median CPU milliseconds of this
-    process per candidate (all its threads; the spinners are other processes): the work done,
-    which other load on a shared machine changes far less than the wall time."""
+    """Median candidates per second after a warm-up run, and per candidate the median CPU
+    milliseconds of this process (all its threads; the spinners are other processes: the work
+    done, which other load on a shared machine changes far less than the wall time) and the
+    median page faults (memory handed back to the kernel and faulted in again, zero-filled)."""
     run(build, names[:4], x, y, per_pass, device)
-    times, cpu = [], []
+    times, cpu, faults = [], [], []
     while len(times) < repeats and sum(times) < max_seconds:
         start, start_cpu = time.perf_counter(), time.process_time()
+        start_faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         run(build, names, x, y, per_pass, device)
         times.append(time.perf_counter() - start)
         cpu.append(time.process_time() - start_cpu)
-    return len(names) / statistics.median(times), 1e3 * statistics.median(cpu) / len(names)
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - start_faults)
+    n = len(names)
+    return n / statistics.median(times), 1e3 * statistics.median(cpu) / n, statistics.median(faults) / n
 
 
 def main():
@@ -104,12 +111,12 @@ def main():
         n_valid = check_same(build, names[:n], x, y, args.device)
         print(f"{name}: {n} classes ({n_valid} valid), batched features identical to one at a time")
     loads = ("idle",) if args.no_busy else ("idle", "busy")
-    rates, cpu_ms = {}, {}
+    rates, cpu_ms, faults = {}, {}, {}
     for load in loads:
         with BusyCores(args.busy if load == "busy" else 0):
             for name, build, x, y, n in todo:
                 for mode, per_pass in MODES.items():
-                    rates[name, mode, load], cpu_ms[name, mode, load] = rate(
+                    rates[name, mode, load], cpu_ms[name, mode, load], faults[name, mode, load] = rate(
                         build, names[:n], x, y, per_pass, args.device, args.repeats, args.max_seconds)
     rows = []
     for name, *_ in todo:
@@ -119,11 +126,12 @@ def main():
                      f"{r[many, 'idle'] / r[one, 'idle']:.2f}x", f"{r[one, 'busy']:.3g}",
                      f"{r[many, 'busy']:.3g}", f"{r[many, 'busy'] / r[one, 'busy']:.2f}x",
                      f"{r[one, 'busy'] / r[one, 'idle']:.2f}", f"{r[many, 'busy'] / r[many, 'idle']:.2f}",
-                     f"{cpu_ms[name, one, 'idle']:.1f}", f"{cpu_ms[name, many, 'idle']:.1f}"])
+                     f"{cpu_ms[name, one, 'idle']:.1f}", f"{cpu_ms[name, many, 'idle']:.1f}",
+                     f"{faults[name, many, 'idle']:.0f}"])
     print_table(f"fisher_features_for, candidates per second (median of timed runs); busy: {args.busy} "
                 "spinning processes", ["case", "one idle", "batched idle", "ratio", "one busy",
                                        "batched busy", "ratio", "one busy/idle", "batched busy/idle",
-                                       "one CPU ms", "batched CPU ms"], rows)
+                                       "one CPU ms", "batched CPU ms", "batched page faults"], rows)
     print(f"load average after the run {os.getloadavg()[0]:.1f}")
 
 

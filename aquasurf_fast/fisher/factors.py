@@ -277,8 +277,14 @@ def _cells_cost(c, groups, hp, wp, kh, kw) -> float:
     return (kh * (2 * kw - 1) - (kw - 1)) * hp * wp * (c / groups) ** 2 * groups
 
 
-def _im2col_cost(n_rows, dim, groups) -> float:
-    tri = 0.65 if dim > 2 * _TRIANGLE_BLOCK and groups == 1 else 1.0
+def _triangle_share(d: int, device: torch.device) -> float:
+    """The share of the multiply-adds of ``x^T x`` (d columns) that ``_gram_triangle`` computes."""
+    block = _triangle_block(d, device)
+    return sum(min(block, d - i0) * (d - i0) for i0 in range(0, d, block)) / (d * d)
+
+
+def _im2col_cost(n_rows, dim, groups, device) -> float:
+    tri = _triangle_share(dim, device) if groups == 1 else 1.0
     return n_rows * dim * min(dim, n_rows) * groups * tri
 
 
@@ -300,7 +306,7 @@ def _input_factor(module: nn.Module, x: torch.Tensor, batch: int, method: str = 
     cells_apply = len(k) == 2 and s == (1, 1) and module.padding_mode == "zeros"
     reach = [d[i] * (k[i] - 1) for i in range(len(k))]
     can_cells = cells_apply and k != (1, 1) and out[0] >= 4 * reach[0] and out[1] >= 4 * reach[1]
-    cheaper = can_cells and _cells_cost(c, groups, *xp.shape[2:], *k) * b < 0.8 * _im2col_cost(n_rows, dim, groups)
+    cheaper = can_cells and _cells_cost(c, groups, *xp.shape[2:], *k) * b < 0.8 * _im2col_cost(n_rows, dim, groups, x.device)
     if method == "cells" or (method == "auto" and n_rows >= dim and cheaper):
         if not cells_apply:
             raise ValueError("the cell method needs a 1-D or 2-D stride-1 convolution with zero padding; "
