@@ -2,6 +2,7 @@
 reasons as one candidate at a time, bit for bit on the CPU; models that mix the samples of a batch
 run one at a time with a note in the log."""
 import logging
+import threading
 
 import numpy as np
 import pytest
@@ -197,6 +198,23 @@ def test_the_thread_policy_holds_inside_concurrent_passes():
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_passes_one_at_a_time_run_on_the_calling_thread():
+    """threads=None keeps torch's threads, so the passes run one after another; on a worker thread
+    each would start an OpenMP team beside the caller's, on the same cores."""
+    task = load_task("mnist1d")
+    x, y = task.fisher_batch()
+    threads = []
+
+    def loss(outputs, targets):
+        threads.append(threading.current_thread())
+        return nn.functional.cross_entropy(outputs, targets)
+
+    _, ok, _ = aq.fisher_features_for(task.build, NAMES * 2, x[:32], y[:32], loss=loss, progress=False,
+                                      threads=None, candidates_per_pass=2)
+    assert ok.sum() >= 6 and len(threads) >= ok.sum()
+    assert set(threads) == {threading.main_thread()}
 
 
 def test_a_search_that_grows_featurizes_through_the_batched_path(tmp_path, monkeypatch):

@@ -16,8 +16,8 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Dict, Optional, Tuple
 
-from .base import Executor, Outcome, is_out_of_memory, run_one
 from .allocator import keep_freed_memory
+from .base import Executor, Outcome, is_out_of_memory, run_one
 from .threads import limit_threads
 
 

@@ -26,9 +26,9 @@ class StackedActivation(nn.Module):
     """Applies ``activations[k]`` to rows ``[k * slice_size, (k + 1) * slice_size)`` of dimension 0.
 
     Each slice goes through the candidate's own kernel (``nn.apply_by_slices``), so values and
-    gradients are those of the candidate's model on its own slice, bit for bit. A tensor whose dimension 0 is not
-    ``len(activations) * slice_size`` (a sequence-first layout, a reshaped batch) cannot be
-    split by candidate: that raises NotStackable.
+    gradients are those of the candidate's model on its own slice, bit for bit. A tensor whose
+    dimension 0 is not ``len(activations) * slice_size`` (a sequence-first layout, a reshaped
+    batch) cannot be split by candidate: that raises NotStackable.
     """
 
     def __init__(self, activations: Sequence[Activation], slice_size: int):
