@@ -36,11 +36,12 @@ void bessel_ie_block(const T* x, T* y, int64_t len, int order, BesselScratch& s)
     sum[i] = term[i];
   }
   for (int k = 1; k < 200; ++k) {
-    const double denominator = static_cast<double>(k) * static_cast<double>(k + order);
+    const double denominator = series_denominator(k, order);
+    const double reciprocal = 1.0 / denominator;
     int any = 0;  // an OR reduction the compiler vectorizes (|| would branch)
     for (int64_t i = 0; i < len; ++i) {
-      const bool more = term[i] > sum[i] * 1e-17;
-      const double next = term[i] * (q[i] / denominator);
+      const bool more = term[i] > sum[i] * series_tolerance<T>();
+      const double next = term[i] * series_ratio<T>(q[i], denominator, reciprocal);
       term[i] = more ? next : term[i];
       sum[i] = more ? sum[i] + next : sum[i];
       any |= more;
