@@ -11,7 +11,6 @@ import torch
 import aquasurf_fast as aq
 from aquasurf_fast.tasks import _cifar, load_task
 from cifar_helpers import write_cifar
-from conftest import DEVICES
 
 CIFAR_TASKS = ["cifar100-allcnnc", "cifar10-resnet20", "cifar10-vit"]
 N_TRAIN = {"cifar10": 320, "cifar100": 100}  # All-CNN-C is the slow one on a CPU

@@ -2,8 +2,6 @@
 to give claims back, keep them alive, and read every class."""
 import sqlite3
 
-import pytest
-
 import aquasurf_fast as aq
 from search_helpers import BASELINES, fake_score, make_study
 
