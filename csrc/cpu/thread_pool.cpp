@@ -132,13 +132,11 @@ bool set_calling_thread_only(bool on) {
 
 void parallel_for(int64_t n_items, const std::function<void(int64_t, int)>& fn) {
   if (n_items <= 0) return;
-  // The pool is not even created for a thread that runs its kernels alone.
-  Pool* p = calling_thread_only ? nullptr : &get_pool();
-  if (p == nullptr || n_items == 1 || p->size() == 1 || inside_pool) {
+  if (calling_thread_only || inside_pool || n_items == 1 || get_pool().size() == 1) {
     for (int64_t i = 0; i < n_items; ++i) fn(i, 0);
     return;
   }
-  p->run(n_items, fn);
+  get_pool().run(n_items, fn);
 }
 
 }  // namespace aqf
