@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import aquasurf_fast as aq  # noqa: E402
 from aquasurf_fast.devices import resolve_device  # noqa: E402
-from aquasurf_fast.tasks import _cifar, _train, load_task  # noqa: E402
+from aquasurf_fast.tasks import _cifar, load_task, training  # noqa: E402
 from aquasurf_fast.tasks import cifar10_resnet20, cifar10_vit, cifar100_allcnnc  # noqa: E402
 from _timing import print_table, sync  # noqa: E402
 
@@ -71,13 +71,13 @@ class Trainer:
 
     def __init__(self, module, data, activation, device, amp: bool):
         recipe = module.RECIPE
-        self.recipe = _train.Recipe(**{**recipe.__dict__, "prepare": _cifar.normalizer(data),
+        self.recipe = training.Recipe(**{**recipe.__dict__, "prepare": _cifar.normalizer(data),
                                        "augment": _cifar.augment})
         self.batch = {"x_train": data["x_train"][:recipe.batch_size],
                       "y_train": data["y_train"][:recipe.batch_size]}
         torch.manual_seed(0)
         self.model = module.build(activation).to(device)
-        self.opt = _train._optimizer(self.model, self.recipe)
+        self.opt = training._optimizer(self.model, self.recipe)
         self.scaler = torch.amp.GradScaler(device.type, enabled=amp and device.type == "cuda")
         self.gen = torch.Generator().manual_seed(0)
         self.device, self.amp, self.step, self.times, self.losses = device, amp, 0, [], []
@@ -85,7 +85,7 @@ class Trainer:
     def __call__(self):
         sync(self.device)
         start = time.perf_counter()
-        loss, self.step = _train._epoch(self.model, self.opt, self.scaler, self.recipe, self.batch,
+        loss, self.step = training._epoch(self.model, self.opt, self.scaler, self.recipe, self.batch,
                                         self.gen, self.device, self.amp, self.step, 100)
         sync(self.device)
         self.times.append(time.perf_counter() - start)

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from ..cache import cache_dir
-from ._train import Recipe, train_classifier
+from .training import Recipe, train_classifier
 
 # folder, training files, test files, label key: the published layout of each dataset.
 LAYOUTS = {

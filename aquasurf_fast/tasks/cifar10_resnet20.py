@@ -16,7 +16,7 @@ from __future__ import annotations
 from torch import nn
 
 from . import _cifar
-from ._train import Recipe
+from .training import Recipe
 from .models import resnet
 
 DATASET = "cifar10"

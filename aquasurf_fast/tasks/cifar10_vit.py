@@ -17,7 +17,7 @@ from __future__ import annotations
 from torch import nn
 
 from . import _cifar
-from ._train import Recipe
+from .training import Recipe
 from .models import ViT
 
 DATASET = "cifar10"

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._train import Recipe, first_training_batch, train_classifier
+from .training import Recipe, first_training_batch, train_classifier
 
 N_TEST = 360
 N_VAL = 288

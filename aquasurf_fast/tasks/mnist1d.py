@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..cache import cache_dir, load_npz, save_npz
-from ._train import Recipe, first_training_batch, train_classifier
+from .training import Recipe, first_training_batch, train_classifier
 
 N_VAL = 800
 FISHER_BATCH = 256
