@@ -117,7 +117,11 @@ setup(
         #   pip install --no-deps curvlinops-for-pytorch backpack-for-pytorch einconv unfoldNd \
         #       linear_operator einops opt-einsum
         "test": ["pytest>=7", "hypothesis>=6"],
+        # aquasurf dashboard / report: plotly draws the charts and bundles plotly.min.js, so the
+        # page and the report work offline; the server is the standard library's.
+        "dashboard": ["plotly>=5"],
     },
+    package_data={"aquasurf_fast.dashboard": ["page.html"]},
     entry_points={"console_scripts": ["aquasurf=aquasurf_fast.cli.commands:main"]},
     zip_safe=False,
 )
