@@ -46,7 +46,7 @@ def reached_top(order, score) -> bool:
     return bool((score[order] >= threshold).any())
 
 
-@pytest.mark.parametrize("name", ["ensemble", "hybrid", "paper"])
+@pytest.mark.parametrize("name", ["adaptive", "ensemble", "hybrid", "paper"])
 @pytest.mark.parametrize("workers", [1, 4])
 def test_strategies_find_the_known_best_region_and_random_search_does_not(name, workers):
     found, found_by_random = 0, 0
@@ -177,7 +177,7 @@ def test_the_default_is_the_hybrid_everywhere():
     from aquasurf_fast.cli.commands import build_parser
 
     assert DEFAULT_STRATEGY == "hybrid"
-    assert set(STRATEGY_NAMES) == {"ensemble", "hybrid", "paper", "random"}
+    assert set(STRATEGY_NAMES) == {"adaptive", "ensemble", "hybrid", "paper", "random"}
     assert Strategy().name == DEFAULT_STRATEGY
     args = build_parser().parse_args(["quickstart", "q.db"])
     assert args.strategy is None  # a new study takes the default

@@ -35,7 +35,8 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from ..defaults import DEFAULT_BASELINES, GROW_FROM
-from ..surrogate.strategy import DEFAULT_STRATEGY, N_LAYOUTS, STRATEGY_NAMES, Strategy
+from ..surrogate.strategy import (DEFAULT_STRATEGY, N_LAYOUTS, STRATEGY_NAMES, Strategy,
+                                  parse_variant)
 from .candidates import Embeddings, Pool, make_pool
 from .format import Benchmark, BenchmarkError
 from .replay_report import Replay
@@ -43,13 +44,13 @@ from .replay_report import Replay
 POOL_STRATEGIES = ("pool-random", "pool-random+grow", "pool-coverage", "pool-coverage+grow")
 # New strategies go last: a strategy's random generator is seeded by its index here.
 STRATEGIES = (("ensemble", "paper", "random", "outputs", "fisher", "gp-ucb") + POOL_STRATEGIES
-              + ("hybrid",))
+              + ("hybrid", "adaptive"))
 # The search strategies that rank with several layouts (the ensemble, the hybrid).
 _SEARCH_STRATEGIES = tuple(s for s in STRATEGY_NAMES if Strategy(s).n_layouts > 1)
 # The order of a replay's rows: the default first.
 REPLAY_ORDER = (DEFAULT_STRATEGY,) + tuple(s for s in STRATEGIES if s != DEFAULT_STRATEGY)
 # Which features each strategy's layouts are made of (None: no layout).
-_EMBEDDING_OF = {"ensemble": "union", "hybrid": "union", "paper": "union", "outputs": "outputs",
+_EMBEDDING_OF = {"adaptive": "union", "ensemble": "union", "hybrid": "union", "paper": "union", "outputs": "outputs",
                  "fisher": "fisher",
                  "gp-ucb": "union", "random": None}
 GROW = 20         # classes a growing pool adds per round
@@ -105,6 +106,7 @@ def run_trial(strategy: str, pool: Pool, embeddings: Embeddings, budget: int, tr
     knows the results of all but the ``workers - 1`` choices just before it."""
     n = len(pool)
     budget = min(budget, n)
+    strategy, settings = parse_variant(strategy)
     rng = np.random.default_rng([seed, trial, STRATEGIES.index(strategy)])
     if strategy == "random":
         return rng.permutation(n)[:budget]  # no baselines, and nothing to wait for
@@ -112,7 +114,7 @@ def run_trial(strategy: str, pool: Pool, embeddings: Embeddings, budget: int, tr
                                  _layout_seeds(strategy, trial, seed, n_embeddings, rng))
     if strategy == "gp-ucb":
         return _run_gp_trial(pool, layouts[0], budget, seed, workers, rng)
-    ranker = Strategy(strategy if strategy in _SEARCH_STRATEGIES else "paper")
+    ranker = Strategy(strategy if strategy in _SEARCH_STRATEGIES else "paper", adaptive=settings)
     points = pool.output_points if ranker.needs_points else None
     chosen = list(pool.baselines[:budget])
     while len(chosen) < budget:
@@ -222,7 +224,7 @@ def replay(bench: Benchmark, strategies: Sequence[str] = REPLAY_ORDER, trials: i
     """Replay ``trials`` searches of each strategy on ``bench``, ``budget`` evaluations each, with
     ``workers`` suggestions out at a time; the pool strategies start from ``pool_size`` featurized
     classes besides the baselines."""
-    unknown = [s for s in strategies if s not in STRATEGIES]
+    unknown = [s for s in strategies if parse_variant(s)[0] not in STRATEGIES]
     if unknown:
         raise ValueError(f"unknown strategy {', '.join(unknown)}: use {', '.join(STRATEGIES)}")
     for arg, value in (("trials", trials), ("budget", budget), ("n_embeddings", n_embeddings),
@@ -249,7 +251,7 @@ def replay(bench: Benchmark, strategies: Sequence[str] = REPLAY_ORDER, trials: i
                 else:
                     order = run_trial(s, pool, embeddings, budget, t, seed, n_embeddings, workers)
                     # The full strategies featurize every candidate first; the others none.
-                    uses_fisher = _EMBEDDING_OF[s] in ("union", "fisher")
+                    uses_fisher = _EMBEDDING_OF[parse_variant(s)[0]] in ("union", "fisher")
                     done = np.full(order.size, len(pool) if uses_fisher else 0)
                 rows.append(order)
                 counts.append(done)

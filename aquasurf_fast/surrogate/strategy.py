@@ -20,6 +20,12 @@ so a replayed strategy is the strategy a search runs.
   to a 2-D layout. The ensemble alone crawls where the landscape is smooth; the output space alone
   rarely finds the very best class; taking turns keeps what each does well. Its regressor is the
   paper's (the 3 nearest neighbours, uniform weights), as it was measured.
+- ``"adaptive"``: the baselines and ``ADAPTIVE_SPREAD`` spread picks, then each pick from one of
+  two k-NN models, the ensemble's layouts or the output points, drawn with probabilities that
+  fall with the model's leave-one-out error on the evaluated classes (``surrogate.adaptive``): it
+  learns from the task's own results which representation predicts there. A pick maximises the
+  model's mean plus ``ADAPTIVE_KAPPA`` calibrated deviations; pending candidates are only
+  excluded, as the paper's strategy does, so parallel workers cost little.
 - ``"paper"``: the paper's strategy (Bingham & Miikkulainen 2023): the best prediction of a 3-NN
   regressor on one layout; pending candidates are only excluded.
 - ``"random"``: uniform random order.
@@ -28,16 +34,19 @@ Why these and not others, with the replays that chose them: benchmarks/README.md
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Dict, Iterable, List, Optional
 
 import numpy as np
 
-STRATEGY_NAMES = ("ensemble", "hybrid", "paper", "random")
+STRATEGY_NAMES = ("adaptive", "ensemble", "hybrid", "paper", "random")
 DEFAULT_STRATEGY = "hybrid"
 N_LAYOUTS = 5   # layouts the ensemble averages over
 N_SPREAD = 8    # candidates the ensemble spreads over the layout after the baselines
 OUTPUT_STRIDE = 2  # the hybrid's output space reads every 2nd of the 1,000 probe inputs
+ADAPTIVE_SPREAD = 8    # spread picks of the adaptive strategy after the baselines
+ADAPTIVE_KAPPA = 0.5   # calibrated deviations added to its mean predictions
+ADAPTIVE_POWER = 2.0   # its models are drawn with probability ~ (1 / leave-one-out error) ** this
 
 
 def output_points(out_feats: np.ndarray) -> np.ndarray:
@@ -76,6 +85,36 @@ def _order(scores: np.ndarray, taken: np.ndarray, rng: np.random.Generator) -> n
     return free[np.lexsort((rng.permutation(free.size), -key))]
 
 
+@dataclass(frozen=True)
+class AdaptiveSettings:
+    """The adaptive strategy's tunable settings (the module's ``ADAPTIVE_*`` by default)."""
+
+    spread: int = ADAPTIVE_SPREAD
+    kappa: float = ADAPTIVE_KAPPA
+    power: float = ADAPTIVE_POWER
+
+
+def parse_variant(spec: str):
+    """(strategy name, AdaptiveSettings) from ``NAME`` or ``adaptive:spread=0,kappa=1``."""
+    name, _, params = spec.partition(":")
+    settings = AdaptiveSettings()
+    if not params:
+        return name, settings
+    if name != "adaptive":
+        raise ValueError(f"only the adaptive strategy has settings, not {name!r} ({spec!r})")
+    known = {f.name: f.type for f in fields(AdaptiveSettings)}
+    values = {}
+    for item in params.split(","):
+        key, eq, value = item.partition("=")
+        if not eq or key.strip() not in known:
+            raise ValueError(f"{spec!r}: settings are {', '.join(known)} as key=value")
+        try:
+            values[key.strip()] = (int if key.strip() == "spread" else float)(value)
+        except ValueError:
+            raise ValueError(f"{spec!r}: {key.strip()} must be a number") from None
+    return name, replace(settings, **values)
+
+
 @dataclass
 class Strategy:
     """A named strategy (see the module docstring) with the regressor it fits on the layouts.
@@ -87,6 +126,7 @@ class Strategy:
 
     name: str = DEFAULT_STRATEGY
     regressor: Any = None
+    adaptive: AdaptiveSettings = field(default_factory=AdaptiveSettings)
 
     def __post_init__(self):
         if self.name not in STRATEGY_NAMES:
@@ -98,12 +138,13 @@ class Strategy:
     @property
     def n_layouts(self) -> int:
         """How many layouts ``rank`` reads (0: none)."""
-        return {"ensemble": N_LAYOUTS, "hybrid": N_LAYOUTS, "paper": 1, "random": 0}[self.name]
+        return {"adaptive": N_LAYOUTS, "ensemble": N_LAYOUTS, "hybrid": N_LAYOUTS, "paper": 1,
+                "random": 0}[self.name]
 
     @property
     def needs_points(self) -> bool:
         """Whether ``rank`` reads the candidates' ``output_points`` too."""
-        return self.name == "hybrid"
+        return self.name in ("adaptive", "hybrid")
 
     def rank(self, layouts: Optional[np.ndarray], evaluated: np.ndarray, scores: np.ndarray,
              pending: np.ndarray, n_start: int, n: int, rng: np.random.Generator,
@@ -140,6 +181,9 @@ class Strategy:
         evaluated, scores = evaluated[ok], scores[ok]
         if self.name == "paper":
             return _order(self.predict(layouts[:1], evaluated, scores), taken, rng)
+        if self.name == "adaptive":
+            return self._rank_adaptive(layouts[:N_LAYOUTS], evaluated, scores, taken, n_start,
+                                       max(n, 1), rng, points)
         return self._rank_ensemble(layouts[:N_LAYOUTS], evaluated, scores, pending, taken,
                                    n_start, max(n, 1), rng, points)
 
@@ -168,6 +212,22 @@ class Strategy:
         model = self._model_for(int(taken.sum()), layouts, points)
         rest = _order(self.predict(model, known, y), taken, rng)
         return np.concatenate([np.array(picks, dtype=np.int64), rest])
+
+    def _rank_adaptive(self, layouts, evaluated, scores, taken, n_start, n, rng, points):
+        """The adaptive strategy's ranking: spread picks while fewer than ``n_start +
+        ADAPTIVE_SPREAD`` candidates are taken, then the order of one drawn model's acquisition
+        scores (``adaptive.adaptive_scores``); pending candidates are only excluded."""
+        from .adaptive import KnnSpace, adaptive_scores
+
+        n_spread = max(0, n_start + self.adaptive.spread - int(taken.sum()))
+        picks = spread_picks(layouts[0], np.flatnonzero(taken), min(n_spread, n), rng)
+        if picks:
+            taken = taken.copy()
+            taken[picks] = True
+        models = [KnnSpace(layouts), KnnSpace(points[None])]
+        acquisition = adaptive_scores(models, evaluated, scores, self.adaptive.kappa,
+                                      self.adaptive.power, rng)
+        return np.concatenate([np.array(picks, dtype=np.int64), _order(acquisition, taken, rng)])
 
     def _model_for(self, n_taken: int, layouts: np.ndarray, points: Optional[np.ndarray]):
         """What the pick after ``n_taken`` taken candidates is predicted from: the layouts, or
@@ -229,5 +289,5 @@ def rank_classes(strategy: Strategy, ids: np.ndarray, layouts: Optional[np.ndarr
     return np.asarray(ids)[order].tolist()
 
 
-__all__ = ["DEFAULT_STRATEGY", "N_LAYOUTS", "N_SPREAD", "OUTPUT_STRIDE", "STRATEGY_NAMES",
-           "Strategy", "output_points", "predict_classes", "rank_classes", "spread_picks"]
+__all__ = ["ADAPTIVE_KAPPA", "ADAPTIVE_POWER", "ADAPTIVE_SPREAD", "AdaptiveSettings", "DEFAULT_STRATEGY", "N_LAYOUTS", "N_SPREAD", "OUTPUT_STRIDE", "STRATEGY_NAMES",
+           "Strategy", "output_points", "parse_variant", "predict_classes", "rank_classes", "spread_picks"]
