@@ -24,6 +24,7 @@ import time
 import urllib.request
 
 import aquasurf_fast as aq
+from aquasurf_fast.defaults import expression_name
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _timing import median_seconds, print_table  # noqa: E402
@@ -34,13 +35,21 @@ TARGET_S = 1.0
 
 
 def build(path: str) -> None:
-    """The large study, with ``N_RESULTS`` results told (scores made up: no training)."""
+    """The large study (``aquasurf init``), then ``tell_results``."""
     subprocess.run([sys.executable, "-m", "aquasurf_fast.cli", "init", path, "--force", "--task",
                     "mnist1d", "--schema", SCHEMA, "--unary", "all", "--no-progress"], check=True,
                    stdout=subprocess.DEVNULL)
+    tell_results(path)
+
+
+def tell_results(path: str) -> None:
+    """The baselines and ``N_RESULTS`` names of the space told made-up scores (no training)."""
     study = aq.Study(path)
-    names = aq.enumerate_schema("binary(unary(x),unary(x))", unary=aq.BENCHMARK_UNARY_OPS)
-    for i, name in enumerate(names[:N_RESULTS * 40:40]):
+    ops, binary = aq.UNARY_OPS, aq.BINARY_OPS
+    names = [expression_name(b) for b in study.settings["baselines"]] + [
+        f"{binary[i % 7]}({ops[i % 31]}({ops[(3 * i) % 31]}(x)),{ops[(7 * i) % 31]}({ops[(11 * i) % 31]}(x)))"
+        for i in range(N_RESULTS)]
+    for i, name in enumerate(names):
         study.tell(name, 0.5 + 0.4 * ((i * 37) % 101) / 101, test_acc=0.5)
     study.close()
 
@@ -78,6 +87,8 @@ def main() -> None:
         start = time.perf_counter()
         build(path)
         print(f"built {path} in {time.perf_counter() - start:.0f} s")
+    elif not aq.Study(path).counts()["done"]:
+        tell_results(path)
     check(path)
     from aquasurf_fast.dashboard import make_server
     from aquasurf_fast.dashboard.candidate_map import PROJECTION_SAMPLE
@@ -100,14 +111,18 @@ def main() -> None:
     srv.shutdown()
     srv.server_close()
     store = Store(path)
-    every = median_seconds(lambda: store.__dict__.pop("_projections", None) or store.projections(),
-                           repeats=3)
+
+    def read_every_projection():
+        store.__dict__.pop("_projections", None)  # the store keeps them: read them afresh
+        return store.projections()
+
+    every = median_seconds(read_every_projection, repeats=3)
     cold_s = statistics.median(cold)
     print_table(f"dashboard page load, {aq.Study(path).counts()['classes']:,} classes",
                 ["what", "seconds", "note"],
                 [["baseline: every class's projection read", f"{every:.3f}", "a map of every class"],
                  ["GET / from a fresh server (median of 3)", f"{cold_s:.3f}",
-                  f"{every / cold_s:.1f}x less than the baseline; target {TARGET_S:g} s"],
+                  f"{every / cold_s:.1f}x faster than the baseline; target {TARGET_S:g} s"],
                  ["GET / from a warm server (median of 7)", f"{warm:.3f}", "the map kept"],
                  ["GET /api/state, the page's poll (median of 7)", f"{poll:.3f}", ""],
                  ["GET /plotly.min.js (median of 3)", f"{script:.3f}", "once; the browser caches it"],

@@ -56,7 +56,8 @@ def study_path(tmp_path_factory):
 
 
 def rendered(driver):
-    WebDriverWait(driver, WAIT_S).until(lambda d: d.execute_script("return window.aqf && window.aqf.renders > 0"))
+    WebDriverWait(driver, WAIT_S).until(
+        lambda d: d.execute_script("return window.aqf && window.aqf.renders > 0"))
     return driver.execute_script("return window.aqf")
 
 
