@@ -209,3 +209,19 @@ def test_variants_parse_and_bad_ones_say_why():
         with pytest.raises(ValueError):
             parse_variant(bad)
     assert math.isfinite(AdaptiveSettings().power)
+
+
+def test_the_mean_over_seeds_separates_what_the_median_ties():
+    from types import SimpleNamespace
+
+    from aquasurf_fast.bench.candidates import validation_scores
+
+    runs = np.array([[0.9, 0.8, 0.8], [0.8, 0.8, 0.7], [np.nan, 0.6, 0.6], [0.5, 0.5, 0.5]])
+    bench = SimpleNamespace(metrics={"val_acc": np.array([0.8, 0.8, 0.6, np.nan])},
+                            runs={"val_acc": runs})
+    np.testing.assert_array_equal(validation_scores(bench), bench.metrics["val_acc"])
+    # A diverged run counts as 0; an untrained class (no median) stays untrained.
+    np.testing.assert_allclose(validation_scores(bench, "mean"),
+                               [2.5 / 3, 2.3 / 3, 0.4, np.nan], rtol=1e-12)
+    with pytest.raises(ValueError, match="median, mean"):
+        validation_scores(bench, "best")

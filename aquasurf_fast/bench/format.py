@@ -141,6 +141,7 @@ def describe(bench: Benchmark, baselines: Sequence[str] = ("relu", "swish", "elu
     rank = {int(i): r + 1 for r, i in enumerate(order)}
     best = order[0]
     lines.append(f"best: {bench.names[best]} (validation {val[best]:.4f}, test {test[best]:.4f})")
+    lines.append(top_ties(v))
     for b in baselines:
         i = bench.class_of(expression_name(b))
         if i is not None and i in rank:
@@ -149,6 +150,18 @@ def describe(bench: Benchmark, baselines: Sequence[str] = ("relu", "swish", "elu
     if bench.runs is not None:
         lines.extend(seed_spread(bench))
     return "\n".join(lines)
+
+
+def top_ties(val: np.ndarray) -> str:
+    """How many classes tie at the top-1% threshold and at the best score: a top 1% wider than 1%
+    of the classes cannot tell a search that finds the best from one that finds a tie."""
+    ranked = np.sort(val)[::-1]
+    k = max(1, int(np.ceil(0.01 * ranked.size)))
+    threshold = ranked[k - 1]
+    at_top1 = int((val >= threshold).sum())
+    return (f"top 1% ({k} classes): validation accuracy >= {threshold:.4f} holds {at_top1} classes "
+            f"({int((val == threshold).sum())} tie at the threshold); "
+            f"{int((val == ranked[0]).sum())} share the best score")
 
 
 def seed_spread(bench: Benchmark) -> List[str]:

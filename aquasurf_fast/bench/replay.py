@@ -220,10 +220,12 @@ def run_pool_trial(strategy: str, pool: Pool, budget: int, trial: int, seed: int
 def replay(bench: Benchmark, strategies: Sequence[str] = REPLAY_ORDER, trials: int = 50,
            budget: int = 100, seed: int = 0, n_embeddings: int = N_EMBEDDINGS,
            baselines: Sequence[str] = DEFAULT_BASELINES, cache: bool = True,
-           progress: bool = True, pool_size: int = 100, workers: int = 1) -> Replay:
+           progress: bool = True, pool_size: int = 100, workers: int = 1,
+           score: str = "median") -> Replay:
     """Replay ``trials`` searches of each strategy on ``bench``, ``budget`` evaluations each, with
     ``workers`` suggestions out at a time; the pool strategies start from ``pool_size`` featurized
-    classes besides the baselines."""
+    classes besides the baselines. ``score``: what the searches see of a class trained under
+    several seeds (``candidates.validation_scores``)."""
     unknown = [s for s in strategies if parse_variant(s)[0] not in STRATEGIES]
     if unknown:
         raise ValueError(f"unknown strategy {', '.join(unknown)}: use {', '.join(STRATEGIES)}")
@@ -231,7 +233,7 @@ def replay(bench: Benchmark, strategies: Sequence[str] = REPLAY_ORDER, trials: i
                        ("workers", workers)):
         if value < 1:
             raise ValueError(f"{arg} must be at least 1, got {value}")
-    pool = make_pool(bench, baselines)
+    pool = make_pool(bench, baselines, score)
     embeddings = Embeddings(pool, cache=cache)
     bar = None
     if progress:

@@ -30,7 +30,8 @@ def cmd_bench_suite(args) -> int:
           f"{args.long_budget} with W = 1", flush=True)
     result = replay_suite(files, strategies, trials=args.trials, budget=args.budget,
                           long_budget=args.long_budget, long_trials=args.long_trials,
-                          seed=args.seed, progress=not args.no_progress)
+                          seed=args.seed, progress=not args.no_progress,
+                          n_embeddings=args.embeddings, score=args.score)
     print(result.tables())
     print("\n" + result.ratio_table())
     if result.long:
@@ -45,6 +46,10 @@ def cmd_bench_suite(args) -> int:
 
 
 def add_bench_suite_parser(bsub) -> None:
+    from ..bench.candidates import SCORES
+    from ..bench.replay import N_EMBEDDINGS
+    from ..surrogate.strategy import N_LAYOUTS
+
     sp = bsub.add_parser("suite", help="replay every shipped benchmark with 1 and 4 workers; "
                                        "worst-case summary and the default rule",
                          description="Replay searches on every benchmark (default: "
@@ -66,5 +71,12 @@ def add_bench_suite_parser(bsub) -> None:
     sp.add_argument("--long-trials", type=int_at_least(0), default=30,
                     help="searches of the longer replay (default 30)")
     sp.add_argument("--seed", type=int, default=0, help="seed of the trials (default 0)")
+    sp.add_argument("--embeddings", type=int_at_least(N_LAYOUTS), default=N_EMBEDDINGS,
+                    help=f"UMAP layout seeds per benchmark that the trials draw from (default "
+                         f"{N_EMBEDDINGS}; each is cached)")
+    sp.add_argument("--score", choices=SCORES, default="mean",
+                    help="what a search sees of a class trained under several seeds: the mean "
+                         "of its runs (default; the median of three ties dozens of classes on a "
+                         "small validation set) or its median run")
     add_no_progress(sp)
     sp.set_defaults(fn=cmd_bench_suite)
