@@ -25,9 +25,11 @@ def cmd_bench_suite(args) -> int:
     if unknown:
         raise UsageError(f"unknown strategy {', '.join(unknown)}: use {', '.join(STRATEGIES)}")
     files = suite_files(args.files)
+    longer = (f", then {args.long_trials} of {args.long_budget} with W = 1"
+              if args.long_budget and args.long_trials else "")
     print(f"replaying {len(files)} benchmark(s): {', '.join(files)}; {args.trials} trials of "
-          f"{args.budget} evaluations with W = 1 and 4, then {args.long_trials} of "
-          f"{args.long_budget} with W = 1", flush=True)
+          f"{args.budget} evaluations with W = 1 and 4{longer}; classes ranked by the "
+          f"{args.score} validation accuracy over their seeds", flush=True)
     result = replay_suite(files, strategies, trials=args.trials, budget=args.budget,
                           long_budget=args.long_budget, long_trials=args.long_trials,
                           seed=args.seed, progress=not args.no_progress,
