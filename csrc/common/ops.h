@@ -340,5 +340,59 @@ AQF_HD AQF_INLINE void nan_operands_vjp(T a, T b, T& ga, T& gb) {  // ga, gb: th
   gb = nan ? q : gb;
 }
 
+// ---- n-ary vector-Jacobian products, one element at a time ---------------------------------
+// load(k) reads argument k's value and acc(k, v) adds v to argument k's gradient (k < n, in
+// argument order; the same node may appear as several arguments). The CPU loops and the CUDA
+// kernels both call nary_vjp, so the formulas and the NaN rule exist once.
+template <class T, class Load, class Acc>
+AQF_HD AQF_INLINE void sum_n_vjp(int n, T g, const Load&, const Acc& acc) {
+  for (int k = 0; k < n; ++k) acc(k, g);
+}
+// ((a0 a1) a2) ...: walking back, the running gradient r of the partial product
+// p_k = a0 ... a_k gives a_k the contribution r * p_{k-1} and passes r * a_k on to p_{k-1}.
+// Each prefix is recomputed from the left, as torch's chain of muls rounds it.
+template <class T, class Load, class Acc>
+AQF_HD AQF_INLINE void prod_n_vjp(int n, T g, const Load& load, const Acc& acc) {
+  T r = g;
+  for (int k = n - 1; k >= 1; --k) {
+    T prefix = load(0);
+    for (int j = 1; j < k; ++j) prefix *= load(j);
+    acc(k, r * prefix);
+    r = r * load(k);
+  }
+  acc(0, r);
+}
+// torch.amax / amin: (g / count) * (a_k == y), count the number of arguments tied with y.
+template <class T, class Load, class Acc>
+AQF_HD AQF_INLINE void extremum_n_vjp(int n, T y, T g, const Load& load, const Acc& acc) {
+  T count = T(0);
+  for (int k = 0; k < n; ++k) count += load(k) == y ? T(1) : T(0);
+  for (int k = 0; k < n; ++k) acc(k, (g / count) * (load(k) == y ? T(1) : T(0)));
+}
+
+// The n-ary operator `code`'s vector-Jacobian product at one element, with the NaN rule of
+// nan_operand_vjp: a NaN argument gives every argument the NaN as its contribution instead of
+// the formula's (sum_n excepted: its derivatives are constants).
+template <class T, class Load, class Acc>
+AQF_HD AQF_INLINE void nary_vjp(int32_t code, int n, T y, T g, const Load& load, const Acc& acc) {
+  if (code == OP_SUM_N) {
+    static_assert(ConstantDerivative<SumN>::value, "sum_n keeps its derivatives at NaN");
+    sum_n_vjp(n, g, load, acc);
+    return;
+  }
+  T nan = T(0);
+  for (int k = 0; k < n; ++k) {
+    const T a = load(k);
+    nan = a != a ? a : nan;
+  }
+  if (nan != nan) {
+    for (int k = 0; k < n; ++k) acc(k, nan);
+  } else if (code == OP_PROD_N) {
+    prod_n_vjp(n, g, load, acc);
+  } else {  // OP_MAX_N, OP_MIN_N
+    extremum_n_vjp(n, y, g, load, acc);
+  }
+}
+
 }  // namespace op
 }  // namespace aqf

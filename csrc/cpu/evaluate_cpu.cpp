@@ -38,7 +38,9 @@ void fold_loop(const T* __restrict a, T* __restrict acc, int64_t len) {
 template <class T>
 struct alignas(64) Block {
   std::vector<T*> val, adj;
-  std::vector<T> tmp0, tmp1, ones;
+  std::vector<const T*> nary_val;  // backward_nary: the operands' value and gradient rows
+  std::vector<T*> nary_adj;
+  std::vector<T> tmp0, ones;
   std::vector<uint8_t> has_grad;  // backward: whether a node's gradient row holds a contribution yet
   BesselScratch bessel;
 };
@@ -158,65 +160,22 @@ void binary_backward(const T* a, const T* b, const T* y, const T* g, T* ga, T* g
   }
 }
 
-// A NaN operand makes every operand's gradient NaN (op::nan_operand_vjp): after the operator's
-// own contributions, which a NaN then overrides whatever they were.
-template <class T>
-void nan_operands_backward(const int32_t* operands, int n, Block<T>& blk, int64_t len) {
-  for (int64_t i = 0; i < len; ++i) {
-    T nan = T(0);
-    for (int k = 0; k < n; ++k) {
-      const T a = blk.val[operands[k]][i];
-      nan = a != a ? a : nan;
-    }
-    if (nan != nan) {
-      for (int k = 0; k < n; ++k) blk.adj[operands[k]][i] = nan;
-    }
-  }
-}
-
+// The n-ary operators' gradients, element by element through the shared op::nary_vjp (these
+// operators are rare in search spaces; their loops do not need to vectorize).
 template <class T>
 void backward_nary(int32_t op, const int32_t* operands, int n, const T* y, const T* g, Block<T>& blk, int64_t len) {
-  if (op == OP_SUM_N) {
-    for (int k = 0; k < n; ++k) {
-      T* gk = blk.adj[operands[k]];
-      for (int64_t i = 0; i < len; ++i) gk[i] += g[i];
-    }
-  } else if (op == OP_PROD_N) {
-    // ((a0 a1) a2) ...: walking back, the running gradient r of the partial product
-    // p_k = a0 ... a_k gives a_k r * p_{k-1} and passes r * a_k on to p_{k-1}.
-    T* r = blk.tmp0.data();
-    T* p = blk.tmp1.data();
-    std::copy(g, g + len, r);
-    for (int k = n - 1; k >= 1; --k) {
-      const T* first = blk.val[operands[0]];
-      std::copy(first, first + len, p);
-      for (int j = 1; j < k; ++j) {
-        const T* aj = blk.val[operands[j]];
-        for (int64_t i = 0; i < len; ++i) p[i] *= aj[i];
-      }
-      const T* ak = blk.val[operands[k]];
-      T* gk = blk.adj[operands[k]];
-      for (int64_t i = 0; i < len; ++i) {
-        gk[i] += r[i] * p[i];
-        r[i] = r[i] * ak[i];
-      }
-    }
-    T* g0 = blk.adj[operands[0]];
-    for (int64_t i = 0; i < len; ++i) g0[i] += r[i];
-  } else {  // amax / amin: (g / count) * (a_k == y)
-    T* count = blk.tmp0.data();
-    std::fill(count, count + len, T(0));
-    for (int k = 0; k < n; ++k) {
-      const T* ak = blk.val[operands[k]];
-      for (int64_t i = 0; i < len; ++i) count[i] += ak[i] == y[i] ? T(1) : T(0);
-    }
-    for (int k = 0; k < n; ++k) {
-      const T* ak = blk.val[operands[k]];
-      T* gk = blk.adj[operands[k]];
-      for (int64_t i = 0; i < len; ++i) gk[i] += (g[i] / count[i]) * (ak[i] == y[i] ? T(1) : T(0));
-    }
+  blk.nary_val.resize(n);
+  blk.nary_adj.resize(n);
+  for (int k = 0; k < n; ++k) {
+    blk.nary_val[k] = blk.val[operands[k]];
+    blk.nary_adj[k] = blk.adj[operands[k]];
   }
-  if (op != OP_SUM_N) nan_operands_backward(operands, n, blk, len);  // sum_n's derivatives are constants
+  const T* const* val = blk.nary_val.data();
+  T* const* adj = blk.nary_adj.data();
+  for (int64_t i = 0; i < len; ++i) {
+    op::nary_vjp<T>(
+        op, n, y[i], g[i], [&](int k) { return val[k][i]; }, [&](int k, T v) { adj[k][i] += v; });
+  }
 }
 
 template <class T>
@@ -302,7 +261,6 @@ void evaluate_with_grads(const Program& program, const T* x, int64_t n, const T*
     blk.val.resize(sub.n_nodes);
     blk.adj.resize(sub.n_nodes);
     blk.tmp0.resize(block);
-    blk.tmp1.resize(block);
     blk.val[0] = const_cast<T*>(x + start);
     for (int32_t id = 0; id < sub.n_nodes; ++id) {
       if (id > 0) blk.val[id] = rows + id * block;

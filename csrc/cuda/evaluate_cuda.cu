@@ -107,31 +107,8 @@ __device__ __forceinline__ void backward_step(const int4 ins, const int32_t* arg
     acc(ins.w, gb);
   } else {
     const int32_t* arg = args + ins.z;
-    const int n = ins.w;
-    T nan = T(0);  // a NaN operand makes every operand's gradient NaN (op::nan_operand_vjp)
-    // except sum_n's, whose derivatives are constants
-    for (int k = 0; k < n; ++k) {
-      const T a = load(arg[k]);
-      nan = a != a ? a : nan;
-    }
-    if (nan != nan && ins.x != OP_SUM_N) {
-      for (int k = 0; k < n; ++k) acc(arg[k], nan);
-    } else if (ins.x == OP_SUM_N) {
-      for (int k = 0; k < n; ++k) acc(arg[k], g);
-    } else if (ins.x == OP_PROD_N) {
-      T r = g;
-      for (int k = n - 1; k >= 1; --k) {
-        T prefix = load(arg[0]);
-        for (int j = 1; j < k; ++j) prefix *= load(arg[j]);
-        acc(arg[k], r * prefix);
-        r = r * load(arg[k]);
-      }
-      acc(arg[0], r);
-    } else {
-      T count = T(0);
-      for (int k = 0; k < n; ++k) count += load(arg[k]) == y ? T(1) : T(0);
-      for (int k = 0; k < n; ++k) acc(arg[k], (g / count) * (load(arg[k]) == y ? T(1) : T(0)));
-    }
+    op::nary_vjp<T>(
+        ins.x, ins.w, y, g, [&](int k) -> T { return load(arg[k]); }, [&](int k, T v) { acc(arg[k], v); });
   }
 }
 

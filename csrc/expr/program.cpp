@@ -60,12 +60,45 @@ void build_gradient_code(const std::vector<Node>& nodes, const std::vector<int32
   }
 }
 
-SubProgram compile_sub(const std::vector<std::vector<Token>>& fns, int64_t first, int32_t count, bool with_grad) {
-  std::vector<Node> nodes{{kInputX, {}}};  // node 0 is x
-  // Unary and binary nodes intern by one packed word; n-ary ones by their full argument list.
-  std::unordered_map<uint64_t, int32_t> interned_small;
-  std::map<std::pair<int32_t, std::vector<int32_t>>, int32_t> interned_nary;
-  std::vector<int32_t> roots(count);
+// The expressions of one sub-program as a DAG: node 0 is x, every other node an operator applied
+// to earlier nodes; roots[k] is function k's node.
+struct Graph {
+  std::vector<Node> nodes{{kInputX, {}}};
+  std::vector<int32_t> roots;
+};
+
+// Hash-consing: an operator applied to the same nodes is one node. Unary and binary nodes intern
+// by one packed word; n-ary ones by their full argument list.
+class NodeInterner {
+ public:
+  explicit NodeInterner(Graph& graph) : graph_(graph) {}
+
+  int32_t intern(int32_t code, std::vector<int32_t> children) {
+    const auto next_id = static_cast<int32_t>(graph_.nodes.size());
+    int32_t id;
+    if (children.size() <= 2) {
+      const uint64_t c0 = static_cast<uint32_t>(children[0]);
+      const uint64_t c1 = children.size() == 2 ? static_cast<uint32_t>(children[1]) + 1 : 0;
+      const uint64_t key = (uint64_t(code) << 58) | (c0 << 29) | c1;  // ids < 2^28
+      id = small_.emplace(key, next_id).first->second;
+    } else {
+      id = nary_.emplace(std::make_pair(code, children), next_id).first->second;
+    }
+    if (id == next_id) graph_.nodes.push_back({code, std::move(children)});
+    return id;
+  }
+
+ private:
+  Graph& graph_;
+  std::unordered_map<uint64_t, int32_t> small_;
+  std::map<std::pair<int32_t, std::vector<int32_t>>, int32_t> nary_;
+};
+
+// Functions first .. first + count - 1 of fns (tokens in postfix order) as one DAG.
+Graph build_graph(const std::vector<std::vector<Token>>& fns, int64_t first, int32_t count) {
+  Graph graph;
+  graph.roots.resize(count);
+  NodeInterner interner(graph);
   std::vector<int32_t> stack;
   for (int32_t k = 0; k < count; ++k) {
     stack.clear();
@@ -78,50 +111,52 @@ SubProgram compile_sub(const std::vector<std::vector<Token>>& fns, int64_t first
       // identity(e) is e itself, as in torch, where it adds no node to the autograd graph (and so
       // changes neither values nor the order in which gradients are summed)
       if (t.code == OP_IDENTITY) continue;
-      const auto first_child = stack.end() - t.n_args;
-      const auto next_id = static_cast<int32_t>(nodes.size());
-      int32_t id;
-      if (t.n_args <= 2) {
-        const uint64_t c0 = static_cast<uint32_t>(first_child[0]);
-        const uint64_t c1 = t.n_args == 2 ? static_cast<uint32_t>(first_child[1]) + 1 : 0;
-        const uint64_t key = (uint64_t(t.code) << 58) | (c0 << 29) | c1;  // ids < 2^28
-        id = interned_small.emplace(key, next_id).first->second;
-      } else {
-        id = interned_nary.emplace(std::make_pair(t.code, std::vector<int32_t>(first_child, stack.end())), next_id)
-                 .first->second;
-      }
-      if (id == next_id) nodes.push_back({t.code, std::vector<int32_t>(first_child, stack.end())});
+      std::vector<int32_t> children(stack.end() - t.n_args, stack.end());
       stack.resize(stack.size() - t.n_args);
-      stack.push_back(id);
+      stack.push_back(interner.intern(t.code, std::move(children)));
     }
-    roots[k] = stack.back();
+    graph.roots[k] = stack.back();
   }
+  return graph;
+}
 
-  const int32_t n_nodes = static_cast<int32_t>(nodes.size());
-  std::vector<int32_t> last_use(n_nodes, -1);
-  for (int32_t id = 1; id < n_nodes; ++id) {
+// last_use[c]: the last node that reads node c (-1 for none).
+std::vector<int32_t> last_uses(const std::vector<Node>& nodes) {
+  std::vector<int32_t> last_use(nodes.size(), -1);
+  for (int32_t id = 1; id < static_cast<int32_t>(nodes.size()); ++id) {
     for (int32_t c : nodes[id].children) last_use[c] = id;
   }
-  // The first function rooted at a node receives it directly in its output row.
-  std::vector<int32_t> output_of(n_nodes, -1);
-  for (int32_t k = 0; k < count; ++k) {
-    if (roots[k] != 0 && output_of[roots[k]] < 0) output_of[roots[k]] = k;
-  }
+  return last_use;
+}
 
-  SubProgram sub;
-  sub.first_fn = first;
-  sub.n_fns = count;
-  if (with_grad) build_gradient_code(nodes, roots, sub);
+// output_of[id]: the first function rooted at node id (it receives the node directly in its
+// output row), or -1.
+std::vector<int32_t> output_functions(const Graph& graph) {
+  std::vector<int32_t> output_of(graph.nodes.size(), -1);
+  for (int32_t k = 0; k < static_cast<int32_t>(graph.roots.size()); ++k) {
+    const int32_t root = graph.roots[k];
+    if (root != 0 && output_of[root] < 0) output_of[root] = k;
+  }
+  return output_of;
+}
+
+// The forward code: one instruction per node, in node order, each writing a scratch register
+// (reused once its last reader has run) or, for a function's root, that function's output row,
+// numbered -1 - k until the number of registers is known (resolve_outputs). Then a copy for every
+// function that repeats an earlier one or is x itself. Fills sub.code, sub.args and sub.n_regs.
+void emit_forward_code(const Graph& graph, SubProgram& sub) {
+  const std::vector<Node>& nodes = graph.nodes;
+  const int32_t n_nodes = static_cast<int32_t>(nodes.size());
+  const std::vector<int32_t> last_use = last_uses(nodes);
+  const std::vector<int32_t> output_of = output_functions(graph);
   std::vector<int32_t> operand(n_nodes, 0);  // where each node's value lives
   std::vector<int32_t> free_regs;
   int32_t n_regs = 0;
-  std::vector<Instr> code;
-  std::vector<std::pair<int32_t, int32_t>> pending_outputs;  // (node, function) written after
   for (int32_t id = 1; id < n_nodes; ++id) {
     const Node& node = nodes[id];
     int32_t dst;
     if (output_of[id] >= 0) {
-      dst = -1 - output_of[id];  // resolved to an output operand once n_regs is known
+      dst = -1 - output_of[id];
     } else if (!free_regs.empty()) {
       dst = free_regs.back();
       free_regs.pop_back();
@@ -140,7 +175,7 @@ SubProgram compile_sub(const std::vector<std::vector<Token>>& fns, int64_t first
       ins.b = static_cast<int32_t>(node.children.size());
       for (int32_t c : node.children) sub.args.push_back(operand[c]);
     }
-    code.push_back(ins);
+    sub.code.push_back(ins);
     operand[id] = dst;
     for (int32_t c : node.children) {
       if (last_use[c] == id && operand[c] > 0) {
@@ -149,12 +184,17 @@ SubProgram compile_sub(const std::vector<std::vector<Token>>& fns, int64_t first
       }
     }
   }
-  // Functions that repeat an earlier function of the sub-program, or are x itself, copy it.
-  for (int32_t k = 0; k < count; ++k) {
-    if (roots[k] == 0 || output_of[roots[k]] != k) code.push_back({OP_IDENTITY, -1 - k, operand[roots[k]], 0});
+  for (int32_t k = 0; k < static_cast<int32_t>(graph.roots.size()); ++k) {
+    const int32_t root = graph.roots[k];
+    if (root == 0 || output_of[root] != k) sub.code.push_back({OP_IDENTITY, -1 - k, operand[root], 0});
   }
-  auto resolve = [&](int32_t v) { return v < 0 ? n_regs + 1 + (-1 - v) : v; };
-  for (Instr& ins : code) {
+  sub.n_regs = n_regs;
+}
+
+// Output rows numbered -1 - k by emit_forward_code become operand n_regs + 1 + k.
+void resolve_outputs(SubProgram& sub) {
+  auto resolve = [&](int32_t v) { return v < 0 ? sub.n_regs + 1 + (-1 - v) : v; };
+  for (Instr& ins : sub.code) {
     ins.dst = resolve(ins.dst);
     if (op_kind(ins.op) != 3) {
       ins.a = resolve(ins.a);
@@ -162,8 +202,16 @@ SubProgram compile_sub(const std::vector<std::vector<Token>>& fns, int64_t first
     }
   }
   for (int32_t& a : sub.args) a = resolve(a);
-  sub.code = std::move(code);
-  sub.n_regs = n_regs;
+}
+
+SubProgram compile_sub(const std::vector<std::vector<Token>>& fns, int64_t first, int32_t count, bool with_grad) {
+  const Graph graph = build_graph(fns, first, count);
+  SubProgram sub;
+  sub.first_fn = first;
+  sub.n_fns = count;
+  if (with_grad) build_gradient_code(graph.nodes, graph.roots, sub);
+  emit_forward_code(graph, sub);
+  resolve_outputs(sub);
   return sub;
 }
 
