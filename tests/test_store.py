@@ -134,7 +134,7 @@ def test_claim_survives_pickling(tmp_path):
     assert study.tell(copy, 0.5)
 
 
-@pytest.mark.parametrize("strategy", ["ensemble", "hybrid", "paper"])
+@pytest.mark.parametrize("strategy", ["adaptive", "ensemble", "hybrid", "paper"])
 def test_threads_share_one_study(tmp_path, strategy):
     import threading
 

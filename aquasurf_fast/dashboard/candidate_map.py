@@ -41,7 +41,7 @@ def candidate_map(reader, settings: Dict[str, Any]) -> Dict[str, Any]:
     rows = reader.classes_where(where)
     strategy = strategy_of(settings)
     n_layouts = max(strategy.n_layouts, 1)
-    suffix = "" if strategy.name == "paper" else f"-layouts{n_layouts}"
+    suffix = "" if strategy.ranks_by_surrogate else f"-layouts{n_layouts}"
     stored = reader.newest_layout(len(rows), suffix) if rows else None
     if stored is None:
         return projection_map(reader, len(rows))

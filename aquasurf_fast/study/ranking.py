@@ -101,11 +101,11 @@ class Ranker:
     def prepare_embedding(self) -> None:
         """Compute and store what the study's strategy ranks by: the paper's single embedding, the
         ensemble's and the hybrid's layouts (random search needs none)."""
-        name = self.settings.get("strategy", DEFAULT_STRATEGY)
-        if name == "paper":
+        strategy = Strategy(self.settings.get("strategy", DEFAULT_STRATEGY))
+        if strategy.ranks_by_surrogate:
             self.surrogate()
-        elif Strategy(name).n_layouts:
-            self.layouts(Strategy(name).n_layouts)
+        elif strategy.n_layouts:
+            self.layouts(strategy.n_layouts)
 
     def layouts(self, n_layouts: int):
         """(candidate class ids, float32 [n_layouts, n_candidates, 2]): the candidates' fuzzy
@@ -176,30 +176,32 @@ class Ranker:
             ids = np.array([r[0] for r in self.store.query(
                 f"SELECT id FROM classes WHERE {self.features.pool_filter()} ORDER BY id")], dtype=np.int64)
             return ids[np.random.RandomState(random_state).permutation(ids.size)].tolist()
-        strategy = self.settings.get("strategy", DEFAULT_STRATEGY)
-        if strategy == "paper":
+        strategy = self.strategy()
+        if strategy.ranks_by_surrogate:
             s = self.surrogate()
             if s.class_ids_.size == 0:
                 return []
             from ..surrogate.regression import rank_by_prediction
 
             return rank_by_prediction(s.class_ids_, s.predict(), random_state).tolist()
-        return self._strategy_ranking(Strategy(strategy, self._strategy_regressor()), n,
-                                      random_state)
+        return self._strategy_ranking(strategy, n, random_state)
+
+    def strategy(self) -> Strategy:
+        """The study's strategy with the regressor it fits."""
+        return Strategy(self.settings.get("strategy", DEFAULT_STRATEGY), self._strategy_regressor())
 
     def prediction_map(self):
         """(candidate class ids, float32 [n, 2] coordinates, predicted scores): what the study's
         strategy sees, for plots. The paper's strategy: its surrogate's embedding and predictions;
-        the ensemble and the hybrid: the first layout and the mean prediction over the layouts
-        (the hybrid's every other pick, by the output features, has no map); random search:
+        the others: the first layout and the mean prediction over the layouts (the hybrid's and
+        the adaptive strategy's picks by the output features have no map); random search:
         the first layout, no predictions (NaN). A new embedding is computed and logged here."""
-        name = self.settings.get("strategy", DEFAULT_STRATEGY)
-        if name == "paper":
+        strategy = self.strategy()
+        if strategy.ranks_by_surrogate:
             s = self.surrogate()
             return s.class_ids_, s.embedding_, s.predict()
-        strategy = Strategy(name, self._strategy_regressor())
         ids, layouts = self.layouts(max(strategy.n_layouts, 1))
-        if name == "random":
+        if not strategy.n_layouts:  # random search: nothing is predicted
             return ids, layouts[0], np.full(ids.size, np.nan)
         return ids, layouts[0], predict_classes(strategy, ids, layouts, self._scores())
 

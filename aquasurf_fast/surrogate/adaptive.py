@@ -14,7 +14,6 @@ weight). A pick maximises the mean plus ``kappa`` such deviations.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import List, Sequence
 
 import numpy as np
@@ -22,39 +21,43 @@ import numpy as np
 K_NEIGHBOURS = 3
 
 
-@dataclass(frozen=True)
 class KnnSpace:
     """k-NN regression over one representation: ``spaces`` [M, n, d], predictions averaged over
-    the M coordinate sets (several layouts of one graph, or one stack of output points)."""
+    the M coordinate sets (several layouts of one graph, or one stack of output points). The
+    float64 coordinates and their squared norms are computed once, for every pick of a search."""
 
-    spaces: np.ndarray
+    def __init__(self, spaces: np.ndarray):
+        self.coords = np.asarray(spaces, dtype=np.float64)
+        self.norms = (self.coords ** 2).sum(axis=2)
 
-    def _neighbours(self, coords: np.ndarray, idx: np.ndarray, k: int, exclude_self: bool):
-        """Indices into ``idx`` of the ``k`` nearest evaluated points of every candidate (of every
-        evaluated point, itself left out, when ``exclude_self``)."""
-        from sklearn.neighbors import NearestNeighbors
+    @property
+    def n(self) -> int:
+        return self.coords.shape[1]
 
-        nn = NearestNeighbors(n_neighbors=k + int(exclude_self)).fit(coords[idx])
+    def _neighbours(self, m: int, idx: np.ndarray, k: int, exclude_self: bool) -> np.ndarray:
+        """Indices into ``idx`` of the ``k`` nearest evaluated points (in coordinate set ``m``) of
+        every candidate, or of every evaluated point, itself left out, when ``exclude_self``.
+        Squared distances in float64 by the expansion |a|^2 - 2ab + |b|^2: one product, where a
+        tree or sklearn's chunked reductions cost ten to a hundred times more for a few hundred
+        evaluated points."""
+        coords, norms = self.coords[m], self.norms[m]
+        query, query_norms = (coords[idx], norms[idx]) if exclude_self else (coords, norms)
+        d = query_norms[:, None] + norms[idx][None, :] - 2.0 * (query @ coords[idx].T)
         if exclude_self:
-            _, nb = nn.kneighbors(coords[idx])
-            # Duplicates may put another point first; drop each row's own index wherever it is.
-            own = nb == np.arange(idx.size)[:, None]
-            keep = np.where(own.any(axis=1)[:, None], ~own, np.arange(k + 1)[None, :] < k)
-            return nb[keep].reshape(idx.size, k)
-        _, nb = nn.kneighbors(coords)
-        return nb
+            d[np.arange(idx.size), np.arange(idx.size)] = np.inf
+        return np.argpartition(d, k - 1, axis=1)[:, :k]
 
     def predict(self, idx: np.ndarray, y: np.ndarray, loo: bool = False):
         """(mean, spread) of the k nearest evaluated scores, averaged over the coordinate sets:
         for every candidate, or with ``loo`` for every evaluated point from the others."""
         k = min(K_NEIGHBOURS, idx.size - int(loo))
-        n = idx.size if loo else self.spaces.shape[1]
+        n = idx.size if loo else self.n
         mean, spread = np.zeros(n), np.zeros(n)
-        for coords in self.spaces:
-            nb_scores = y[self._neighbours(np.asarray(coords, np.float64), idx, k, loo)]
+        for m in range(len(self.coords)):
+            nb_scores = y[self._neighbours(m, idx, k, loo)]
             mean += nb_scores.mean(axis=1)
             spread += nb_scores.std(axis=1)
-        return mean / len(self.spaces), spread / len(self.spaces)
+        return mean / len(self.coords), spread / len(self.coords)
 
     def loo_error(self, idx: np.ndarray, y: np.ndarray):
         """(mean squared leave-one-out error, calibration factor of the spread): the factor makes
@@ -79,7 +82,7 @@ def adaptive_scores(models: List[KnnSpace], idx: np.ndarray, y: np.ndarray, kapp
     the mean prediction plus ``kappa`` calibrated deviations. Zeros while fewer than
     ``K_NEIGHBOURS + 1`` scores are known or they do not differ (the tie order decides)."""
     if idx.size <= K_NEIGHBOURS or np.ptp(y) == 0.0:
-        return np.zeros(models[0].spaces.shape[1])
+        return np.zeros(models[0].n)
     fits = [m.loo_error(idx, y) for m in models]
     pick = int(rng.choice(len(models), p=model_weights([e for e, _ in fits], power)))
     mean, spread = models[pick].predict(idx, y)

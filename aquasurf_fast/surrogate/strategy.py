@@ -34,7 +34,7 @@ Why these and not others, with the replays that chose them: benchmarks/README.md
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any, Dict, Iterable, List, Optional
 
 import numpy as np
@@ -115,36 +115,41 @@ def parse_variant(spec: str):
     return name, replace(settings, **values)
 
 
-@dataclass
 class Strategy:
-    """A named strategy (see the module docstring) with the regressor it fits on the layouts.
+    """A search strategy (see the module docstring): one class per strategy, each owning its
+    ranking, behind one interface (``n_layouts``, ``needs_points``, ``rank``, ``predict``).
 
-    ``regressor``: a name of ``regression.REGRESSOR_NAMES`` or a scikit-learn regressor instance
-    (cloned before each fit); None takes the strategy's own (3-NN, weighted by inverse distance in
-    the ensemble, uniform in the hybrid and the paper's).
+    ``Strategy(name, regressor)`` constructs the named strategy's class (``PaperStrategy`` for
+    "paper", ...): the only place a strategy's name is looked at. ``regressor``: a name of
+    ``regression.REGRESSOR_NAMES`` or a scikit-learn regressor instance (cloned before each fit);
+    None takes the strategy's own (3-NN, weighted by inverse distance in the ensemble, uniform in
+    the hybrid and the paper's). ``adaptive``: the adaptive strategy's settings.
     """
 
-    name: str = DEFAULT_STRATEGY
-    regressor: Any = None
-    adaptive: AdaptiveSettings = field(default_factory=AdaptiveSettings)
+    name = ""
+    n_layouts = 0          # how many layouts ``rank`` reads (0: none)
+    needs_points = False   # whether ``rank`` reads the candidates' ``output_points`` too
+    # Whether a study ranks by the surrogate's own single embedding (the paper's way) rather than
+    # by ``n_layouts`` layouts of the candidates' fuzzy graph.
+    ranks_by_surrogate = False
+    default_regressor = "knn"
 
-    def __post_init__(self):
-        if self.name not in STRATEGY_NAMES:
-            raise ValueError(f"unknown strategy {self.name!r}: use one of "
-                             f"{', '.join(STRATEGY_NAMES)}")
-        if self.regressor is None:
-            self.regressor = "knn-distance" if self.name == "ensemble" else "knn"
+    def __new__(cls, name: str = DEFAULT_STRATEGY, regressor: Any = None,
+                adaptive: Optional[AdaptiveSettings] = None):
+        if cls is Strategy:
+            if name not in _CLASSES:
+                raise ValueError(f"unknown strategy {name!r}: use one of "
+                                 f"{', '.join(STRATEGY_NAMES)}")
+            cls = _CLASSES[name]
+        return super().__new__(cls)
 
-    @property
-    def n_layouts(self) -> int:
-        """How many layouts ``rank`` reads (0: none)."""
-        return {"adaptive": N_LAYOUTS, "ensemble": N_LAYOUTS, "hybrid": N_LAYOUTS, "paper": 1,
-                "random": 0}[self.name]
+    def __init__(self, name: str = DEFAULT_STRATEGY, regressor: Any = None,
+                 adaptive: Optional[AdaptiveSettings] = None):
+        self.regressor = self.default_regressor if regressor is None else regressor
+        self.adaptive = adaptive or AdaptiveSettings()
 
-    @property
-    def needs_points(self) -> bool:
-        """Whether ``rank`` reads the candidates' ``output_points`` too."""
-        return self.name in ("adaptive", "hybrid")
+    def __repr__(self) -> str:
+        return f"Strategy({self.name!r}, regressor={self.regressor!r})"
 
     def rank(self, layouts: Optional[np.ndarray], evaluated: np.ndarray, scores: np.ndarray,
              pending: np.ndarray, n_start: int, n: int, rng: np.random.Generator,
@@ -153,15 +158,25 @@ class Strategy:
 
         ``layouts`` [M, n_candidates, 2] (M >= ``n_layouts``; random search takes ``n_candidates``
         instead); ``evaluated`` and ``scores`` the evaluated positions and their scores
-        (non-finite ones are failures and left out of the fit); ``pending`` the positions claimed and not yet scored; ``n_start`` how
-        many of the evaluated and pending are the baselines the caller placed first; ``n`` how many
-        will be taken from the front (each chosen knowing the ones before it are pending);
-        ``points`` the candidates' ``output_points``, which the hybrid strategy needs.
+        (non-finite ones are failures and left out of the fit); ``pending`` the positions claimed
+        and not yet scored; ``n_start`` how many of the evaluated and pending are the baselines
+        the caller placed first; ``n`` how many will be taken from the front (each chosen knowing
+        the ones before it are pending); ``points`` the candidates' ``output_points``, which the
+        hybrid and adaptive strategies need.
         """
         evaluated = np.asarray(evaluated, dtype=np.int64)
         scores = np.asarray(scores, dtype=np.float64)
         pending = np.asarray(pending, dtype=np.int64)
         n_cand = n_candidates if layouts is None else layouts.shape[1]
+        self._check_inputs(layouts, n_cand, points)
+        taken = np.zeros(n_cand, dtype=bool)
+        taken[evaluated] = True
+        taken[pending] = True
+        ok = np.isfinite(scores)
+        return self._rank(layouts, evaluated[ok], scores[ok], pending, taken, n_start, max(n, 1),
+                          rng, points)
+
+    def _check_inputs(self, layouts, n_cand, points) -> None:
         if n_cand is None or (layouts is None and self.n_layouts):
             raise ValueError(f"the {self.name} strategy ranks candidates by their layouts: pass "
                              f"{self.n_layouts or 'n_candidates or'} layout(s)")
@@ -171,29 +186,61 @@ class Strategy:
         if self.needs_points and (points is None or len(points) != n_cand):
             raise ValueError(f"the {self.name} strategy needs the output points of all {n_cand} "
                              "candidates (output_points of their output features)")
-        taken = np.zeros(n_cand, dtype=bool)
-        taken[evaluated] = True
-        taken[pending] = True
-        if self.name == "random":
-            free = np.flatnonzero(~taken)
-            return free[rng.permutation(free.size)]
-        ok = np.isfinite(scores)
-        evaluated, scores = evaluated[ok], scores[ok]
-        if self.name == "paper":
-            return _order(self.predict(layouts[:1], evaluated, scores), taken, rng)
-        if self.name == "adaptive":
-            return self._rank_adaptive(layouts[:N_LAYOUTS], evaluated, scores, taken, n_start,
-                                       max(n, 1), rng, points)
-        return self._rank_ensemble(layouts[:N_LAYOUTS], evaluated, scores, pending, taken,
-                                   n_start, max(n, 1), rng, points)
 
-    def _rank_ensemble(self, layouts, evaluated, scores, pending, taken, n_start, n, rng, points):
-        """The ensemble's (and hybrid's) ranking: spread picks while fewer than ``n_start +
-        N_SPREAD`` candidates are taken, then the best predictions (``_model_for`` says whose),
-        each of the first ``n`` counting as pending (scoring the mean so far) for the next."""
+    def _rank(self, layouts, evaluated, scores, pending, taken, n_start, n, rng, points):
+        raise NotImplementedError
+
+    def predict(self, layouts: np.ndarray, idx: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """The mean prediction over ``layouts`` [M, n, d] (2-D layouts, or output points) of the
+        regressor fitted on the positions ``idx`` with finite scores ``y``; zeros while the scores
+        do not differ (nothing to learn: the random tie order decides)."""
+        from .regression import make_regressor
+
+        n = layouts.shape[1]
+        if idx.size < 2 or np.ptp(y) == 0.0:
+            return np.zeros(n)
+        pred = np.zeros(n)
+        for coords in layouts:
+            model = make_regressor(self.regressor, 0, idx.size)
+            x = np.asarray(coords, dtype=np.float64)
+            model.fit(x[idx], y)
+            pred += np.asarray(model.predict(x), dtype=np.float64)
+        return pred / len(layouts)
+
+
+class RandomStrategy(Strategy):
+    """Uniform random order of the free candidates."""
+
+    name = "random"
+
+    def _rank(self, layouts, evaluated, scores, pending, taken, n_start, n, rng, points):
+        free = np.flatnonzero(~taken)
+        return free[rng.permutation(free.size)]
+
+
+class PaperStrategy(Strategy):
+    """The paper's: the best 3-NN prediction on one layout; pending candidates only excluded."""
+
+    name = "paper"
+    n_layouts = 1
+    ranks_by_surrogate = True
+
+    def _rank(self, layouts, evaluated, scores, pending, taken, n_start, n, rng, points):
+        return _order(self.predict(layouts[:1], evaluated, scores), taken, rng)
+
+
+class EnsembleStrategy(Strategy):
+    """Spread picks, then the best mean prediction over ``N_LAYOUTS`` layouts, each of a batch's
+    picks counting as pending (scoring the mean so far) for the next."""
+
+    name = "ensemble"
+    n_layouts = N_LAYOUTS
+    default_regressor = "knn-distance"
+
+    def _rank(self, layouts, evaluated, scores, pending, taken, n_start, n, rng, points):
+        layouts = layouts[:N_LAYOUTS]
         picks: list = []
-        n_chosen = int(taken.sum())
-        n_spread = max(0, n_start + N_SPREAD - n_chosen)
+        n_spread = max(0, n_start + N_SPREAD - int(taken.sum()))
         if n_spread:
             picks = spread_picks(layouts[0], np.flatnonzero(taken), min(n_spread, n), rng)
             taken = taken.copy()
@@ -213,45 +260,62 @@ class Strategy:
         rest = _order(self.predict(model, known, y), taken, rng)
         return np.concatenate([np.array(picks, dtype=np.int64), rest])
 
-    def _rank_adaptive(self, layouts, evaluated, scores, taken, n_start, n, rng, points):
-        """The adaptive strategy's ranking: spread picks while fewer than ``n_start +
-        ADAPTIVE_SPREAD`` candidates are taken, then the order of one drawn model's acquisition
-        scores (``adaptive.adaptive_scores``); pending candidates are only excluded."""
-        from .adaptive import KnnSpace, adaptive_scores
+    def _model_for(self, n_taken: int, layouts: np.ndarray, points: Optional[np.ndarray]):
+        """What the pick after ``n_taken`` taken candidates is predicted from: the layouts."""
+        return layouts
+
+
+class HybridStrategy(EnsembleStrategy):
+    """The ensemble taking turns with the same regressor on the output points."""
+
+    name = "hybrid"
+    needs_points = True
+    default_regressor = "knn"
+
+    def _model_for(self, n_taken: int, layouts: np.ndarray, points: Optional[np.ndarray]):
+        """Every other pick from the output points (as one [1, n, P] stack)."""
+        return points[None] if n_taken % 2 == 0 else layouts
+
+
+class AdaptiveStrategy(Strategy):
+    """Spread picks, then each pick from the k-NN model (layouts or output points) drawn by its
+    leave-one-out error (``surrogate.adaptive``); pending candidates only excluded."""
+
+    name = "adaptive"
+    n_layouts = N_LAYOUTS
+    needs_points = True
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._spaces_memo = None
+
+    def _rank(self, layouts, evaluated, scores, pending, taken, n_start, n, rng, points):
+        from .adaptive import adaptive_scores
 
         n_spread = max(0, n_start + self.adaptive.spread - int(taken.sum()))
-        picks = spread_picks(layouts[0], np.flatnonzero(taken), min(n_spread, n), rng)
+        picks = (spread_picks(layouts[0], np.flatnonzero(taken), min(n_spread, n), rng)
+                 if n_spread else [])
         if picks:
             taken = taken.copy()
             taken[picks] = True
-        models = [KnnSpace(layouts), KnnSpace(points[None])]
-        acquisition = adaptive_scores(models, evaluated, scores, self.adaptive.kappa,
-                                      self.adaptive.power, rng)
+        acquisition = adaptive_scores(self._knn_spaces(layouts, points), evaluated, scores,
+                                      self.adaptive.kappa, self.adaptive.power, rng)
         return np.concatenate([np.array(picks, dtype=np.int64), _order(acquisition, taken, rng)])
 
-    def _model_for(self, n_taken: int, layouts: np.ndarray, points: Optional[np.ndarray]):
-        """What the pick after ``n_taken`` taken candidates is predicted from: the layouts, or
-        for every other pick of the hybrid strategy the output points (as one [1, n, P] stack)."""
-        if self.name == "hybrid" and n_taken % 2 == 0:
-            return points[None]
-        return layouts
+    def _knn_spaces(self, layouts: np.ndarray, points: np.ndarray) -> list:
+        """The two models, kept while the same arrays come back: a search ranks from the same
+        candidates' layouts and points at every pick."""
+        from .adaptive import KnnSpace
 
-    def predict(self, layouts: np.ndarray, idx: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """The mean prediction over ``layouts`` [M, n, d] (2-D layouts, or output points) of the
-        regressor fitted on the positions ``idx`` with finite scores ``y``; zeros while the scores
-        do not differ (nothing to learn: the random tie order decides)."""
-        from .regression import make_regressor
+        memo = self._spaces_memo
+        if memo is None or memo[0] is not layouts or memo[1] is not points:
+            memo = (layouts, points, [KnnSpace(layouts[:N_LAYOUTS]), KnnSpace(points[None])])
+            self._spaces_memo = memo
+        return memo[2]
 
-        n = layouts.shape[1]
-        if idx.size < 2 or np.ptp(y) == 0.0:
-            return np.zeros(n)
-        pred = np.zeros(n)
-        for coords in layouts:
-            model = make_regressor(self.regressor, 0, idx.size)
-            x = np.asarray(coords, dtype=np.float64)
-            model.fit(x[idx], y)
-            pred += np.asarray(model.predict(x), dtype=np.float64)
-        return pred / len(layouts)
+
+_CLASSES = {cls.name: cls for cls in (AdaptiveStrategy, EnsembleStrategy, HybridStrategy,
+                                      PaperStrategy, RandomStrategy)}
 
 
 def _positions(ids: np.ndarray, scores: Dict[int, float]):
@@ -289,5 +353,7 @@ def rank_classes(strategy: Strategy, ids: np.ndarray, layouts: Optional[np.ndarr
     return np.asarray(ids)[order].tolist()
 
 
-__all__ = ["ADAPTIVE_KAPPA", "ADAPTIVE_POWER", "ADAPTIVE_SPREAD", "AdaptiveSettings", "DEFAULT_STRATEGY", "N_LAYOUTS", "N_SPREAD", "OUTPUT_STRIDE", "STRATEGY_NAMES",
-           "Strategy", "output_points", "parse_variant", "predict_classes", "rank_classes", "spread_picks"]
+__all__ = ["ADAPTIVE_KAPPA", "ADAPTIVE_POWER", "ADAPTIVE_SPREAD", "AdaptiveSettings",
+           "AdaptiveStrategy", "DEFAULT_STRATEGY", "EnsembleStrategy", "HybridStrategy",
+           "N_LAYOUTS", "N_SPREAD", "OUTPUT_STRIDE", "PaperStrategy", "RandomStrategy",
+           "STRATEGY_NAMES", "Strategy", "output_points", "parse_variant", "predict_classes", "rank_classes", "spread_picks"]

@@ -112,7 +112,7 @@ class AquaSurfSampler(optuna.samplers.BaseSampler):
         self._embeddings = EmbeddingFiles(cache, space.embeddings)
         # The embedding depends only on the candidates: computed (or loaded) once, here, so that
         # each suggestion only fits the regressor.
-        if self.strategy.name == "paper":
+        if self.strategy.ranks_by_surrogate:
             Surrogate(regressor, seed, cache=self._embeddings).embed(*self._features)
             self._layouts = None
         elif self.strategy.n_layouts:
@@ -188,7 +188,7 @@ class AquaSurfSampler(optuna.samplers.BaseSampler):
         study with the same strategy would rank them."""
         cand = self._candidates
         scores = history.scores
-        if self.strategy.name != "paper":
+        if not self.strategy.ranks_by_surrogate:
             n_start = len(set(self._baselines) & set(cand.tolist()))
             return rank_classes(self.strategy, cand, self._layouts, scores, history.pending,
                                 n_start, n, self.seed, self._points)
