@@ -3,7 +3,9 @@
 Environment:
   AQF_CUDA=auto|0|1   compile the CUDA kernels when nvcc is found (auto, the default), never (0),
                       or always, failing when nvcc is missing (1).
-  AQF_NATIVE=1|0      tune for this machine's CPU (-march=native, default) or build portable code.
+  AQF_NATIVE=0|1      compile the CPU kernels for three x86-64 levels (baseline x86-64-v2, AVX2,
+                      AVX-512) and pick the best at import (0, the default: portable), or only for
+                      this machine's CPU (1: -march=native; runs on this kind of CPU only).
   CMAKE_ARGS          extra arguments passed to CMake as they are.
   AQF_BUILD_JOBS      parallel compile jobs (default: number of CPUs).
 """
@@ -15,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from setuptools import Extension, find_packages, setup
+from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 ROOT = Path(__file__).resolve().parent
@@ -75,7 +77,7 @@ class CMakeBuild(build_ext):
             f"-DPython_EXECUTABLE={sys.executable}",
             f"-DCMAKE_BUILD_TYPE={build_type}",
             f"-DAQF_CUDA={_cuda_setting()}",
-            f"-DAQF_NATIVE={'OFF' if os.environ.get('AQF_NATIVE', '1') == '0' else 'ON'}",
+            f"-DAQF_NATIVE={'ON' if os.environ.get('AQF_NATIVE', '0') == '1' else 'OFF'}",
             "-G", "Ninja",
         ]
         cmake_args += shlex.split(os.environ.get("CMAKE_ARGS", ""))
@@ -89,39 +91,9 @@ class CMakeBuild(build_ext):
         subprocess.run(["cmake", "--build", ".", "--parallel", jobs], cwd=build_dir, check=True)
 
 
+# The metadata (name, version, requirements, extras, entry points) is declared in pyproject.toml;
+# setup.py only drives CMake to build the extension.
 setup(
-    name="aquasurf_fast",
-    version="0.1.0",
-    description="Fast activation-function search with the AQuaSurF surrogate (C++/CUDA core)",
-    long_description=(ROOT / "README.md").read_text(encoding="utf-8"),
-    long_description_content_type="text/markdown",
-    python_requires=">=3.9",
-    packages=find_packages(include=["aquasurf_fast", "aquasurf_fast.*"]),
     ext_modules=[CMakeExtension("aquasurf_fast._C")],
     cmdclass={"build_ext": CMakeBuild},
-    install_requires=["numpy>=1.22", "scipy>=1.8", "torch>=2.0", "tqdm>=4.60"],
-    extras_require={
-        "search": ["umap-learn>=0.5.4", "scikit-learn>=1.1", "matplotlib>=3.5", "mnist1d>=0.0.2"],
-        "ray": ["ray>=2.9"],
-        "optuna": ["optuna>=4"],
-        "tune": ["ray[tune]>=2.9"],  # Ray Tune's OptunaSearch with our sampler (it needs pandas)
-        "cuda": ["cupy-cuda12x"],
-        # Downloads CIFAR for the built-in CIFAR tasks (their data is read without it). Each
-        # torchvision release is built for one torch release: 0.28.0 for torch 2.13.0. With a
-        # CPU-only torch, take torchvision's CPU build too (the PyPI wheel links CUDA's torch
-        # libraries): pip install torchvision==0.28.0 --index-url https://download.pytorch.org/whl/cpu
-        "vision": ["torchvision==0.28.0"],
-        # The curvlinops agreement test (tests/test_fisher.py) is skipped without it. It is not
-        # listed: its dependency chain (backpack-for-pytorch -> torchvision) pins a newer torch
-        # and would replace the installed one. Install it beside the installed torch with
-        #   pip install --no-deps curvlinops-for-pytorch backpack-for-pytorch einconv unfoldNd \
-        #       linear_operator einops opt-einsum
-        "test": ["pytest>=7", "hypothesis>=6"],
-        # aquasurf dashboard / report: plotly draws the charts and bundles plotly.min.js, so the
-        # page and the report work offline; the server is the standard library's.
-        "dashboard": ["plotly>=5"],
-    },
-    package_data={"aquasurf_fast.dashboard": ["page.html"]},
-    entry_points={"console_scripts": ["aquasurf=aquasurf_fast.cli.commands:main"]},
-    zip_safe=False,
 )

@@ -14,6 +14,7 @@ from ._version import __version__  # noqa: F401  (the version is part of the pub
 # `import aquasurf_fast` stays light. name -> submodule that defines it.
 _LAZY = {
     "Activation": "nn",
+    "build_info": "build_info",
     "FisherError": "fisher.spectrum",
     "FisherSpectrum": "fisher.spectrum",
     "LayerSpectrum": "fisher.spectrum",
@@ -41,7 +42,7 @@ def __getattr__(name):
 __all__ = [
     "Activation", "BENCHMARK_SCHEMA", "BENCHMARK_UNARY_OPS", "BINARY_OPS", "Expr", "FisherError", "FisherSpectrum",
     "LayerSpectrum", "NARY_OPS", "ParseError", "SchemaClasses", "SchemaSpace", "Study", "StudyError", "Surrogate",
-    "UNARY_OPS", "compile", "cuda_available", "enumerate_schema", "equivalence_classes", "evaluate",
+    "UNARY_OPS", "build_info", "compile", "cuda_available", "enumerate_schema", "equivalence_classes", "evaluate",
     "evaluate_grad", "fisher_features", "fisher_features_for", "fisher_spectrum", "load_benchmark", "num_threads",
     "output_features", "parse", "probe_inputs", "schema_classes", "set_num_threads",
 ]

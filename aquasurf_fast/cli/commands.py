@@ -16,6 +16,7 @@ from ..surrogate.regression import REGRESSOR_NAMES
 from ..surrogate.strategy import DEFAULT_STRATEGY
 from .bench import add_bench_parsers
 from .dashboard import add_dashboard_parsers
+from .info import add_info_parser
 from .common import (UsageError, add_device_option, add_executor_options, add_no_progress,
                      add_strategy_option, add_training_options, add_unary_option, checked_device,
                      data_dir_env, executor_from_args, open_study, training_options, unary_ops)
@@ -384,7 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for add_command in (_add_init, _add_featurize, _add_search, _add_status, _add_top, _add_plot,
-                        _add_export, _add_members, _add_space, _add_quickstart, add_bench_parsers):
+                        _add_export, _add_members, _add_space, _add_quickstart, add_bench_parsers,
+                        add_info_parser):
         add_command(sub)
     add_dashboard_parsers(sub, _study_command)
     return p

@@ -8,6 +8,7 @@ void bind_expr(py::module_& m);
 void bind_evaluate(py::module_& m);
 void bind_fisher(py::module_& m);
 void bind_select(py::module_& m);
+void bind_cpu(py::module_& m);
 }  // namespace aqf
 
 PYBIND11_MODULE(_C, m) {
@@ -17,6 +18,7 @@ PYBIND11_MODULE(_C, m) {
 #else
   m.attr("built_with_cuda") = false;
 #endif
+  aqf::bind_cpu(m);  // first: picks the CPU kernels (or refuses AQF_CPU) before anything runs
   aqf::bind_expr(m);
   aqf::bind_evaluate(m);
   aqf::bind_fisher(m);

@@ -9,6 +9,7 @@
 #include "common/aqf_hd.h"
 
 namespace aqf {
+AQF_CPU_CODE_BEGIN
 
 // Number of j with a + sorted[j] < edge (<= edge when inclusive). The sum is evaluated exactly as
 // the reference does (double a + double g), and a + x is monotone in x, so a binary search on the
@@ -40,11 +41,15 @@ AQF_HD inline int64_t first_edge_above(const double* edges, int64_t n_edges, dou
 //   cum[n_bins - 1] = #{pairs: edges[0] <= a + g <= edges[n_bins]}  (np.histogram's closed last bin)
 // Bins below k_start get nothing; bins in [k_start, k_full) need a binary search each; bins in
 // [k_full, n_bins - 1) all get n_inner - below_first (added through a difference array).
+AQF_CPU_CODE_END
+
 struct PairRange {
   int64_t below_first;  // pairs with a + g < edges[0]
   int64_t k_start;
   int64_t k_full;
 };
+
+AQF_CPU_CODE_BEGIN
 
 AQF_HD inline PairRange pair_range(const double* sorted_inner, int64_t n_inner, double a,
                                    const double* edges, int64_t n_edges) {
@@ -75,6 +80,8 @@ AQF_HD inline int64_t pair_cum_count(const double* sorted_inner, int64_t n_inner
 // cell_sums[g, c, cy, cx] = sum_{u in cell} x[c, u]. boxes[p] = (cy0, cy1, cx0, cx1): the cells
 // covered by the input window of tap p. pair_offset[p, q] = o when q - p is offset o, or -(o + 1)
 // when p - q is offset o (the block is then the transpose of the (q, p) block over q's box).
+AQF_CPU_CODE_END
+
 struct ConvCovShape {
   int64_t n_groups;
   int64_t n_channels;  // per group
@@ -85,6 +92,8 @@ struct ConvCovShape {
   double inv_batch;
   double n_locations;  // output locations per sample: A[0, 0] when there is a bias
 };
+
+AQF_CPU_CODE_BEGIN
 
 AQF_HD inline float conv_cov_entry(const float* S, const float* cell_sums, const int64_t* boxes,
                                    const int64_t* pair_offset, const ConvCovShape& sh, int64_t g,
@@ -122,4 +131,5 @@ AQF_HD inline float conv_cov_entry(const float* S, const float* cell_sums, const
   return static_cast<float>(acc * sh.inv_batch);
 }
 
+AQF_CPU_CODE_END
 }  // namespace aqf

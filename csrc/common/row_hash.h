@@ -14,6 +14,8 @@ struct RowHash {
   uint64_t lo, hi;
 };
 
+AQF_CPU_CODE_BEGIN
+
 AQF_HD AQF_INLINE uint32_t mix32(uint32_t h) {
   h ^= h >> 16;
   h *= 0x85ebca6bu;
@@ -50,4 +52,5 @@ struct RowHashLanes {
   }
 };
 
+AQF_CPU_CODE_END
 }  // namespace aqf

@@ -12,6 +12,7 @@
 #include "common/bessel.h"
 
 namespace aqf {
+AQF_CPU_CODE_BEGIN
 
 struct BesselScratch {
   std::vector<double> ax, q, term, sum;
@@ -57,4 +58,5 @@ void bessel_ie_block(const T* x, T* y, int64_t len, int order, BesselScratch& s)
   }
 }
 
+AQF_CPU_CODE_END
 }  // namespace aqf

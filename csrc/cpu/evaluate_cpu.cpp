@@ -1,4 +1,5 @@
 #include "cpu/evaluate_cpu.h"
+#include "cpu/kernels.h"
 
 #include <algorithm>
 #include <vector>
@@ -8,6 +9,7 @@
 #include "cpu/thread_pool.h"
 
 namespace aqf {
+namespace AQF_CPU_KERNELS_NS {  // compiled once per CPU level: cpu/kernels.h
 namespace {
 
 // Elements per work item: a block's registers (`rows` of them) should stay in the core's L2 cache,
@@ -325,4 +327,5 @@ template void evaluate_cpu<double>(const Program&, const double*, int64_t, const
 template void apply_op_cpu<float>(int32_t, const float* const*, int, float*, int64_t);
 template void apply_op_cpu<double>(int32_t, const double* const*, int, double*, int64_t);
 
+}  // namespace AQF_CPU_KERNELS_NS
 }  // namespace aqf

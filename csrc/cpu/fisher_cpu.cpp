@@ -1,10 +1,12 @@
 #include "cpu/fisher_cpu.h"
+#include "cpu/kernels.h"
 
 #include <algorithm>
 
 #include "cpu/thread_pool.h"
 
 namespace aqf {
+namespace AQF_CPU_KERNELS_NS {  // compiled once per CPU level: cpu/kernels.h
 
 void pair_cumhist_cpu(const double* log_a, const std::vector<int64_t>& sizes_a, const double* log_g,
                       const std::vector<int64_t>& sizes_g, const double* edges, int64_t n_edges,
@@ -84,4 +86,5 @@ void conv_cov_assemble_cpu(const float* S, const float* cell_sums, const int64_t
   });
 }
 
+}  // namespace AQF_CPU_KERNELS_NS
 }  // namespace aqf

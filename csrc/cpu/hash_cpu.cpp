@@ -1,8 +1,10 @@
 #include "cpu/hash_cpu.h"
+#include "cpu/kernels.h"
 
 #include "cpu/thread_pool.h"
 
 namespace aqf {
+namespace AQF_CPU_KERNELS_NS {  // compiled once per CPU level: cpu/kernels.h
 
 RowHash hash_row(const float* row, int64_t n, bool* finite) {
   // Lane sums are order-independent, so the loop vectorizes; finiteness folds in alongside.
@@ -38,11 +40,5 @@ void hash_rows_cpu(const float* rows, int64_t n_rows, int64_t n, RowHash* hashes
   });
 }
 
-void ClassIndex::assign(const RowHash* hashes, int64_t count, int64_t* ids) {
-  for (int64_t r = 0; r < count; ++r) {
-    auto it = map_.emplace(hashes[r], static_cast<int64_t>(map_.size())).first;
-    ids[r] = it->second;
-  }
-}
-
+}  // namespace AQF_CPU_KERNELS_NS
 }  // namespace aqf

@@ -1,4 +1,5 @@
 #include "cpu/schema_cpu.h"
+#include "cpu/kernels.h"
 
 #include <algorithm>
 #include <memory>
@@ -11,6 +12,7 @@
 #include "cpu/thread_pool.h"
 
 namespace aqf {
+namespace AQF_CPU_KERNELS_NS {  // compiled once per CPU level: cpu/kernels.h
 namespace {
 
 constexpr int64_t kMaxMaterializedBytes = int64_t(2) << 30;
@@ -134,4 +136,5 @@ SchemaClasses schema_classes_cpu(const std::vector<Token>& schema, const SchemaC
   return out;
 }
 
+}  // namespace AQF_CPU_KERNELS_NS
 }  // namespace aqf

@@ -1,4 +1,5 @@
 #include "cpu/select_cpu.h"
+#include "cpu/kernels.h"
 
 #include <algorithm>
 #include <limits>
@@ -10,6 +11,7 @@
 #include "cpu/thread_pool.h"
 
 namespace aqf {
+namespace AQF_CPU_KERNELS_NS {  // compiled once per CPU level: cpu/kernels.h
 namespace {
 
 constexpr int64_t kBlock = 2048;  // points per block: the distance accumulator stays in L1
@@ -158,4 +160,5 @@ int64_t farthest_points_cpu(const float* points, int64_t n, int64_t d, const int
   return chosen;
 }
 
+}  // namespace AQF_CPU_KERNELS_NS
 }  // namespace aqf
