@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -84,7 +83,7 @@ def cmd_init(args, next_step: bool = True) -> int:
         remove_study_files(args.study)
         raise
     c = study.counts()
-    n_finite = study.store.query("SELECT count(*) FROM classes WHERE out_finite = 1")[0][0]
+    n_finite = study.n_finite()
     print(f"created {args.study} in {time.perf_counter() - t0:.1f} s: {c['names']:,} names in "
           f"{c['classes']:,} classes ({n_finite:,} with finite outputs); task "
           f"{study.settings['task'] or '-'}")
@@ -126,9 +125,7 @@ def cmd_search(args) -> int:
     if args.strategy:
         study.update_settings(strategy=args.strategy)
     if study.has_fisher() is False and study.settings.get("task"):
-        failed = study.store.query("SELECT fisher_reason, count(*) AS n FROM classes WHERE pool IS "
-                                   "NOT NULL AND fisher_ok = 0 AND out_finite = 1 "
-                                   "GROUP BY fisher_reason ORDER BY n DESC LIMIT 1")
+        failed = study.fisher_failure_reasons(1)
         if failed:
             raise UsageError(f"{args.study} has no valid Fisher features: every one computed failed "
                              f"(most often, {failed[0][1]:,} times: {failed[0][0]}); fix the task, "
@@ -189,22 +186,19 @@ def _print_top(study, k: int) -> None:
 
 def _pool_lines(study) -> List[str]:
     """The status lines about the Fisher pool, its growth and the embeddings."""
-    (n, ok, bad, todo), = study.store.query(
-        "SELECT count(*), total(fisher_ok = 1), total(fisher_ok = 0), "
-        "total(fisher_ok IS NULL AND out_finite = 1) FROM classes WHERE pool IS NOT NULL")
+    progress = study.pool_progress()
+    n, ok, bad, todo = (progress[k] for k in ("pool", "valid", "failed", "todo"))
     if not n:
         return [f"pool      none yet: run `aquasurf featurize {study.path}`"]
     lines = [f"pool      {n:,} classes featurized: {int(ok):,} with valid Fisher features (the "
              f"candidates), {int(bad):,} whose Fisher features failed, {int(todo):,} to compute"
              + (f" (run `aquasurf featurize {study.path}`)" if todo else "")]
-    grown = [json.loads(d) for (d,) in study.store.query(
-        "SELECT detail FROM events WHERE kind = 'pool' ORDER BY id")]
+    grown = study.event_details("pool")
     grown = [g for g in grown if g.get("how") == "grow"]
     if grown:
         lines.append(f"growth    {len(grown)} rounds added {sum(g['added'] for g in grown):,} "
                      f"classes near the best results (last near {', '.join(grown[-1]['near'])})")
-    embeds = [json.loads(d) for (d,) in study.store.query(
-        "SELECT detail FROM events WHERE kind = 'embed' ORDER BY id")]
+    embeds = study.event_details("embed")
     if embeds:
         placed = sum(1 for e in embeds if "placed" in e)
         how = f" ({placed} by placing grown candidates in the layouts before)" if placed else ""
@@ -223,14 +217,13 @@ def cmd_status(args) -> int:
           f"regressor {meta['regressor']}   lease {meta['lease_s']:g} s   "
           f"retries {meta['max_retries']}")
     print(f"space     {c['names']:,} names, {c['classes']:,} classes, {c['candidates']:,} candidates")
-    for _, source in study.store.spaces():
-        print(f"          {source.describe()}")
+    for description in study.space_descriptions():
+        print(f"          {description}")
     for line in _pool_lines(study):
         print(line)
-    feature_set = study.store.query("SELECT detail FROM events WHERE kind = 'feature_set' "
-                                    "ORDER BY id DESC LIMIT 1")
+    feature_set = study.event_details("feature_set")[-1:]
     if feature_set:  # the features the surrogate embedded the candidates by, last time
-        fisher = json.loads(feature_set[0][0])["features"] == "fisher"
+        fisher = feature_set[0]["features"] == "fisher"
         print("features  " + ("Fisher and output features" if fisher else
                               "output features alone: no class has valid Fisher features"))
     print(f"status    {c['done']} done, {c['running']} running, {c['pending']:,} pending, "

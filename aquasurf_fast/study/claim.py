@@ -7,7 +7,6 @@ the class back in the pool. Results belong to the whole equivalence class.
 """
 from __future__ import annotations
 
-import time
 from typing import Any, List, Optional, Sequence
 
 from .store import StudyError
@@ -51,32 +50,15 @@ class Claims:
             return []
         owner = owner or self.owner
         lease_s = float(self.store.meta()["lease_s"])
-        with self.store.transaction() as c:
-            self.store.expire_leases(c, time.time())
+        self.store.expire_leases_now()
         base_ids = self.ranker.baseline_ids()
-        pending_base = [cid for cid in base_ids if self.store.query(
-            "SELECT status FROM classes WHERE id = ?", (cid,))[0][0] == "pending"]
+        pending_base = [cid for cid in base_ids if self.store.status_of(cid) == "pending"]
         # The surrogate is fitted outside the write lock: the first fit of a large space takes a
         # while (UMAP), and other processes must keep writing meanwhile. The ranking is re-checked
-        # against the statuses inside the transaction.
+        # against the statuses when the claims are written.
         ranking = [] if len(pending_base) >= n else self.ranker.ranking(n - len(pending_base))
-        claims = []
-        with self.store.transaction() as c:
-            now = time.time()
-            self.store.expire_leases(c, now)
-            taken = set()
-            for cid in base_ids + ranking:
-                if len(claims) == n:
-                    break
-                # One status read per class tried, not a list of every pending class: a large
-                # space holds millions.
-                if cid in taken or c.execute("SELECT status FROM classes WHERE id = ?",
-                                             (cid,)).fetchone()[0] != "pending":
-                    continue
-                taken.add(cid)
-                token = self.store.claim(c, cid, owner, lease_s, now)
-                name = c.execute("SELECT canonical FROM classes WHERE id = ?", (cid,)).fetchone()[0]
-                claims.append(Claim(name, token, cid, now + lease_s))
+        claims = [Claim(name, token, cid, lease_until) for cid, name, token, lease_until
+                  in self.store.claim_pending(base_ids + ranking, n, owner, lease_s)]
         return claims
 
     def tell(self, name: str, score: float, runtime: Optional[float] = None, **metrics: Any) -> bool:

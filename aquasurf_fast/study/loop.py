@@ -15,7 +15,7 @@ from ..defaults import DEFAULT_GROW, DEFAULT_GROW_EVERY
 from .claim import Claim
 from .growth import KEY as GROWTH_KEY
 from .growth import GrowthFeatures, SearchJobs
-from .store import StudyError
+from .store import Scope, StudyError
 
 WAIT_CAP_S = 1.0  # the longest a turn of the loop waits for an outcome
 
@@ -199,7 +199,7 @@ class _Loop:
         self.grown_at = self.stats["evaluated"]
         added = self.study.pool.grow(self.grow)
         if added:
-            self.study.pool.fill_output_features("pool IS NOT NULL")
+            self.study.pool.fill_output_features(Scope.POOL)
             self.growth.queue()
         self.stats["grown"] += len(added)
         return len(added)

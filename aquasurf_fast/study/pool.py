@@ -12,14 +12,13 @@ processes growing one study never share a round number, nor add what the other j
 """
 from __future__ import annotations
 
-import json
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 
 from ..defaults import GROW_FROM
 from ..surrogate.coverage import PROBE_STRIDE, choose_pool, nearest_rows, take_turns
-from .store import StudyError, from_blob, to_blob
+from .store import Scope, StudyError
 
 # Without a pool size: every class with finite outputs up to this many, else DEFAULT_POOL of them.
 ALL_UP_TO = 10_000
@@ -37,9 +36,9 @@ class FisherPool:
         self.store, self.space = store, space
         self._farthest_memo = None  # (coordinates, seed, seed rows, picked rows) of the last run
 
-    def fill_output_features(self, where: str) -> int:
-        """Compute and store the output features of the classes matching ``where`` that lack them."""
-        rows = self.store.query(f"SELECT id, canonical FROM classes WHERE out_feat IS NULL AND ({where})")
+    def fill_output_features(self, scope: Scope) -> int:
+        """Compute and store the output features of the classes of ``scope`` that lack them."""
+        rows = self.store.classes_without_output_features(Scope.of(scope))
         if rows:
             from ..features import output_features
 
@@ -50,17 +49,11 @@ class FisherPool:
     def _ensure_projections(self) -> None:
         """Coordinates for classes that were added with features but before the study had a
         projection (the projection is fitted on them when there is none)."""
-        # Only explicit and pool classes get output features after they are added.
-        rows = self.store.query("SELECT id, out_feat FROM classes WHERE out_finite = 1 AND "
-                                "projection IS NULL AND out_feat IS NOT NULL AND "
-                                + self.store.CHANGEABLE)
-        if not rows:
+        ids, feats = self.store.classes_without_coordinates()
+        if not ids:
             return
-        feats = np.stack([from_blob(blob) for _, blob in rows])
         coords = self.space.projection(sample_values=feats[:, ::PROBE_STRIDE]).of_features(feats)
-        with self.store.transaction() as c:
-            c.executemany("UPDATE classes SET projection = ? WHERE id = ?",
-                          [(to_blob(row), i) for (i, _), row in zip(rows, coords)])
+        self.store.set_coordinates(ids, coords)
 
     def choose_pool(self, n: Optional[int] = None, random_state: Optional[int] = None) -> int:
         """Put the baselines and ``n`` other classes with finite outputs in the Fisher pool, the
@@ -72,38 +65,24 @@ class FisherPool:
             raise StudyError(f"the pool size must be >= 0, got {n}")
         # Counted up to one past what the choice below compares with: exact up to there, and a
         # space of millions is not read through.
-        n_finite = int(self.store.query(
-            "SELECT count(*) FROM (SELECT 1 FROM classes WHERE out_finite = 1 LIMIT ?)",
-            ((ALL_UP_TO if n is None else n) + 1,))[0][0])
+        n_finite = self.store.count_in_scope(Scope.FINITE,
+                                             up_to=(ALL_UP_TO if n is None else n) + 1)
         target = (n_finite if n_finite <= ALL_UP_TO else DEFAULT_POOL) if n is None else n
         for _ in range(ROUND_TRIES):
             state = self.store.pool_state()
             # Classes whose Fisher features failed do not count: they are no candidates.
-            have = int(self.store.query("SELECT count(*) FROM classes WHERE pool IS NOT NULL AND "
-                                        "baseline = 0 AND out_finite = 1 AND "
-                                        "(fisher_ok IS NULL OR fisher_ok = 1)")[0][0])
+            have = self.store.n_pool_counted()
             picks: List[int] = []
             if target < n_finite and target > have:
                 self._ensure_projections()
                 ids, coords, in_pool = self.store.projections()
-                baselines = [i for i, in self.store.query(
-                    "SELECT id FROM classes WHERE baseline = 1 AND out_finite = 1")]
-                in_pool |= np.isin(ids, baselines)  # they join in this round
+                in_pool |= np.isin(ids, self.store.finite_baseline_ids())  # they join in this round
                 seed = int(self.store.meta()["random_state"] if random_state is None else random_state)
                 picks = ids[self._farthest(coords, in_pool, target - have, seed)].tolist()
-            with self.store.transaction() as c:
-                if self.store.pool_state(c) != state:
-                    continue  # another process added a round meanwhile: choose again
-                round_ = state[0]
-                joined = c.execute("UPDATE classes SET pool = ? WHERE baseline = 1 AND "
-                                   "out_finite = 1 AND pool IS NULL", (round_,)).rowcount
-                if target >= n_finite:
-                    joined += c.execute("UPDATE classes SET pool = ? WHERE out_finite = 1 AND "
-                                        "pool IS NULL", (round_,)).rowcount
-                joined += self.store.add_to_pool(c, picks, round_)
-                if joined:
-                    self.store.log(c, "pool", detail=json.dumps(
-                        {"round": round_, "added": joined, "how": "coverage", "size": target}))
+            joined = self.store.write_pool_round(state, picks, {"how": "coverage", "size": target},
+                                                 baselines=True, all_finite=target >= n_finite)
+            if joined is None:
+                continue  # another process added a round meanwhile: choose again
             return joined
         raise self._busy()
 
@@ -141,22 +120,15 @@ class FisherPool:
             return []
         for _ in range(ROUND_TRIES):
             state = self.store.pool_state()
-            best = self.store.query("SELECT id, canonical FROM classes WHERE status = 'done' AND "
-                                    "score IS NOT NULL AND out_finite = 1 ORDER BY score DESC, "
-                                    "eval_index LIMIT ?", (GROW_FROM,))
+            best = self.store.best_finite_classes(GROW_FROM)
             if not best:
                 return []
             chosen = self._nearest_to(best, k)
             if not chosen:
                 return []
-            with self.store.transaction() as c:
-                if self.store.pool_state(c) != state:
-                    continue  # another process added a round meanwhile: choose again
-                round_ = state[0]
-                self.store.add_to_pool(c, chosen, round_)
-                self.store.log(c, "pool", detail=json.dumps(
-                    {"round": round_, "added": len(chosen), "how": "grow",
-                     "near": [n for _, n in best], "names": self.names_of(chosen)}))
+            detail = {"how": "grow", "near": [n for _, n in best], "names": self.names_of(chosen)}
+            if self.store.write_pool_round(state, chosen, detail) is None:
+                continue  # another process added a round meanwhile: choose again
             return chosen
         raise self._busy()
 
@@ -175,14 +147,17 @@ class FisherPool:
             shortlist = ids[nearest_rows(coords[row], coords, GROW_SHORTLIST * k, in_pool)]
             if shortlist.size == 0:
                 continue
-            cand = dict(self.store.query("SELECT id, canonical FROM classes WHERE id IN (%s)"
-                                         % ",".join(map(str, shortlist.tolist()))))
+            cand = self.store.names_by_id(shortlist.tolist())
             feats = output_features([names[class_id]] + [cand[int(i)] for i in shortlist])
             d2 = ((feats[1:].astype(np.float64) - feats[0]) ** 2).sum(axis=1)
             turns.append([int(i) for i in shortlist[np.lexsort((shortlist, d2))]])
         return take_turns(turns, k)
 
+    def progress(self) -> Dict[str, int]:
+        """Classes in the pool ("pool"), with valid Fisher features ("valid"), whose Fisher features
+        failed ("failed") and still to compute ("todo")."""
+        return self.store.pool_progress()
+
     def names_of(self, class_ids: List[int]) -> List[str]:
         """The canonical names of classes, in the order of their ids."""
-        return [n for _, n in self.store.query("SELECT id, canonical FROM classes WHERE id IN (%s) "
-                                               "ORDER BY id" % ",".join(map(str, class_ids)))]
+        return self.store.names_of(class_ids)

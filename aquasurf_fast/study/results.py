@@ -8,11 +8,6 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 from .._checks import check_int
 from .store import StudyError
 
-_COLUMNS = ("c.id, c.canonical, c.status, c.score, c.metrics, c.runtime, c.attempts, c.error, "
-            "c.eval_index, c.baseline, c.claim_owner, c.claimed_at, c.finished_at, c.n_members, "
-            "c.n_members > (SELECT count(*) FROM functions g WHERE g.class_id = c.id), "
-            "group_concat(f.name, ' ')")
-
 
 class ResultsView:
     """Reads a study's results (the part of ``Study`` behind ``results``, ``iter_results``,
@@ -21,14 +16,10 @@ class ResultsView:
     def __init__(self, store):
         self.store = store
 
-    def _result_rows(self, where: str, order: str, params=(),
-                     space_members: bool = False) -> List[Dict[str, Any]]:
-        """One dict per class matching ``where``; ``members`` holds its explicit names, and with
-        ``space_members`` also its names in the study's schemas and names files (one pass over
-        the stored class ids for all the rows)."""
-        rows = self.store.query(
-            f"SELECT {_COLUMNS} FROM classes c LEFT JOIN functions f ON f.class_id = c.id {where} "
-            f"GROUP BY c.id ORDER BY {order}", params)
+    def _result_dicts(self, rows: List[tuple], space_members: bool = False) -> List[Dict[str, Any]]:
+        """One dict per row of the store's ``result_rows``; ``members`` holds its explicit names,
+        and with ``space_members`` also its names in the study's schemas and names files (one
+        pass over the stored class ids for all the rows)."""
         out, in_space = [], []
         for (cid, name, status, score, metrics, runtime, attempts, error, eval_index, baseline,
              claim_owner, claimed_at, finished_at, n_members, has_space_names, members) in rows:
@@ -54,19 +45,16 @@ class ResultsView:
         """One dict per class: name, status, score, metrics, runtime, attempts, error, n_members,
         members (canonical first). Classes of a schema or names file list their names there only
         with ``members`` (a pass over the space); their explicit names (baselines) always."""
-        where = "" if include_pending else "WHERE c.status IN ('done', 'failed', 'running')"
-        return self._result_rows(where, "c.eval_index IS NULL, c.eval_index, c.id",
-                                 space_members=members)
+        return self._result_dicts(self.store.result_rows(include_pending), space_members=members)
 
     def iter_results(self, include_pending: bool = True, members: bool = True,
                      batch: int = 10_000) -> Iterator[Dict[str, Any]]:
         """``results`` in class order, ``batch`` classes at a time: for exporting every class of a
         large space in bounded memory."""
         last = 0
-        status = "" if include_pending else "AND c.status IN ('done', 'failed', 'running')"
         while True:
-            rows = self._result_rows(f"WHERE c.id > ? {status}", f"c.id LIMIT {int(batch)}", (last,),
-                                     space_members=members)
+            rows = self._result_dicts(self.store.result_rows_after(last, batch, include_pending),
+                                      space_members=members)
             if not rows:
                 return
             last = rows[-1]["class_id"]
@@ -75,15 +63,17 @@ class ResultsView:
     def top(self, k: int = 10) -> List[Dict[str, Any]]:
         """The ``k`` best evaluated classes, best first."""
         k = check_int("k", k, 0, StudyError)
-        rows = self._result_rows("WHERE c.status = 'done' AND c.score IS NOT NULL",
-                                 f"c.score DESC, c.eval_index LIMIT {int(k)}")
+        rows = self._result_dicts(self.store.best_result_rows(k))
         return [r for r in rows if math.isfinite(r["score"])]
 
     def best(self) -> Optional[Dict[str, Any]]:
         best = self.top(1)
         return best[0] if best else None
 
+    def event_details(self, kind: str) -> List[Dict[str, Any]]:
+        """The decoded details of every event of ``kind`` ("pool", "embed", "feature_set", ...),
+        oldest first."""
+        return [json.loads(d) for d in self.store.event_details(kind)]
+
     def events(self, limit: int = 100) -> List[Tuple]:
-        return self.store.query(
-            "SELECT e.time, e.kind, c.canonical, e.owner, e.detail FROM events e "
-            "LEFT JOIN classes c ON c.id = e.class_id ORDER BY e.id DESC LIMIT ?", (limit,))
+        return self.store.recent_events(limit)

@@ -17,7 +17,7 @@ from ..defaults import expression_name
 from ..expr import ParseError
 from ..spaces import NamesFileSource, SchemaSource, name_hash
 from .space_insert import insert_space_classes
-from .store import StudyError
+from .store import Scope, StudyError
 
 PROJECTION_KEY = "projection_basis"
 
@@ -129,8 +129,7 @@ class SpaceBuilder:
             sample_values = evaluate(list(sample_names), probe_subset())
         finite = np.isfinite(sample_values).all(axis=1)
         projection = Projection.fit(sample_values[finite][:SAMPLE])
-        with self.store.transaction() as c:
-            self.store.put_array(c, PROJECTION_KEY, projection.basis)
+        self.store.set_array(PROJECTION_KEY, projection.basis)
         return projection
 
     # -- explicit names ----------------------------------------------------------------------------
@@ -198,7 +197,7 @@ class SpaceBuilder:
                 if index is not None:
                     held[index] = True
 
-        mark(row[0] for row in self.store.query("SELECT name FROM functions"))
+        mark(self.store.explicit_names())
         for _, earlier in self.store.spaces():
             if earlier.kind == "schema":
                 held[source.space.overlap(earlier.space)] = True
@@ -219,7 +218,7 @@ class SpaceBuilder:
             source = NamesFileSource(path)
         except ValueError as exc:
             raise StudyError(str(exc)) from None
-        explicit = {row[0] for row in self.store.query("SELECT name FROM functions")}
+        explicit = set(self.store.explicit_names())
         earlier = self.store.spaces()
 
         def held(name):
@@ -252,6 +251,14 @@ class SpaceBuilder:
         return np.sort(items[rng.permutation(items.size)[:SAMPLE]])
 
     # -- lookups -----------------------------------------------------------------------------------
+
+    def n_finite(self) -> int:
+        """How many classes have finite outputs (a pass over the classes)."""
+        return self.store.count_in_scope(Scope.FINITE)
+
+    def space_descriptions(self) -> List[str]:
+        """One line per schema or names file of the space, oldest first."""
+        return [source.describe() for _, source in self.store.spaces()]
 
     def class_of(self, name: str) -> str:
         """The canonical name of the class holding ``name`` (any name of the space)."""

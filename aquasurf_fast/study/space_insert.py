@@ -4,7 +4,6 @@ while SQLite inserts the chunk before. The classes themselves are found by ``stu
 """
 from __future__ import annotations
 
-import itertools
 from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -17,10 +16,7 @@ class _Fingerprints:
     """The fingerprints of the classes already in a study, for merging a new space into them."""
 
     def __init__(self, store):
-        rows = store.query("SELECT out_hash, id FROM classes WHERE out_hash IS NOT NULL")
-        keys = np.array([r[0] for r in rows], dtype="S16")
-        order = np.argsort(keys, kind="stable")
-        self.keys, self.ids = keys[order], np.array([r[1] for r in rows], dtype=np.int64)[order]
+        self.keys, self.ids = store.fingerprint_index()
 
     def find(self, keys: np.ndarray) -> np.ndarray:
         """The class id holding each key, 0 where none does."""
@@ -80,7 +76,7 @@ def insert_space_classes(store, source, keys: bytes, finite: np.ndarray, n_membe
         bar = tqdm(total=n, desc="classes", unit="class")
     with store.transaction() as c:
         space_id = store.add_space(c, source)
-        next_id = int(c.execute("SELECT coalesce(max(id), 0) + 1 FROM classes").fetchone()[0])
+        next_id = store.next_class_id(c)
         # New: no class of the study has its outputs, and a name of it is not held already.
         new = (found == 0) & (n_members > 0)
         ids = np.where(new, 0, found)
@@ -96,15 +92,12 @@ def insert_space_classes(store, source, keys: bytes, finite: np.ndarray, n_membe
             starts = range(0, n, CHUNK)
             for lo, (rows, names, blobs) in zip(starts, _one_ahead(prepare, starts)):
                 hi = min(n, lo + CHUNK)
-                c.executemany(
-                    "INSERT INTO classes (id, canonical, n_members, out_hash, out_finite, "
-                    "space_id, rep_index, projection) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    zip(ids[rows].tolist(), names, n_members[rows].tolist(),
-                        key_of[rows].tolist(), finite[rows].astype(int).tolist(),
-                        itertools.repeat(space_id), rep_index[rows].tolist(), blobs))
+                store.insert_classes_of_space(
+                    c, space_id, ids[rows].tolist(), names, n_members[rows].tolist(),
+                    key_of[rows].tolist(), finite[rows].astype(int).tolist(),
+                    rep_index[rows].tolist(), blobs)
                 merged = lo + np.flatnonzero(found[lo:hi] != 0)
-                c.executemany("UPDATE classes SET n_members = n_members + ? WHERE id = ?",
-                              zip(n_members[merged].tolist(), ids[merged].tolist()))
+                store.add_member_counts(c, ids[merged].tolist(), n_members[merged].tolist())
                 if bar is not None:
                     bar.update(hi - lo)
         finish(c, space_id, ids.astype(np.int32))

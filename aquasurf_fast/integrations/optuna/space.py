@@ -182,20 +182,18 @@ def as_space(space, baselines: Sequence[str] = DEFAULT_BASELINES) -> ActivationS
 def read_study(path: str) -> dict:
     """``ActivationSpace`` arguments from a study file: classes, features and stored embeddings.
 
-    The only code here that knows how a study is stored; it uses ``Study(path)`` and
-    ``.store.query`` alone.
+    The only code here that reads a study; it uses ``Study(path)`` and the store's exports
+    (``classes_with_output_features``, ``explicit_members``, ``all_embeddings``) alone.
     """
     from ...study.study import Study
-    from ...study.store import from_blob
 
     study = Study(path, create=False)
     try:
         # Classes without stored output features are never candidates; in a study of a large
         # space they are the millions outside the Fisher pool, and are left out.
-        rows = study.store.query("SELECT id, canonical, out_feat, fisher_feat, fisher_ok "
-                                 "FROM classes WHERE out_feat IS NOT NULL ORDER BY id")
-        members = study.store.query("SELECT class_id, name FROM functions ORDER BY rowid")
-        embeddings = study.store.query("SELECT key, n, coords FROM embeddings")
+        rows = study.store.classes_with_output_features()
+        members = study.store.explicit_members()
+        embeddings = study.store.all_embeddings()
     finally:
         study.close()
     position = {row[0]: i for i, row in enumerate(rows)}
@@ -203,17 +201,16 @@ def read_study(path: str) -> dict:
     for class_id, name in members:
         if class_id in position and name != rows[position[class_id]][1]:
             classes[position[class_id]].append(name)
-    out = np.stack([from_blob(r[2]) for r in rows]) if rows else np.zeros((0, 1000), np.float32)
+    out = np.stack([r[2] for r in rows]) if rows else np.zeros((0, 1000), np.float32)
     ok = np.array([bool(r[4]) and r[3] is not None for r in rows], dtype=bool)
     fisher = None
     if ok.any():
-        width = next(len(from_blob(r[3])) for r, o in zip(rows, ok) if o)
+        width = next(len(r[3]) for r, o in zip(rows, ok) if o)
         fisher = np.full((len(rows), width), np.nan, dtype=np.float32)
         for i in np.flatnonzero(ok):
-            fisher[i] = from_blob(rows[i][3])
+            fisher[i] = rows[i][3]
     return {"classes": classes, "out_feats": out, "fisher": fisher, "fisher_ok": ok,
-            "embeddings": {key: from_blob(coords).reshape(n, -1).copy()
-                           for key, n, coords in embeddings}}
+            "embeddings": embeddings}
 
 
 __all__ = ["ActivationSpace", "as_space", "read_study"]

@@ -12,7 +12,7 @@ import math
 import sqlite3
 import time
 import uuid
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -49,6 +49,52 @@ class ClaimTables:
                 "claimed_at = NULL, lease_until = NULL WHERE id = ?", (class_id,))
             self.log(c, "lease_expired", class_id, owner)
         return len(stale)
+
+    def expire_leases_now(self) -> int:
+        """``expire_leases`` in a transaction of its own."""
+        with self.transaction() as c:
+            return self.expire_leases(c, time.time())
+
+    def status_of(self, class_id: int) -> str:
+        """The status of a class: "pending", "running", "done" or "failed"."""
+        return self._query("SELECT status FROM classes WHERE id = ?", (int(class_id),))[0][0]
+
+    def claim_pending(self, class_ids: Sequence[int], n: int, owner: str,
+                      lease_s: float) -> List[Tuple[int, str, str, float]]:
+        """Claim the first ``n`` of ``class_ids`` that are pending, in one transaction that first
+        expires the leases run out. Returns (class id, canonical name, token, lease end) of each."""
+        claimed: List[Tuple[int, str, str, float]] = []
+        with self.transaction() as c:
+            now = time.time()
+            self.expire_leases(c, now)
+            taken = set()
+            for class_id in class_ids:
+                if len(claimed) == n:
+                    break
+                # One status read per class tried, not a list of every pending class: a large
+                # space holds millions.
+                if class_id in taken or c.execute("SELECT status FROM classes WHERE id = ?",
+                                                  (class_id,)).fetchone()[0] != "pending":
+                    continue
+                taken.add(class_id)
+                token = self.claim(c, class_id, owner, lease_s, now)
+                name = c.execute("SELECT canonical FROM classes WHERE id = ?",
+                                 (class_id,)).fetchone()[0]
+                claimed.append((class_id, name, token, now + lease_s))
+        return claimed
+
+    def scores(self) -> Dict[int, float]:
+        """The evaluated classes' scores (those with one), by class id."""
+        return dict(self._query(
+            "SELECT id, score FROM classes WHERE status = 'done' AND score IS NOT NULL"))
+
+    def evaluated_and_running(self) -> Tuple[Dict[int, Optional[float]], List[int]]:
+        """(the score of every evaluated class, None where it has none, by id; the ids of the
+        classes being evaluated)."""
+        rows = self._query("SELECT id, status, score FROM classes WHERE status IN "
+                           "('done', 'running')")
+        return ({cid: score for cid, st, score in rows if st == "done"},
+                [cid for cid, st, _ in rows if st == "running"])
 
     def claim(self, c: sqlite3.Connection, class_id: int, owner: str, lease_s: float,
               now: float) -> str:

@@ -8,7 +8,9 @@ equal fingerprints are merged.
 """
 from __future__ import annotations
 
+import itertools
 import json
+import sqlite3
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -111,12 +113,60 @@ class ClassTables:
                  for i, f, o, r in zip(class_ids, feats, ok, reasons)],
             )
 
+    def names_by_id(self, class_ids: Sequence[int]) -> Dict[int, str]:
+        """The canonical name of each class, by id."""
+        out: Dict[int, str] = {}
+        ids = [int(i) for i in class_ids]
+        for start in range(0, len(ids), 500):
+            part = ids[start:start + 500]
+            out.update(self._query(f"SELECT id, canonical FROM classes WHERE id IN "
+                                   f"({','.join('?' * len(part))})", part))
+        return out
+
+    def names_of(self, class_ids: Sequence[int]) -> List[str]:
+        """The canonical names of classes, in the order of their ids."""
+        names = self.names_by_id(class_ids)
+        return [names[i] for i in sorted(names)]
+
+    # -- the classes of a schema or names file -----------------------------------------------------
+
+    def fingerprint_index(self) -> Tuple[np.ndarray, np.ndarray]:
+        """(the 16-byte output fingerprints of the study's classes that have one, "S16", sorted;
+        the class id of each): for merging a new space into the classes present."""
+        rows = self._query("SELECT out_hash, id FROM classes WHERE out_hash IS NOT NULL")
+        keys = np.array([r[0] for r in rows], dtype="S16")
+        order = np.argsort(keys, kind="stable")
+        return keys[order], np.array([r[1] for r in rows], dtype=np.int64)[order]
+
+    def next_class_id(self, c: sqlite3.Connection) -> int:
+        """The id the next class inserted gets (inside the transaction ``c``)."""
+        return int(c.execute("SELECT coalesce(max(id), 0) + 1 FROM classes").fetchone()[0])
+
+    def insert_classes_of_space(self, c: sqlite3.Connection, space_id: int, ids: Sequence[int],
+                             names: Sequence[str], n_members: Sequence[int],
+                             keys: Sequence[bytes], finite: Sequence[int],
+                             rep_index: Sequence[int], coords: Sequence[Optional[bytes]]) -> None:
+        """Insert new classes of the space ``space_id`` (inside the transaction ``c``): their ids,
+        representatives' names, member counts, fingerprints, finite flags, representatives'
+        indexes in the space and coordinates (float32 bytes, None without)."""
+        c.executemany(
+            "INSERT INTO classes (id, canonical, n_members, out_hash, out_finite, "
+            "space_id, rep_index, projection) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            zip(ids, names, n_members, keys, finite, itertools.repeat(space_id), rep_index,
+                coords))
+
+    def add_member_counts(self, c: sqlite3.Connection, class_ids: Sequence[int],
+                          n_members: Sequence[int]) -> None:
+        """Count more names in classes present (inside the transaction ``c``)."""
+        c.executemany("UPDATE classes SET n_members = n_members + ? WHERE id = ?",
+                      zip(n_members, class_ids))
+
     def class_of(self, name: str) -> Tuple[int, str]:
         """(class id, canonical name) of any name of the space."""
         from ...expr import canonical_name
 
         def explicit(form):
-            return self.query("SELECT c.id, c.canonical FROM functions f JOIN classes c "
+            return self._query("SELECT c.id, c.canonical FROM functions f JOIN classes c "
                               "ON c.id = f.class_id WHERE f.name = ?", (form,))
 
         # As written first: explicit names need not be expressions ("elu" in a synthetic space).
@@ -128,7 +178,7 @@ class ClassTables:
                 index = self.index_in_space(space_id, source, canonical)
                 class_id = 0 if index is None else self.class_id_at(space_id, index)
                 if class_id:
-                    row = self.query("SELECT id, canonical FROM classes WHERE id = ?", (class_id,))
+                    row = self._query("SELECT id, canonical FROM classes WHERE id = ?", (class_id,))
                     break
         if not row:
             raise StudyError(f"{name!r} is not in this study's search space")
@@ -141,7 +191,7 @@ class ClassTables:
         for start in range(0, len(wanted), 500):
             part = wanted[start:start + 500]
             marks = ",".join("?" * len(part))
-            for class_id, name in self.query(f"SELECT class_id, name FROM functions WHERE class_id "
+            for class_id, name in self._query(f"SELECT class_id, name FROM functions WHERE class_id "
                                              f"IN ({marks}) ORDER BY rowid", part):
                 out[class_id].append(name)
         spaces = self.spaces() if wanted else []

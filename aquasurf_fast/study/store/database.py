@@ -163,7 +163,7 @@ class Database:
     def counts(self) -> Dict[str, int]:
         """Classes by status ("pending", "running", "done", "failed") and explicit names
         ("functions"), read from the counts the triggers keep: O(1), not a scan of the classes."""
-        return {key: int(n) for key, n in self.query(f"SELECT key, n FROM {COUNTS_TABLE}")}
+        return {key: int(n) for key, n in self._query(f"SELECT key, n FROM {COUNTS_TABLE}")}
 
     def _create(self, meta: Mapping[str, Any]) -> None:
         with self.transaction() as c:
@@ -205,9 +205,14 @@ class Database:
                 raise
             self.conn.execute("COMMIT")
 
-    def query(self, sql: str, params: Sequence[Any] = ()) -> List[tuple]:
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> List[tuple]:
+        """The rows of one statement. Private to ``study/store``: the rest of the package asks the
+        store's named methods (``tests/test_store_seams.py`` holds it to that)."""
         with self._lock, self._translate_errors():
             return self.conn.execute(sql, params).fetchall()
+
+    # For tests and for looking into a study file by hand; never called by the package.
+    query = _query
 
     def close(self) -> None:
         with self._lock, contextlib.suppress(Exception):
@@ -222,3 +227,38 @@ class Database:
             "INSERT INTO events (time, kind, class_id, owner, detail) VALUES (?, ?, ?, ?, ?)",
             (time.time(), kind, class_id, owner, detail),
         )
+
+    def log_event(self, kind: str, class_id: Optional[int] = None, owner: Optional[str] = None,
+                  detail: Optional[str] = None) -> None:
+        """``log`` in a transaction of its own."""
+        with self.transaction() as c:
+            self.log(c, kind, class_id, owner, detail)
+
+    def log_event_if_changed(self, kind: str, owner: Optional[str], detail: str) -> bool:
+        """Log an event of ``kind`` unless the last one of that kind has the same ``detail``;
+        returns whether it was logged."""
+        with self.transaction() as c:
+            last = c.execute("SELECT detail FROM events WHERE kind = ? ORDER BY id DESC LIMIT 1",
+                             (kind,)).fetchone()
+            if last is not None and last[0] == detail:
+                return False
+            self.log(c, kind, owner=owner, detail=detail)
+        return True
+
+    def event_details(self, kind: str) -> List[str]:
+        """The details of every event of ``kind``, oldest first."""
+        return [d for d, in self._query("SELECT detail FROM events WHERE kind = ? ORDER BY id",
+                                        (kind,))]
+
+    def last_event_detail(self, kind: str) -> Optional[str]:
+        """The detail of the newest event of ``kind``, None when there is none."""
+        rows = self._query("SELECT detail FROM events WHERE kind = ? ORDER BY id DESC LIMIT 1",
+                           (kind,))
+        return rows[0][0] if rows else None
+
+    def recent_events(self, limit: int = 100) -> List[tuple]:
+        """(time, kind, class name or None, owner, detail) of the last ``limit`` events, newest
+        first."""
+        return self._query(
+            "SELECT e.time, e.kind, c.canonical, e.owner, e.detail FROM events e "
+            "LEFT JOIN classes c ON c.id = e.class_id ORDER BY e.id DESC LIMIT ?", (limit,))

@@ -14,12 +14,17 @@ class EmbeddingTable:
     """The ``embeddings`` table (a part of ``Store``)."""
 
     def get_embedding(self, key: str) -> Optional[np.ndarray]:
-        row = self.query("SELECT n, coords FROM embeddings WHERE key = ?", (key,))
+        row = self._query("SELECT n, coords FROM embeddings WHERE key = ?", (key,))
         if not row:
             return None
         n, blob = row[0]
         # [n, 2]: one layout; [n, 2M]: M layouts side by side (the ensemble strategy's).
         return from_blob(blob).reshape(n, -1).copy()
+
+    def all_embeddings(self) -> Dict[str, np.ndarray]:
+        """Every stored embedding, by key ([n, 2] or [n, 2M] each)."""
+        return {key: from_blob(blob).reshape(n, -1).copy()
+                for key, n, blob in self._query("SELECT key, n, coords FROM embeddings")}
 
     def put_embedding(self, key: str, coords: np.ndarray) -> None:
         coords = np.asarray(coords, dtype=np.float32)

@@ -19,6 +19,7 @@ class SettingsTables:
 
     def meta(self) -> Dict[str, Any]:
         out = {}
+        # ``query``, not ``_query``: ``StudyReader`` shares this method and has only ``query``.
         for key, value in self.query("SELECT key, value FROM meta"):
             try:
                 out[key] = json.loads(value)
@@ -39,7 +40,7 @@ class SettingsTables:
     def features_version(self) -> int:
         """A counter raised whenever the candidates' features may have changed (classes added,
         Fisher features stored): a cache of them is valid while it reads the same."""
-        return self.query("SELECT value FROM meta WHERE key = 'features_version'")[0][0]
+        return self._query("SELECT value FROM meta WHERE key = 'features_version'")[0][0]
 
     def bump_features_version(self, c: Optional[sqlite3.Connection] = None) -> None:
         """Raise the features version, inside the transaction ``c`` or in one of its own."""
@@ -52,11 +53,16 @@ class SettingsTables:
     # -- named arrays (the output projection's basis) ----------------------------------------------
 
     def get_array(self, key: str) -> Optional[np.ndarray]:
-        row = self.query("SELECT shape, data FROM arrays WHERE key = ?", (key,))
+        row = self._query("SELECT shape, data FROM arrays WHERE key = ?", (key,))
         if not row:
             return None
         shape, data = row[0]
         return from_blob(data).reshape(json.loads(shape)).copy()
+
+    def set_array(self, key: str, array: np.ndarray) -> None:
+        """``put_array`` in a transaction of its own."""
+        with self.transaction() as c:
+            self.put_array(c, key, array)
 
     def put_array(self, c: sqlite3.Connection, key: str, array: np.ndarray) -> None:
         c.execute("INSERT OR REPLACE INTO arrays (key, shape, data) VALUES (?, ?, ?)",

@@ -54,7 +54,7 @@ class SpaceTables:
 
     def spaces(self) -> List[Tuple[int, object]]:
         """(space id, source) of every space, oldest first (sources are built once per Store)."""
-        rows = self.query("SELECT id, kind, source, ops, digest, n_names FROM spaces ORDER BY id")
+        rows = self._query("SELECT id, kind, source, ops, digest, n_names FROM spaces ORDER BY id")
         cache = self.__dict__.setdefault("_sources", {})
         out = []
         for space_id, kind, source, ops, digest, n_names in rows:
@@ -71,11 +71,11 @@ class SpaceTables:
         names with a class, so without a names file's blank, comment and repeated lines, nor the
         names an earlier space or explicit list held first. Spaces are only ever added whole, so
         the count is kept per number of spaces: the search loop reads it at every step."""
-        n_spaces = int(self.query("SELECT count(*) FROM spaces")[0][0])
+        n_spaces = int(self._query("SELECT count(*) FROM spaces")[0][0])
         cached = self.__dict__.get("_space_names")
         if cached is None or cached[0] != n_spaces:
             total = sum(int(np.count_nonzero(np.frombuffer(row[0], dtype="<i4")))
-                        for row in self.query("SELECT class_ids FROM space_classes"))
+                        for row in self._query("SELECT class_ids FROM space_classes"))
             cached = self.__dict__["_space_names"] = (n_spaces, total)
         return cached[1]
 
@@ -89,12 +89,12 @@ class SpaceTables:
     def class_ids(self, space_id: int) -> np.ndarray:
         """int32 [n_names]: the class id of every name of a space (0: a line that is no name, or a
         name held first elsewhere in the study)."""
-        rows = self.query("SELECT class_ids FROM space_classes WHERE space_id = ? ORDER BY chunk",
+        rows = self._query("SELECT class_ids FROM space_classes WHERE space_id = ? ORDER BY chunk",
                           (space_id,))
         return np.frombuffer(b"".join(r[0] for r in rows), dtype="<i4")
 
     def class_id_at(self, space_id: int, index: int) -> int:
-        row = self.query("SELECT class_ids FROM space_classes WHERE space_id = ? AND chunk = ?",
+        row = self._query("SELECT class_ids FROM space_classes WHERE space_id = ? AND chunk = ?",
                          (space_id, index // CHUNK))
         return int(np.frombuffer(row[0][0], dtype="<i4")[index % CHUNK]) if row else 0
 
@@ -110,6 +110,6 @@ class SpaceTables:
         million names)."""
         if source.kind == "schema":
             return source.index(name)
-        row = self.query("SELECT min(line) FROM space_names WHERE space_id = ? AND hash = ?",
+        row = self._query("SELECT min(line) FROM space_names WHERE space_id = ? AND hash = ?",
                          (space_id, name_hash(name)))
         return None if row[0][0] is None else int(row[0][0])
