@@ -15,6 +15,7 @@ from ._version import __version__  # noqa: F401  (the version is part of the pub
 _LAZY = {
     "Activation": "nn",
     "build_info": "build_info",
+    "benchmark_fisher": "bench.fisher_speed",
     "FisherError": "fisher.spectrum",
     "FisherSpectrum": "fisher.spectrum",
     "LayerSpectrum": "fisher.spectrum",
@@ -42,7 +43,7 @@ def __getattr__(name):
 __all__ = [
     "Activation", "BENCHMARK_SCHEMA", "BENCHMARK_UNARY_OPS", "BINARY_OPS", "Expr", "FisherError", "FisherSpectrum",
     "LayerSpectrum", "NARY_OPS", "ParseError", "SchemaClasses", "SchemaSpace", "Study", "StudyError", "Surrogate",
-    "UNARY_OPS", "build_info", "compile", "cuda_available", "enumerate_schema", "equivalence_classes", "evaluate",
+    "UNARY_OPS", "build_info", "benchmark_fisher", "compile", "cuda_available", "enumerate_schema", "equivalence_classes", "evaluate",
     "evaluate_grad", "fisher_features", "fisher_features_for", "fisher_spectrum", "load_benchmark", "num_threads",
     "output_features", "parse", "probe_inputs", "schema_classes", "set_num_threads",
 ]

@@ -5,6 +5,7 @@ import sys
 import time
 
 from ..expr import BENCHMARK_SCHEMA
+from .bench_fisher import add_bench_fisher_parser
 from .common import (UsageError, add_device_option, add_executor_options, add_no_progress,
                      add_training_options, add_unary_option, data_dir_env, executor_from_args,
                      int_at_least, training_options, unary_ops)
@@ -128,3 +129,4 @@ def add_bench_parsers(sub) -> None:
     sp.add_argument("--out", default=".", help="directory for replay.png (default: here)")
     add_no_progress(sp)
     sp.set_defaults(fn=cmd_bench_replay)
+    add_bench_fisher_parser(bsub)

@@ -2,7 +2,10 @@
 
 Slow and simple on purpose: patches gathered tap by tap, explicit sums of outer products,
 materialized pairs, attention written out with nn.Linear projections. Tests compare the fast paths
-of aquasurf_fast.fisher (and the C++/CUDA core) against these.
+of aquasurf_fast.fisher (and the C++/CUDA core) against these, and ``plain_spectrum`` and
+``plain_features`` chained after ``layer_factors_reference`` are the plain-torch pipeline that
+``aquasurf bench fisher`` checks the package against (in float64) and times (in float32, the
+precision a torch user sums in).
 """
 from __future__ import annotations
 
@@ -17,13 +20,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-def conv_patches_reference(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """im2col patches [B, L, C * prod(kernel)] in float64 of a Conv1d, Conv2d or Conv3d call:
+def conv_patches_reference(module: nn.Module, x: torch.Tensor, dtype=torch.float64) -> torch.Tensor:
+    """im2col patches [B, L, C * prod(kernel)] in ``dtype`` of a Conv1d, Conv2d or Conv3d call:
     columns in channel-major (c, *tap) order, locations in row-major order, padding applied as
     the module does. Built tap by tap: tap t sees the padded input from t * dilation on, every
     stride-th element. Mirrors fisher.factors._patches (the im2col path) and the cell path of csrc
     conv_cov_assemble."""
-    x = x.double()
+    x = x.to(dtype)
     nd = x.dim() - 2
     k, s, d, pad = module.kernel_size, module.stride, module.dilation, module.padding
     if pad == "valid":
@@ -44,16 +47,16 @@ def conv_patches_reference(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return patches.reshape(b, c * len(taps), -1).transpose(1, 2)
 
 
-def input_factor_reference(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """A [n_groups, dim, dim] float64: sum over batch and locations of a a^T / B, a = the layer
+def input_factor_reference(module: nn.Module, x: torch.Tensor, dtype=torch.float64) -> torch.Tensor:
+    """A [n_groups, dim, dim] in ``dtype``: sum over batch and locations of a a^T / B, a = the layer
     input (Linear) or im2col patch of one group (conv), with a 1 prepended when there is a bias.
     Mirrors fisher.factors._input_factor (rows/triangle/Gram paths and the csrc cell assembly)."""
     batch = x.shape[0]
     if isinstance(module, nn.Linear):
-        rows = x.double().reshape(-1, x.shape[-1]).unsqueeze(1)  # [N, 1, D]
+        rows = x.to(dtype).reshape(-1, x.shape[-1]).unsqueeze(1)  # [N, 1, D]
         groups = 1
     else:
-        p = conv_patches_reference(module, x)
+        p = conv_patches_reference(module, x, dtype)
         groups = module.groups
         rows = p.reshape(-1, groups, p.shape[-1] // groups)  # [N, groups, d]
     if module.bias is not None:
@@ -61,10 +64,10 @@ def input_factor_reference(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return torch.einsum("ngi,ngj->gij", rows, rows) / batch
 
 
-def grad_factor_reference(module: nn.Module, g: torch.Tensor) -> torch.Tensor:
-    """G [n_groups, dim, dim] float64: sum of g g^T over batch and output locations / (B T).
+def grad_factor_reference(module: nn.Module, g: torch.Tensor, dtype=torch.float64) -> torch.Tensor:
+    """G [n_groups, dim, dim] in ``dtype``: sum of g g^T over batch and output locations / (B T).
     Mirrors fisher.factors._grad_factor."""
-    g = g.double()
+    g = g.to(dtype)
     if isinstance(module, nn.Linear):
         rows = g.reshape(-1, g.shape[-1]).unsqueeze(1)
     else:
@@ -74,12 +77,16 @@ def grad_factor_reference(module: nn.Module, g: torch.Tensor) -> torch.Tensor:
     return torch.einsum("ngi,ngj->gij", rows, rows) / rows.shape[0]
 
 
-def layer_factors_reference(model: nn.Module, inputs, targets, loss=None) -> List[Tuple[str, torch.Tensor, torch.Tensor]]:
-    """(name, A, G) per supported layer, from plain forward hooks and autograd in float64
-    arithmetic for the sums. Mirrors fisher._forward_backward + the factor kernels."""
+def layer_factors_reference(model: nn.Module, inputs, targets, loss=None,
+                            dtype=torch.float64) -> List[Tuple[str, torch.Tensor, torch.Tensor]]:
+    """(name, A, G) per supported layer, from plain forward hooks and autograd, the sums in
+    ``dtype``. A layer called several times contributes its first call; a layer the loss does not
+    reach has G = 0. Mirrors fisher._forward_backward + the factor kernels."""
     caps = []
 
     def hook(module, args, out):
+        if any(m is module for m, _, _ in caps):
+            return
         out.retain_grad()
         caps.append((module, args[0].detach(), out))
 
@@ -93,13 +100,15 @@ def layer_factors_reference(model: nn.Module, inputs, targets, loss=None) -> Lis
     finally:
         for h in hs:
             h.remove()
-    return [(names[m], input_factor_reference(m, x), grad_factor_reference(m, o.grad)) for m, x, o in caps]
+    return [(names[m], input_factor_reference(m, x, dtype),
+             grad_factor_reference(m, o.grad if o.grad is not None else torch.zeros_like(o), dtype))
+            for m, x, o in caps]
 
 
 def eigvals_reference(factor: torch.Tensor) -> np.ndarray:
     """float64 eigenvalues [n_groups, dim] ascending, those below LAPACK's error bound
     (dim * eps * max) set to 0. Mirrors fisher._eigvalsh."""
-    ev = torch.linalg.eigvalsh(factor.double()).numpy()
+    ev = torch.linalg.eigvalsh(factor.double()).cpu().numpy()
     tol = ev.shape[-1] * np.finfo(np.float64).eps * np.abs(ev).max(axis=-1, keepdims=True)
     return np.where(np.abs(ev) <= tol, 0.0, ev)
 
@@ -118,6 +127,33 @@ def layer_cdf_reference(eig_A: np.ndarray, eig_G: np.ndarray, num_weights: int):
     hist, _ = np.histogram(np.concatenate(sums), bins=np.linspace(-100.0, 100.0, n_edges))
     cum = np.cumsum(hist)
     return (cum / cum[-1]).astype(np.float32)
+
+
+def plain_spectrum(factors) -> List[Tuple[str, np.ndarray, np.ndarray]]:
+    """(name, eig_A, eig_G) per layer of ``layer_factors_reference``'s factors: float64
+    ``eigvalsh`` with numerical zeros set to 0 (``eigvals_reference``). Mirrors fisher._eig_all."""
+    return [(name, eigvals_reference(a), eigvals_reference(g)) for name, a, g in factors]
+
+
+def plain_features(model: nn.Module, spectrum) -> np.ndarray:
+    """The model's feature (concatenated ``layer_cdf_reference``) from ``plain_spectrum``'s
+    eigenvalues of ``model``'s layers, float32. Mirrors fisher.fisher_features."""
+    parts = []
+    for name, eig_a, eig_g in spectrum:
+        layer = model.get_submodule(name)
+        n = layer.weight.numel() + (layer.bias.numel() if layer.bias is not None else 0)
+        cdf = layer_cdf_reference(eig_a, eig_g, n)
+        if cdf is not None:
+            parts.append(cdf)
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+
+
+def reference_model(model: nn.Module) -> nn.Module:
+    """The model that forward hooks see as the package does: ``with_linear_attention(model)`` when
+    it holds an nn.MultiheadAttention (hooks never see its projections), else ``model`` itself."""
+    if any(isinstance(m, nn.MultiheadAttention) for m in model.modules()):
+        return with_linear_attention(model)
+    return model
 
 
 class LinearAttention(nn.Module):
