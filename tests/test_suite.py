@@ -109,7 +109,7 @@ def test_suite_tables_and_worst_case_by_hand(suite):
 
 def test_suite_command_prints_every_part(two_files):
     out = subprocess.run([sys.executable, "-m", "aquasurf_fast.cli", "bench", "suite", *two_files,
-                          "--strategies", "adaptive:kappa=0,adaptive,paper", "--trials", "2",
+                          "--strategies", "adaptive:kappa=0:spread=4,adaptive,paper", "--trials", "2",
                           "--budget", "15", "--long-budget", "0", "--no-progress"],
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
@@ -203,7 +203,7 @@ def test_leave_one_out_matches_a_float64_brute_force():
 
 def test_variants_parse_and_bad_ones_say_why():
     assert parse_variant("paper") == ("paper", AdaptiveSettings())
-    name, s = parse_variant("adaptive:spread=0,kappa=1")
+    name, s = parse_variant("adaptive:spread=0:kappa=1")
     assert name == "adaptive" and s.spread == 0 and s.kappa == 1.0 and isinstance(s.spread, int)
     for bad in ("paper:kappa=1", "adaptive:kappa", "adaptive:kappa=x"):
         with pytest.raises(ValueError):

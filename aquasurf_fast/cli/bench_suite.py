@@ -62,7 +62,7 @@ def add_bench_suite_parser(bsub) -> None:
     sp.add_argument("files", nargs="*", help="benchmark files (default: the shipped ones)")
     sp.add_argument("--strategies", default=SUITE_STRATEGIES,
                     help="comma-separated strategies, adaptive variants as "
-                         f"adaptive:spread=0,kappa=1 (default {SUITE_STRATEGIES})")
+                         f"adaptive:spread=0:kappa=1 (default {SUITE_STRATEGIES})")
     sp.add_argument("--trials", type=int_at_least(1), default=50,
                     help="searches per strategy, benchmark and W (default 50)")
     sp.add_argument("--budget", type=int_at_least(1), default=100,

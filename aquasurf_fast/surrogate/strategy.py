@@ -95,7 +95,8 @@ class AdaptiveSettings:
 
 
 def parse_variant(spec: str):
-    """(strategy name, AdaptiveSettings) from ``NAME`` or ``adaptive:spread=0,kappa=1``."""
+    """(strategy name, AdaptiveSettings) from ``NAME`` or ``adaptive:spread=0:kappa=1`` (colons,
+    not commas: strategies are listed with commas)."""
     name, _, params = spec.partition(":")
     settings = AdaptiveSettings()
     if not params:
@@ -104,10 +105,10 @@ def parse_variant(spec: str):
         raise ValueError(f"only the adaptive strategy has settings, not {name!r} ({spec!r})")
     known = {f.name: f.type for f in fields(AdaptiveSettings)}
     values = {}
-    for item in params.split(","):
+    for item in params.split(":"):
         key, eq, value = item.partition("=")
         if not eq or key.strip() not in known:
-            raise ValueError(f"{spec!r}: settings are {', '.join(known)} as key=value")
+            raise ValueError(f"{spec!r}: settings are {', '.join(known)} as key=value, joined by ':'")
         try:
             values[key.strip()] = (int if key.strip() == "spread" else float)(value)
         except ValueError:
