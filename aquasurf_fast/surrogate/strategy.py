@@ -108,7 +108,8 @@ def parse_variant(spec: str):
     for item in params.split(":"):
         key, eq, value = item.partition("=")
         if not eq or key.strip() not in known:
-            raise ValueError(f"{spec!r}: settings are {', '.join(known)} as key=value, joined by ':'")
+            raise ValueError(f"{spec!r}: settings are {', '.join(known)} as key=value, "
+                             "joined by ':'")
         try:
             values[key.strip()] = (int if key.strip() == "spread" else float)(value)
         except ValueError:
