@@ -32,6 +32,7 @@ class CandidateRow:
 
 @dataclass
 class Throughput:
+    n_candidates: int  # those featurized (the timed ones)
     one_at_a_time: float  # candidates per second, candidates_per_pass=1
     batched: float  # candidates per second, candidates_per_pass="auto"
     pass_sizes: List[int]  # candidates of each model the batched run built, in order
@@ -110,7 +111,7 @@ class FisherBenchmark:
                          _ratio(r.seconds, batch.floor_seconds)])
         lines += _aligned(header, rows) + lines_failed
         t = batch.throughput
-        lines.append(f"all {len(batch.rows)} candidates with fisher_features_for: one at a time "
+        lines.append(f"all {t.n_candidates} candidates with fisher_features_for: one at a time "
                      f"{t.one_at_a_time:.2f}/s, batched {t.batched:.2f}/s "
                      f"({_ratio(t.batched, t.one_at_a_time)}), K = {t.per_pass} per pass "
                      f"(passes of {'+'.join(map(str, t.pass_sizes))})")

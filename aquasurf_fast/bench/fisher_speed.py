@@ -117,7 +117,7 @@ def _throughput(build, names, x, y, loss, repeats, seed) -> Throughput:
             pass_sizes.clear()
             seconds.append(timed_call(lambda: run(per_pass), x.device)[1])
         rates[per_pass] = len(names) / statistics.median(seconds)
-    return Throughput(rates[1], rates["auto"], list(pass_sizes))
+    return Throughput(len(names), rates[1], rates["auto"], list(pass_sizes))
 
 
 def _candidate_rows(build, names, wanted: int, x, y, loss, repeats, baselines, seed) -> List[CandidateRow]:

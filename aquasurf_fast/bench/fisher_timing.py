@@ -136,9 +136,9 @@ def machine_description(device: torch.device) -> dict:
     from .._version import __version__
 
     try:
-        from importlib.metadata import version
-        curvlinops = version("curvlinops")
-    except Exception:  # not installed: the figures say so
+        import curvlinops
+        curvlinops = getattr(curvlinops, "__version__", "installed")
+    except ImportError:  # not installed: the figures say so
         curvlinops = None
     return {
         "device": str(device),
