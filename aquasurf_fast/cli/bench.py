@@ -6,6 +6,7 @@ import time
 
 from ..expr import BENCHMARK_SCHEMA
 from .bench_fisher import add_bench_fisher_parser
+from .bench_suite import add_bench_suite_parser
 from .common import (UsageError, add_device_option, add_executor_options, add_no_progress,
                      add_training_options, add_unary_option, data_dir_env, executor_from_args,
                      int_at_least, training_options, unary_ops)
@@ -48,16 +49,20 @@ def cmd_bench_info(args) -> int:
 def cmd_bench_replay(args) -> int:
     from ..bench.format import describe, load_benchmark
     from ..bench.replay import STRATEGIES, replay
+    from ..surrogate.strategy import parse_variant
 
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
-    unknown = [s for s in strategies if s not in STRATEGIES]
+    try:
+        unknown = [s for s in strategies if parse_variant(s)[0] not in STRATEGIES]
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     if unknown:
         raise UsageError(f"unknown strategy {', '.join(unknown)}: use {', '.join(STRATEGIES)}")
     bench = load_benchmark(args.file)
     print(describe(bench), flush=True)
     result = replay(bench, strategies, trials=args.trials, budget=args.budget, seed=args.seed,
                     n_embeddings=args.embeddings, progress=not args.no_progress,
-                    pool_size=args.pool, workers=args.parallel)
+                    pool_size=args.pool, workers=args.parallel, score=args.score)
     pool = result.pool
     seeds = f"median over {bench.n_seeds} seeds" if bench.n_seeds > 1 else "one seed"
     print(f"{len(pool)} candidates; top-1% = {pool.n_top('top-1%')} classes "
@@ -73,6 +78,7 @@ def cmd_bench_replay(args) -> int:
 
 
 def add_bench_parsers(sub) -> None:
+    from ..bench.candidates import SCORES
     from ..bench.replay import N_EMBEDDINGS, REPLAY_ORDER
     from ..surrogate.strategy import N_LAYOUTS
 
@@ -127,6 +133,10 @@ def add_bench_parsers(sub) -> None:
                     help="suggestions out at a time: each is made while the W-1 before it still "
                          "train, as search --workers W does (default 1)")
     sp.add_argument("--out", default=".", help="directory for replay.png (default: here)")
+    sp.add_argument("--score", choices=SCORES, default="median",
+                    help="what a search sees of a class trained under several seeds: its median "
+                         "run (default) or the mean of its runs")
     add_no_progress(sp)
     sp.set_defaults(fn=cmd_bench_replay)
     add_bench_fisher_parser(bsub)
+    add_bench_suite_parser(bsub)
