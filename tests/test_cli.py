@@ -228,4 +228,4 @@ def test_search_with_another_strategy_changes_it_and_logs_it(capsys, tmp_path):
     study = aq.Study(str(path))
     assert study.settings["strategy"] == "random"
     assert [e[4] for e in study.events() if e[1] == "settings"] == [
-        '{"strategy": ["hybrid", "random"]}']
+        '{"strategy": ["adaptive", "random"]}']

@@ -28,9 +28,10 @@ def add_strategy_option(sp, default: Optional[str] = None) -> None:
     kept = (f"default: the study's own, {DEFAULT_STRATEGY} for a new one" if default is None
             else f"default {default}")
     sp.add_argument("--strategy", choices=STRATEGY_NAMES, default=default,
-                    help="search strategy after the baselines: hybrid (k-NN on several UMAP "
-                         "layouts and on the output features in turn, after picks spread over the "
-                         "space), ensemble (k-NN averaged over several layouts, after the same "
+                    help="search strategy after the baselines: adaptive (k-NN on several UMAP "
+                         "layouts or on the output features, whichever predicts this task's "
+                         "results better, after picks spread over the space), hybrid (the two in "
+                         "turn), ensemble (k-NN averaged over several layouts, after the same "
                          f"picks), paper (the paper's k-NN on one layout) or random ({kept})")
 
 

@@ -83,6 +83,19 @@ def _delegate(part: str, method):
     return call
 
 
+def _prepared(part: str, method):
+    """``_delegate``, for a method that reads the candidates: their features are brought up to
+    date first (``FeatureService.prepare_candidates``), so that the part's read writes nothing."""
+    name = method.__name__
+
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        self.features.prepare_candidates()
+        return getattr(getattr(self, part), name)(*args, **kwargs)
+
+    return call
+
+
 class Study:
     """A search study stored in one SQLite file; create it, or open it when the file exists.
 
@@ -107,7 +120,7 @@ class Study:
     baselines : evaluated first, in this order; added to the search space if missing.
     regressor : "knn" (default), "rf", "svr", or a scikit-learn regressor instance (instances are not
         stored in the file; pass it again when reopening).
-    strategy : how candidates are chosen after the baselines: "hybrid" (default), "ensemble",
+    strategy : how candidates are chosen after the baselines: "adaptive" (default), "hybrid", "ensemble",
         "paper" (the paper's k-NN on one UMAP layout) or "random"
         (``aquasurf_fast.surrogate.strategy``).
     random_state : seed of the surrogate and of the order of the first suggestions.
@@ -182,16 +195,21 @@ class Study:
     set_fisher_features = _delegate("features", FeatureService.set_fisher_features)
     has_fisher = _delegate("features", FeatureService.has_fisher)
     fisher_failure_reasons = _delegate("features", FeatureService.fisher_failure_reasons)
-    surrogate = _delegate("ranker", Ranker.surrogate)
-    predictions = _delegate("ranker", Ranker.predictions)
-    prediction_map = _delegate("ranker", Ranker.prediction_map)
+    has_pending_candidate = _delegate("features", FeatureService.has_pending_candidate)
+    pending_fisher = _delegate("features", FeatureService.pending_fisher)
+    fisher_job = _delegate("features", FeatureService.fisher_job)
+    record_fisher_features = _delegate("features", FeatureService.record_fisher_features)
+    log_featurized = _delegate("features", FeatureService.log_featurized)
+    surrogate = _prepared("ranker", Ranker.surrogate)
+    predictions = _prepared("ranker", Ranker.predictions)
+    prediction_map = _prepared("ranker", Ranker.prediction_map)
     results = _delegate("results_view", ResultsView.results)
     iter_results = _delegate("results_view", ResultsView.iter_results)
     top = _delegate("results_view", ResultsView.top)
     best = _delegate("results_view", ResultsView.best)
     events = _delegate("results_view", ResultsView.events)
     event_details = _delegate("results_view", ResultsView.event_details)
-    suggest = _delegate("claims", Claims.suggest)
+    suggest = _prepared("claims", Claims.suggest)
     tell = _delegate("claims", Claims.tell)
     fail = _delegate("claims", Claims.fail)
     release = _delegate("claims", Claims.release)
@@ -229,6 +247,7 @@ class Study:
             # Fit UMAP now, once, so that the search's first surrogate suggestion does not keep every
             # worker waiting; the embedding is stored in the study for all processes.
             t0 = time.perf_counter()
+            self.features.prepare_candidates()
             self.ranker.prepare_embedding()
             if progress:
                 print(f"embedded {self.features.n_candidates()} candidates in "
@@ -236,14 +255,27 @@ class Study:
         return done
 
     def grow(self, k: int, featurize: bool = True, progress: bool = False) -> List[str]:
-        """Add to the Fisher pool the ``k`` classes nearest the best results (``FisherPool.grow``)
-        and, with ``featurize``, compute their features. Returns the names that joined."""
+        """Add to the Fisher pool the ``k`` classes nearest the best results (``FisherPool.grow``,
+        which computes their output features) and, with ``featurize``, their Fisher features.
+        Returns the names that joined."""
         added = self.pool.grow(k)
         if not added:
             return []
         if featurize:
             self.features.featurize(pool=0, progress=progress)
         return self.pool.names_of(added)
+
+    def task_evaluator(self, device: Any = None, epochs: Optional[int] = None,
+                       amp: Optional[bool] = None, data_dir: Optional[str] = None,
+                       seeds: int = 1, known_runs=None):
+        """The evaluator that trains this study's task on its training recipe (``study.recipe``:
+        ``epochs`` and ``amp`` given become the recipe, or must match the one its results were
+        trained with; ``seeds``/``known_runs`` as ``TaskEvaluator``'s). The one place a search's
+        evaluator is built, for ``run``, the CLI and benchmark builds."""
+        from .recipe import task_evaluator
+
+        return task_evaluator(self, device=device, epochs=epochs, amp=amp, data_dir=data_dir,
+                              seeds=seeds, known_runs=known_runs)
 
     # -- settings ----------------------------------------------------------------------------------
 

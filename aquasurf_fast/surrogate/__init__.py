@@ -1,8 +1,8 @@
 """The AQuaSurF surrogate (SPEC section 5): ``embedding`` (the candidates' 2-D UMAP), ``regression``
 (``Surrogate``: a regressor on the embedding, and the ranking by its predictions), ``strategy``
-(the search strategies that choose what to train next: ``Strategy``, the default ``ensemble``, the
-hybrid, the paper's, random search) and ``coverage`` (the output-feature projection that a Fisher pool is
-chosen and grown by).
+(the search strategies that choose what to train next: ``Strategy``, the default ``adaptive``, the
+hybrid, the ensemble, the paper's, random search) and ``coverage`` (the output-feature projection
+that a Fisher pool is chosen and grown by).
 
 umap-learn and scikit-learn load when first used.
 """

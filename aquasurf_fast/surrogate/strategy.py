@@ -13,14 +13,15 @@ so a replayed strategy is the strategy a search runs.
   inverse distance by default). One layout puts similar functions far apart by chance; the mean over
   several does not. Pending candidates count as scoring the mean of the known scores (a "constant
   liar"), so that parallel workers do not all train the same neighbourhood.
-- ``"hybrid"`` (the default): the ensemble's first picks, then its picks alternate between the
+- ``"hybrid"``: the ensemble's first picks, then its picks alternate between the
   mean prediction over the ensemble's layouts and the same regressor fitted on the candidates'
   squashed output features (``output_points``: the values at every ``OUTPUT_STRIDE``-th probe
   input, clipped and log-compressed as the Fisher pool's projection does), where nothing is lost
   to a 2-D layout. The ensemble alone crawls where the landscape is smooth; the output space alone
   rarely finds the very best class; taking turns keeps what each does well. Its regressor is the
   paper's (the 3 nearest neighbours, uniform weights), as it was measured.
-- ``"adaptive"``: the baselines and ``ADAPTIVE_SPREAD`` spread picks, then each pick from one of
+- ``"adaptive"`` (the default, chosen by the leave-one-out rule of benchmarks/README.md): the
+  baselines and ``ADAPTIVE_SPREAD`` spread picks, then each pick from one of
   two k-NN models, the ensemble's layouts or the output points, drawn with probabilities that
   fall with the model's leave-one-out error on the evaluated classes (``surrogate.adaptive``): it
   learns from the task's own results which representation predicts there. A pick maximises the
@@ -40,7 +41,7 @@ from typing import Any, Dict, Iterable, List, Optional
 import numpy as np
 
 STRATEGY_NAMES = ("adaptive", "ensemble", "hybrid", "paper", "random")
-DEFAULT_STRATEGY = "hybrid"
+DEFAULT_STRATEGY = "adaptive"
 N_LAYOUTS = 5   # layouts the ensemble averages over
 N_SPREAD = 8    # candidates the ensemble spreads over the layout after the baselines
 OUTPUT_STRIDE = 2  # the hybrid's output space reads every 2nd of the 1,000 probe inputs
