@@ -49,7 +49,7 @@ def _configuration(cmake_args: list) -> str:
     except ImportError:
         pybind11_dir = None
     tools = {name: shutil.which(name) for name in ("cmake", "ninja", "nvcc", "c++", "cc")}
-    compilers = {name: os.environ.get(name) for name in ("CC", "CXX", "CUDACXX", "CUDAHOSTCXX")}
+    compilers = {name: os.environ.get(name) for name in ("CC", "CXX", "CUDACXX", "CUDAHOSTCXX", "CUDAARCHS")}
     return json.dumps({"python": sys.executable, "version": sys.version, "pybind11": pybind11_dir,
                        "tools": tools, "compilers": compilers, "cmake_args": cmake_args},
                       indent=1, sort_keys=True)

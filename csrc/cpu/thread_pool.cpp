@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <exception>
@@ -19,6 +20,15 @@ int default_threads() {
     if (n > 0) return n;
   }
   return std::max(1u, std::thread::hardware_concurrency());
+}
+
+// Waits on cv until pred() holds. Through wait_for, which libstdc++ implements in its headers
+// (pthread_cond_clockwait), not condition_variable::wait(lock), which GCC 12's libstdc++ exports
+// under a new symbol version (GLIBCXX_3.4.30): the module then loads with the libstdc++ of older
+// distributions, as its manylinux tag promises.
+template <class Pred>
+void wait_for_condition(std::condition_variable& cv, std::unique_lock<std::mutex>& lock, Pred pred) {
+  while (!pred()) cv.wait_for(lock, std::chrono::hours(1));
 }
 
 // A kernel that calls parallel_for from inside a pool worker runs its items inline instead of
@@ -56,7 +66,7 @@ class Pool {
     work(0);
     inside_pool = false;
     std::unique_lock<std::mutex> lock(mutex_);
-    done_.wait(lock, [this] { return active_ == 0; });
+    wait_for_condition(done_, lock, [this] { return active_ == 0; });
     job_ = nullptr;
     if (error_) std::rethrow_exception(error_);
   }
@@ -80,7 +90,7 @@ class Pool {
     for (;;) {
       {
         std::unique_lock<std::mutex> lock(mutex_);
-        wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
+        wait_for_condition(wake_, lock, [&] { return stopping_ || generation_ != seen; });
         if (stopping_) return;
         seen = generation_;
       }
