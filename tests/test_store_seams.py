@@ -9,15 +9,6 @@ import aquasurf_fast
 PACKAGE = os.path.dirname(aquasurf_fast.__file__)
 STORE = os.path.join("study", "store")
 
-# Not converted yet by their owners; each names the store methods it is to call instead.
-ALLOWED = {
-    # Store.class_ids_in_scope(features.pool_scope()), Store.scores(),
-    # Store.evaluated_and_running(), Store.log_event("embed", ...)
-    os.path.join("study", "ranking.py"),
-    # Store.valid_fisher_features()
-    os.path.join("bench", "build.py"),
-}
-
 SQL_CALLS = {"query", "execute", "executemany", "executescript"}
 # Statements, and conditions on a column ("pool IS NOT NULL", "fisher_ok = 1"): SQL keywords
 # are written in capitals in this package, and prose that names them does not read like this.
@@ -57,13 +48,7 @@ def test_the_scan_finds_sql():
 def test_no_sql_outside_the_store():
     offenders = []
     for rel, path in _modules():
-        if rel.startswith(STORE + os.sep) or rel in ALLOWED:
+        if rel.startswith(STORE + os.sep):
             continue
         offenders += [f"{rel}:{line}: {what}" for line, what in _sql_in(path)]
     assert not offenders, "SQL outside study/store/:\n" + "\n".join(offenders)
-
-
-def test_the_allowed_modules_exist():
-    # An allowed module that was renamed or converted leaves the list.
-    for rel in ALLOWED:
-        assert os.path.exists(os.path.join(PACKAGE, rel)), rel

@@ -151,15 +151,12 @@ def benchmark_rows(study) -> Dict[str, Dict[str, Any]]:
     classes that were not trained (non-finite outputs, or a training that failed) are listed with
     null metrics. JSON has no NaN: a diverged training's NaN loss is written as null too.
     """
-    from ..study.store import from_blob
-
-    fisher = dict(study.store.query(
-        "SELECT id, fisher_feat FROM classes WHERE fisher_feat IS NOT NULL AND fisher_ok = 1"))
+    fisher = study.store.valid_fisher_features()
     out = {}
     for r in study.results(include_pending=True):
         trained = r["status"] == "done"
         metrics = dict(r["metrics"], val_acc=r["score"]) if trained else {}
-        feat = from_blob(fisher.get(r["class_id"]))
+        feat = fisher.get(r["class_id"])
         row = {key: _finite_or_none(metrics.get(src)) for key, src in LAYOUT_METRICS.items()}
         row[MEMBERS_KEY] = r["members"]
         row[FISHER_KEY] = None if feat is None else _float32_list(feat)

@@ -150,8 +150,7 @@ class Ranker:
 
     def _scores(self) -> Dict[int, float]:
         """The evaluated classes' scores, by class id."""
-        return dict(self.store.query(
-            "SELECT id, score FROM classes WHERE status = 'done' AND score IS NOT NULL"))
+        return self.store.scores()
 
     def _log_embedding(self, n_candidates: int, seconds: float, placed: Optional[int] = None) -> None:
         """Log a new embedding; ``placed``: how many new candidates were placed in the layouts
@@ -159,8 +158,7 @@ class Ranker:
         detail = {"candidates": int(n_candidates), "seconds": round(seconds, 3)}
         if placed is not None:
             detail["placed"] = placed
-        with self.store.transaction() as c:
-            self.store.log(c, "embed", owner=self.owner, detail=json.dumps(detail))
+        self.store.log_event("embed", owner=self.owner, detail=json.dumps(detail))
 
     def predictions(self) -> Dict[int, float]:
         """Predicted score per candidate class id (NaN before any finite result)."""
@@ -173,8 +171,7 @@ class Ranker:
         """Candidate class ids, the next to evaluate first (the first ``n`` chosen together)."""
         random_state = self.settings["random_state"]
         if self.settings.get("order") == "exhaustive":
-            ids = np.array([r[0] for r in self.store.query(
-                f"SELECT id FROM classes WHERE {self.features.pool_filter()} ORDER BY id")], dtype=np.int64)
+            ids = self.store.class_ids_in_scope(self.features.pool_scope())
             return ids[np.random.RandomState(random_state).permutation(ids.size)].tolist()
         strategy = self.strategy()
         if strategy.ranks_by_surrogate:
@@ -226,10 +223,7 @@ class Ranker:
         ids, layouts = self.layouts(strategy.n_layouts)
         if ids.size == 0:
             return []
-        status = self.store.query("SELECT id, status, score FROM classes WHERE status IN "
-                                  "('done', 'running')")
-        scores = {cid: score for cid, st, score in status if st == "done"}
-        pending = [cid for cid, st, _ in status if st == "running"]
+        scores, pending = self.store.evaluated_and_running()
         in_candidates = set(ids.tolist())
         n_start = sum(1 for cid in self.baseline_ids() if cid in in_candidates)
         points = self.output_points() if strategy.needs_points else None
