@@ -116,12 +116,10 @@ def cmd_featurize(args) -> int:
 def cmd_search(args) -> int:
     options = training_options(args)  # a GPU that is not there: refused before anything else
     study = open_study(args.study)
-    recipe = {}
+    evaluate = None
     if study.settings.get("task"):
-        from ..study.recipe import training_recipe
-
         # Another recipe than the study's results': refused before any setting changes.
-        recipe = training_recipe(study, options["epochs"], options["amp"])
+        evaluate = study.task_evaluator(**options)
     if args.strategy:
         study.update_settings(strategy=args.strategy)
     if study.has_fisher() is False and study.settings.get("task"):
@@ -132,11 +130,6 @@ def cmd_search(args) -> int:
                              f"then run `aquasurf featurize {args.study}` again")
         raise UsageError(f"{args.study} has no Fisher features yet: run "
                          f"`aquasurf featurize {args.study}` first")
-    evaluate = None
-    if study.settings.get("task"):
-        from ..tasks import TaskEvaluator
-
-        evaluate = TaskEvaluator(study.settings["task"], options={**options, **recipe})
     t0 = time.perf_counter()
     try:
         with data_dir_env(args):

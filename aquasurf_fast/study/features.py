@@ -31,6 +31,7 @@ class FeatureService:
         self.store, self.pool, self.owner = store, pool, owner
         self._features: Optional[Tuple[Any, ...]] = None
         self._n_candidates_memo: Optional[Tuple[Any, ...]] = None
+        self._prepared: Optional[Tuple[int, int]] = None  # (features version, pool size)
 
     @property
     def settings(self) -> Dict[str, Any]:
@@ -116,6 +117,13 @@ class FeatureService:
                              "create the study with a task")
         return FisherChunkJob(spec, build, inputs, targets, featurizer, seed, device)
 
+    def record_fisher_features(self, names, feats: np.ndarray, ok, reasons) -> Counter[str]:
+        """``set_fisher_features``, and how often each reason of failure occurred among them."""
+        from .featurize import failure_counts
+
+        self.set_fisher_features(names, feats, ok, reasons)
+        return failure_counts(ok, reasons)
+
     def log_featurized(self, n: int, failures: Counter[str]) -> None:
         """Log that ``n`` classes were featurized, ``failures`` counting why some failed."""
         if n:
@@ -131,10 +139,9 @@ class FeatureService:
             return failures
 
         def record(part, feats, ok, reasons) -> None:
-            self.set_fisher_features(part, feats, ok, reasons)
-            failures.update(failure_counts(ok, reasons))
+            failures.update(self.record_fisher_features(part, feats, ok, reasons))
 
-        from .featurize import compute_chunks, failure_counts
+        from .featurize import compute_chunks
 
         compute_chunks(job, names, chunk, record, executor, int(self.settings["max_retries"]),
                        progress)
@@ -179,20 +186,34 @@ class FeatureService:
         """Whether a baseline or a class that suggestions are drawn from is still pending."""
         return self.store.has_pending(self.pool_scope())
 
-    def candidate_features(self):
-        """(class ids, output features, Fisher features or None), cached until features change."""
-        version = self.store.features_version()
-        if self._features is not None and self._features[0] == version:
-            return self._features[1:]
+    def prepare_candidates(self) -> None:
+        """Write what reading the candidates needs: without any Fisher feature, the default pool of
+        a schema or names file (as featurize would choose it); the output features of the
+        candidates that lack them; the feature set they are embedded by, in the event log. Done
+        again only when the features version or the pool's size changed. ``Study`` calls it before
+        every read of the candidates (suggest, surrogate, predictions, prediction map), so that
+        those reads write nothing."""
+        key = (self.store.features_version(), self.store.pool_size())
+        if self._prepared == key:
+            return
         use_fisher = self.has_fisher()
         self._log_feature_set("fisher" if use_fisher else "output")
         if not use_fisher and not self.store.pool_size() and self.store.spaces():
             # A schema or names file searched without Fisher features (an evaluate function, no
             # task): its candidates are the default pool, as featurize would choose it.
             self.pool.choose_pool()
-        scope = self.candidate_scope()
-        self.pool.fill_output_features(scope)
-        ids, out, fisher = self.store.features_in_scope(scope, with_fisher=use_fisher)
+        self.pool.fill_output_features(self.candidate_scope())
+        self._prepared = (self.store.features_version(), self.store.pool_size())
+
+    def candidate_features(self):
+        """(class ids, output features, Fisher features or None), cached until features change.
+        Reads only: ``prepare_candidates`` writes what they need first."""
+        version = self.store.features_version()
+        if self._features is not None and self._features[0] == version:
+            return self._features[1:]
+        use_fisher = self.has_fisher()
+        ids, out, fisher = self.store.features_in_scope(self.candidate_scope(),
+                                                        with_fisher=use_fisher)
         self._features = (version, ids, out, fisher)
         return ids, out, fisher
 

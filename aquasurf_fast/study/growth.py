@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any, Callable, List, Optional
 
 from ..execution.base import Outcome, Raw
-from .featurize import FisherChunkJob, failed_chunk, failure_counts
+from .featurize import FisherChunkJob, failed_chunk
 from .store import StudyError
 
 FEATURES = "fisher-features:"  # marks a job's name as a growth's classes, space-separated
@@ -42,8 +42,8 @@ class SearchJobs:
 class GrowthFeatures:
     """The grown classes whose features a search still waits for, and their job."""
 
-    def __init__(self, features, max_retries: int):
-        self.features = features  # the study's FeatureService
+    def __init__(self, study, max_retries: int):
+        self.study = study
         self.max_retries = max_retries
         self.names: List[str] = []
         self.in_flight = False
@@ -57,7 +57,7 @@ class GrowthFeatures:
     def queue(self) -> None:
         """Queue the pool's classes without features (those a growth just added)."""
         if not self.busy:
-            self.names, self.attempts = self.features.pending_fisher(), 0
+            self.names, self.attempts = self.study.pending_fisher(), 0
 
     def submit(self, executor) -> None:
         """Hand the queued classes to ``executor`` if it has a free slot; they go before the
@@ -85,8 +85,7 @@ class GrowthFeatures:
             if self.attempts <= self.max_retries:
                 return None  # still queued: the next free slot takes it again
             result = failed_chunk(len(names), self.attempts, outcome)
-        self.features.set_fisher_features(names, *result)
-        self.features.log_featurized(len(names), failure_counts(*result[1:]))
+        self.study.log_featurized(len(names), self.study.record_fisher_features(names, *result))
         self.names = []
         return None
 

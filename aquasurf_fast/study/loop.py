@@ -1,8 +1,8 @@
 """The search loop (``Study.run``): workers train the suggested candidates while the study records
 their results, renews their leases and grows the Fisher pool toward the best results.
 
-The loop is a client of the study's public interface (suggest, tell, fail, release, renew), and
-of its pool and features: the pool's ``grow`` returns the classes that joined, and the workers
+The loop is a client of the study's public interface alone (suggest, tell, fail, release, renew,
+grow, the pending Fisher work): ``grow`` returns the classes that joined, and the workers
 featurize them in a job of their own beside the trainings (``study.growth``).
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from ..defaults import DEFAULT_GROW, DEFAULT_GROW_EVERY
 from .claim import Claim
 from .growth import KEY as GROWTH_KEY
 from .growth import GrowthFeatures, SearchJobs
-from .store import Scope, StudyError
+from .store import StudyError
 
 WAIT_CAP_S = 1.0  # the longest a turn of the loop waits for an outcome
 
@@ -53,13 +53,7 @@ def run_study(study, evaluate: Optional[Callable[[str], Any]] = None, budget: in
     grow = check_int("grow", grow, 0, StudyError)
     grow_every = check_int("grow_every", grow_every, 1, StudyError)
     if evaluate is None:
-        spec = study.settings.get("task")
-        if not spec:
-            raise StudyError("this study has no task: pass evaluate=, or create it with a task")
-        from ..tasks import TaskEvaluator
-        from .recipe import training_recipe
-
-        evaluate = TaskEvaluator(spec, options=training_recipe(study))
+        evaluate = study.task_evaluator()
     executor = executor or default_executor(workers, timeout=timeout)
     if study.settings.get("order") != "surrogate" or not study.settings.get("task"):
         grow = 0
@@ -71,7 +65,7 @@ def run_study(study, evaluate: Optional[Callable[[str], Any]] = None, budget: in
                    unit="eval")
     loop = _Loop(study, executor, budget, grow, grow_every, poll_s, max_consecutive_failures, bar)
     if grow > 0:  # the workers featurize the grown classes too
-        evaluate = SearchJobs(evaluate, study.features.fisher_job(device=device))
+        evaluate = SearchJobs(evaluate, study.fisher_job(device=device))
     executor.start(evaluate)
     try:
         while loop.step():
@@ -98,7 +92,7 @@ class _Loop:
                  max_consecutive_failures: int, bar):
         self.study, self.executor, self.budget, self.bar = study, executor, budget, bar
         self.grow, self.grow_every, self.poll_s = grow, grow_every, poll_s
-        self.growth = GrowthFeatures(study.features, int(study.settings["max_retries"]))
+        self.growth = GrowthFeatures(study, int(study.settings["max_retries"]))
         self.max_consecutive_failures = max_consecutive_failures
         self.lease_s = float(study.settings["lease_s"])
         self.in_flight: Dict[str, Claim] = {}
@@ -137,7 +131,7 @@ class _Loop:
         if counts["done"] >= self.budget:
             return False
         if counts["running"] == 0 and (want <= 0 or counts["pending"] == 0 or not claims
-                                       or not self.study.features.has_pending_candidate()):
+                                       or not self.study.has_pending_candidate()):
             # The pool is exhausted: nobody holds a claim and nothing is suggested.
             # A growing pool takes in more of the space first, if it has any left.
             return want > 0 and self.grow > 0 and self.grow_pool() > 0
@@ -197,9 +191,8 @@ class _Loop:
         """Grow the Fisher pool and queue the classes that joined for their features (the next
         free worker computes them); returns how many joined."""
         self.grown_at = self.stats["evaluated"]
-        added = self.study.pool.grow(self.grow)
+        added = self.study.grow(self.grow, featurize=False)
         if added:
-            self.study.pool.fill_output_features(Scope.POOL)
             self.growth.queue()
         self.stats["grown"] += len(added)
         return len(added)

@@ -115,7 +115,8 @@ class FisherPool:
         space, to the best results (taking turns among the ``GROW_FROM`` best). The projection
         shortlists ``GROW_SHORTLIST`` x k classes per best result over the whole space; the exact
         distance over all 1,000 outputs picks among them. Returns the ids of the classes that
-        joined, which still need their features (the event log records their names)."""
+        joined, with their output features computed; they still need their Fisher features (the
+        event log records their names)."""
         if k <= 0:
             return []
         for _ in range(ROUND_TRIES):
@@ -129,6 +130,7 @@ class FisherPool:
             detail = {"how": "grow", "near": [n for _, n in best], "names": self.names_of(chosen)}
             if self.store.write_pool_round(state, chosen, detail) is None:
                 continue  # another process added a round meanwhile: choose again
+            self.fill_output_features(Scope.POOL)
             return chosen
         raise self._busy()
 

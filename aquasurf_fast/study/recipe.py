@@ -62,4 +62,21 @@ def training_recipe(study, epochs: Optional[int] = None, amp: Optional[bool] = N
     return recipe
 
 
-__all__ = ["RECIPE_OPTIONS", "check_recipe", "training_recipe"]
+def task_evaluator(study, device: Any = None, epochs: Optional[int] = None,
+                   amp: Optional[bool] = None, data_dir: Optional[str] = None, seeds: int = 1,
+                   known_runs=None):
+    """The ``TaskEvaluator`` of ``study``'s task on its recipe (``training_recipe(study, epochs,
+    amp)``), training on ``device`` with data from ``data_dir``, under ``seeds`` seeds of which
+    ``known_runs`` are trained already (a benchmark's). Refuses a study without a task."""
+    spec = study.settings.get("task")
+    if not spec:
+        raise StudyError("this study has no task: pass evaluate=, or create it with a task")
+    recipe = training_recipe(study, epochs, amp)
+    from ..tasks import TaskEvaluator
+
+    return TaskEvaluator(spec, seeds, known_runs=known_runs,
+                         options={"device": device, "epochs": epochs, "amp": amp,
+                                  "data_dir": data_dir, **recipe})
+
+
+__all__ = ["RECIPE_OPTIONS", "check_recipe", "task_evaluator", "training_recipe"]
