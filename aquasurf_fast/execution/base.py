@@ -81,10 +81,13 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 
 def run_one(evaluate: Callable[[str], Any], key: str, name: str) -> Outcome:
-    """Evaluate one name, turning any exception into a failed Outcome with its traceback."""
+    """Run one job (``execution.jobs.Job``) with the runner ``evaluate``, or evaluate one plain
+    name, turning any exception into a failed Outcome with its traceback."""
+    from .jobs import run_job
+
     start = time.perf_counter()
     try:
-        value = evaluate(name)
+        value = run_job(evaluate, name)
         if isinstance(value, Raw):
             return Outcome(key, name, True, runtime=time.perf_counter() - start, value=value.value)
         score, metrics = split_result(value)

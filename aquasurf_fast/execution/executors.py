@@ -1,9 +1,9 @@
 """Where evaluations run. The search loop talks to an ``Executor`` only through this interface:
 
-    executor.start(evaluate)         # once, with the callable every job runs
+    executor.start(runner)           # once, with what every job runs with (an evaluate callable)
     executor.free_slots() -> int     # how many more jobs it takes now
-    executor.submit(key, name)       # run_one(evaluate, key, name): a training, or a job
-                                     # that returns a Raw value (a growth's features)
+    executor.submit(key, job)        # run_one(runner, key, job): a ``jobs.Job`` (a training, a
+                                     # Fisher chunk) or a plain name, evaluated by the runner
     executor.wait(timeout) -> [Outcome]   # finished jobs (success, failure, crash, timeout)
     executor.stop() -> [key]         # kill whatever runs now (Ctrl-C); returns their keys
     executor.shutdown()              # release the workers

@@ -8,18 +8,19 @@ with the error, never silently dropped.
 from __future__ import annotations
 
 import collections
-import itertools
 from typing import Any, Callable, Counter, List, Optional, Sequence
 
 import numpy as np
 
 from ..execution.base import Outcome, Raw
+from ..execution.jobs import Attempts, FisherChunk, JobQueue
 from .store import StudyError
 
 
 class FisherChunkJob:
-    """``job.features("name1 name2 ...") -> (features, ok, reasons)``; calling the job returns the
-    same as a ``Raw`` value, for worker processes or Ray tasks.
+    """``job.features(names) -> (features, ok, reasons)``: what the workers that compute Fisher
+    features are started with (the runner of ``execution.jobs.FisherChunk`` jobs); calling it
+    with space-separated names returns the same as a ``Raw`` value.
 
     Carries either a task spec (workers load the task, its model and its Fisher batch themselves)
     or an explicit ``build``/``inputs``/``targets``, which must then be picklable. ``device``
@@ -70,8 +71,8 @@ class FisherChunkJob:
     def __call__(self, chunk: str) -> Raw:
         return Raw(self.features(chunk))
 
-    def features(self, chunk: str):
-        """(features, ok, reasons) of the space-separated names in ``chunk``."""
+    def features(self, names):
+        """(features, ok, reasons) of ``names`` (a list, or a string of space-separated names)."""
         from ..execution.threads import thread_limit
 
         build, inputs, targets = self._model_and_batch()
@@ -90,7 +91,8 @@ class FisherChunkJob:
         # Limited here rather than through fisher_features_for's own "auto", so that a custom
         # featurizer and every model size follow it too.
         with thread_limit(1):
-            return featurizer(build, chunk.split(" "), inputs, targets, seed=self.seed,
+            names = names.split(" ") if isinstance(names, str) else list(names)
+            return featurizer(build, names, inputs, targets, seed=self.seed,
                               device=device, progress=False)
 
 
@@ -120,7 +122,7 @@ def compute_chunks(job: FisherChunkJob, names: Sequence[str], chunk: int,
     try:
         if executor is None:
             for part in chunks:
-                record(part, *job.features(" ".join(part)))
+                record(part, *job.features(part))
                 if bar is not None:
                     bar.update(len(part))
         else:
@@ -133,41 +135,31 @@ def compute_chunks(job: FisherChunkJob, names: Sequence[str], chunk: int,
 def run_chunks(executor, job: FisherChunkJob, chunks: Sequence[List[str]],
                record: Callable[[List[str], np.ndarray, Sequence[bool], Sequence[str]], None],
                max_retries: int, bar=None, poll_s: float = 0.2) -> int:
-    """Run every chunk through ``executor``; ``record`` each result. Returns failed job attempts."""
-    pending = [" ".join(c) for c in chunks]
-    attempts = {c: 0 for c in pending}
-    in_flight = {}
-    ids = itertools.count()
+    """Run every chunk through ``executor`` as a ``FisherChunk`` job; ``record`` each result.
+    Returns failed job attempts."""
+    queue = JobQueue(executor, Attempts(max_retries))
+    for names in chunks:
+        queue.submit(FisherChunk(names))
     failures = 0
     executor.start(job)
     try:
-        while pending or in_flight:
-            while pending and executor.free_slots() > 0:
-                chunk = pending.pop(0)
-                key = str(next(ids))
-                executor.submit(key, chunk)
-                in_flight[key] = chunk
-            for outcome in executor.wait(poll_s):
-                chunk = in_flight.pop(outcome.key)
-                names = chunk.split(" ")
-                if outcome.ok:
-                    feats, ok, reasons = outcome.value
-                    record(names, feats, ok, reasons)
-                elif outcome.out_of_memory:  # the machine failed, not these candidates
+        while queue:
+            queue.dispatch()
+            for chunk, outcome, verdict in queue.wait(poll_s):
+                if verdict == Attempts.OUT_OF_MEMORY:  # the machine failed, not these candidates
                     raise StudyError(
-                        f"featurizing {len(names)} classes ran out of memory ("
+                        f"featurizing {len(chunk.names)} classes ran out of memory ("
                         f"{outcome.last_line('MemoryError')}); the "
                         "features computed so far are kept. Free memory or use fewer workers or "
                         "a smaller chunk, then featurize again.")
-                else:
+                if verdict != Attempts.OK:
                     failures += 1
-                    attempts[chunk] += 1
-                    if attempts[chunk] <= max_retries:
-                        pending.append(chunk)
-                        continue
-                    record(names, *failed_chunk(len(names), attempts[chunk], outcome))
+                if verdict == Attempts.RETRY:
+                    continue  # queued again
+                record(chunk.names, *(outcome.value if verdict == Attempts.OK else failed_chunk(
+                    len(chunk.names), queue.attempts.failures(chunk), outcome)))
                 if bar is not None:
-                    bar.update(len(names))
+                    bar.update(len(chunk.names))
     except BaseException:
         executor.stop()
         raise

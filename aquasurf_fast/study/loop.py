@@ -12,8 +12,8 @@ from typing import Any, Callable, Dict, List, Optional
 
 from .._checks import check_int
 from ..defaults import DEFAULT_GROW, DEFAULT_GROW_EVERY
+from ..execution.jobs import Attempts, GrowthChunk, JobQueue, Training
 from .claim import Claim
-from .growth import KEY as GROWTH_KEY
 from .growth import GrowthFeatures, SearchJobs
 from .store import StudyError
 
@@ -92,7 +92,8 @@ class _Loop:
                  max_consecutive_failures: int, bar):
         self.study, self.executor, self.budget, self.bar = study, executor, budget, bar
         self.grow, self.grow_every, self.poll_s = grow, grow_every, poll_s
-        self.growth = GrowthFeatures(study, int(study.settings["max_retries"]))
+        self.jobs = JobQueue(executor, Attempts(int(study.settings["max_retries"])))
+        self.growth = GrowthFeatures(study, self.jobs)
         self.max_consecutive_failures = max_consecutive_failures
         self.lease_s = float(study.settings["lease_s"])
         self.in_flight: Dict[str, Claim] = {}
@@ -106,7 +107,7 @@ class _Loop:
         counts = self.study.counts()
         want = self.budget - counts["done"] - counts["running"]
         claims = self.dispatch(want)
-        if not self.in_flight and not self.growth.in_flight:
+        if not self.jobs:
             return self.idle(counts, want, claims)
         self.collect(self.wait_s())
         if (self.grow > 0 and want > 0 and not self.growth.busy
@@ -117,12 +118,14 @@ class _Loop:
         return True
 
     def dispatch(self, want: int) -> List[Claim]:
-        self.growth.submit(self.executor)
+        """Hand a growth's features to the executor first, then claim what its free slots take."""
+        self.jobs.dispatch()
         free = self.executor.free_slots()
         claims = self.study.suggest(min(free, want)) if want > 0 and free > 0 else []
         for claim in claims:
-            self.executor.submit(claim.token, str(claim))
+            self.jobs.submit(Training(claim), key=claim.token)
             self.in_flight[claim.token] = claim
+        self.jobs.dispatch()
         return claims
 
     def idle(self, counts: Dict[str, int], want: int, claims: List[Claim]) -> bool:
@@ -152,18 +155,20 @@ class _Loop:
         first arrives). Every outcome of the batch is recorded before one that stops the run
         raises, so no finished evaluation is lost with it."""
         stop = None
-        for outcome in self.executor.wait(timeout):
-            if outcome.key == GROWTH_KEY:
-                error = self.growth.record(outcome)
+        for job, outcome, verdict in self.jobs.wait(timeout):
+            if isinstance(job, GrowthChunk):
+                error = self.growth.record(outcome, verdict)
             else:
-                error = self.record(self.in_flight.pop(outcome.key), outcome)
+                error = self.record(self.in_flight.pop(outcome.key), outcome, verdict)
             stop = stop or error
         if stop is not None:
             raise stop
 
-    def record(self, claim: Claim, outcome) -> Optional[StudyError]:
-        """Record one outcome; returns the error that stops the run, if this outcome does."""
-        if outcome.ok:
+    def record(self, claim: Claim, outcome, verdict: str) -> Optional[StudyError]:
+        """Record one training's outcome; returns the error that stops the run, if this outcome
+        does. A failed attempt is the study's to count (``fail``: its class is tried again until
+        it has failed more than ``max_retries`` times, by whichever process claims it)."""
+        if verdict == Attempts.OK:
             self.failures_in_row = 0
             if self.study.tell(claim, outcome.score, runtime=outcome.runtime, **outcome.metrics):
                 self.stats["evaluated"] += 1
@@ -173,7 +178,7 @@ class _Loop:
             else:
                 self.stats["stale"] += 1
             return None
-        if outcome.out_of_memory:
+        if verdict == Attempts.OUT_OF_MEMORY:
             # The machine, not the candidate, failed: recording it would spend the class's
             # retries (or mark it failed) for nothing, and retrying would fail again.
             self.study.release([claim])
@@ -193,7 +198,7 @@ class _Loop:
         self.grown_at = self.stats["evaluated"]
         added = self.study.grow(self.grow, featurize=False)
         if added:
-            self.growth.queue()
+            self.growth.queue_pending()
         self.stats["grown"] += len(added)
         return len(added)
 
