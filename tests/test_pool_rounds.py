@@ -3,7 +3,7 @@ the same classes join, with fewer runs."""
 import numpy as np
 
 import aquasurf_fast as aq
-from aquasurf_fast.study import pool as study_pool
+from aquasurf_fast.study import fisher_pool as study_pool
 
 
 def fail_half_of_the_pool(study) -> None:

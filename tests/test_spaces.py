@@ -455,7 +455,7 @@ def _pool_rounds_are_consistent(study):
 
 
 def test_a_pool_round_chosen_while_another_process_adds_one_is_chosen_again(tmp_path, monkeypatch):
-    from aquasurf_fast.study import pool as study_pool
+    from aquasurf_fast.study import fisher_pool as study_pool
 
     path = tmp_path / "s.db"
     study = schema_study(path)
@@ -476,7 +476,7 @@ def test_a_pool_round_chosen_while_another_process_adds_one_is_chosen_again(tmp_
 
 
 def test_growth_while_another_process_grows_adds_other_classes(tmp_path, monkeypatch):
-    from aquasurf_fast.study import pool as study_pool
+    from aquasurf_fast.study import fisher_pool as study_pool
 
     path = tmp_path / "s.db"
     study = schema_study(path)

@@ -8,7 +8,7 @@ import pytest
 
 import aquasurf_fast as aq
 from aquasurf_fast.study import store as aq_store
-from aquasurf_fast.study.claim import Claim
+from aquasurf_fast.study.suggestions import Claim
 from aquasurf_fast.study.store import StudyError
 from search_helpers import fake_score, make_study, told_by_workers, synthetic_space
 

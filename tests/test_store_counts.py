@@ -112,7 +112,7 @@ def test_writes_that_know_nothing_of_the_counts_keep_them_right(tmp_path):
 
 
 def schema_study(path, monkeypatch, bulk: bool):
-    from aquasurf_fast.study.store import spaces
+    from aquasurf_fast.study.store import space_tables as spaces
 
     monkeypatch.setattr(spaces, "BULK_MIN_ROWS", 0 if bulk else 10**9)
     study = aq.Study(str(path), baselines=["relu", "tanh"])

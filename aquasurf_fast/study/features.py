@@ -1,7 +1,7 @@
 """A study's features: computing the Fisher pool's features, and reading the candidates' features
 that every suggestion is ranked by (``study.ranking``).
 
-Every class in the Fisher pool (``study.pool``) with valid features is a surrogate candidate; the
+Every class in the Fisher pool (``study.fisher_pool``) with valid features is a surrogate candidate; the
 ranking's embedding is recomputed when, and only when, that set changes.
 """
 from __future__ import annotations

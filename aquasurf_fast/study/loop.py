@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, List, Optional
 from .._checks import check_int
 from ..defaults import DEFAULT_GROW, DEFAULT_GROW_EVERY
 from ..execution.jobs import Attempts, GrowthChunk, JobQueue, Training
-from .claim import Claim
+from .suggestions import Claim
 from .growth import GrowthFeatures, SearchJobs
 from .store import StudyError
 

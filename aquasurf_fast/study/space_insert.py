@@ -1,6 +1,6 @@
 """Writing a schema's or names file's classes into a study: merged by fingerprint with the classes
 the study holds, in chunks of ``spaces.CHUNK``, with each new class's name and coordinates prepared
-while SQLite inserts the chunk before. The classes themselves are found by ``study.space``.
+while SQLite inserts the chunk before. The classes themselves are found by ``study.space_builder``.
 """
 from __future__ import annotations
 

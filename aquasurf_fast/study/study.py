@@ -4,7 +4,7 @@
 filling the search space), ``pool`` (``FisherPool``: which classes get Fisher features),
 ``features`` (``FeatureService``: computing and reading features), ``ranker`` (``Ranker``: the
 surrogate, the layouts and the ranking that suggestions follow), ``results_view``
-(``ResultsView``) and ``claims`` (``Claims``: suggest and tell, ``study.claim``); ``run`` is the
+(``ResultsView``) and ``claims`` (``Claims``: suggest and tell, ``study.suggestions``); ``run`` is the
 loop of ``loop.run_study``.
 """
 from __future__ import annotations
@@ -19,14 +19,14 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 from .._checks import check_int, check_positive
 from ..defaults import DEFAULT_BASELINES
 from ..surrogate.strategy import DEFAULT_STRATEGY, STRATEGY_NAMES
-from .claim import Claim, Claims
+from .suggestions import Claim, Claims
 from .features import FeatureService
 from .loop import run_study
-from .pool import FisherPool
+from .fisher_pool import FisherPool
 from .recipe import check_recipe
 from .ranking import Ranker
 from .results import ResultsView
-from .space import SpaceBuilder
+from .space_builder import SpaceBuilder
 from .store import Store, StudyError
 
 DEFAULT_LEASE_S = 600.0

@@ -82,7 +82,7 @@ class ActivationSpace:
 
         Raises ``ParseError`` (a ``ValueError``) naming the first name that is not an expression.
         """
-        from ...study.space import classes_with_baselines
+        from ...study.space_builder import classes_with_baselines
 
         return cls(*classes_with_baselines(names, baselines))
 

@@ -8,9 +8,9 @@ surrogate's cached embedding) and ``arrays`` (the output projection's basis).
 
 ``Store`` gathers one part per concern: opening, transactions and the event log (``database``),
 the settings and named arrays (``settings``), the classes and their names (``classes``), the
-schemas and names files (``spaces``), the Fisher pool (``pool``), claims and results (``claims``)
-the features read by scope (``feature_columns``, ``scope``), result rows (``result_rows``) and the
-embedding cache (``embeddings``).
+schemas and names files (``space_tables``), the features read by scope (``feature_columns``,
+``scope``), the Fisher pool (``pool``), claims and results (``claims``), result rows
+(``result_rows``) and the embedding cache (``embeddings``).
 
 The store is the only part of the package that speaks SQL: the others call its named methods and
 name sets of classes by ``Scope`` (``tests/test_store_seams.py`` holds the package to that).
@@ -25,7 +25,7 @@ from .result_rows import ResultTables
 from .schema import SCHEMA_VERSION
 from .scope import Scope, candidate_scope
 from .settings import SettingsTables
-from .spaces import SpaceTables
+from .space_tables import SpaceTables
 
 
 class Store(Database, SettingsTables, ClassTables, SpaceTables, FeatureTables, PoolTables,

@@ -1,7 +1,7 @@
 """The search space in the study file: classes and their names.
 
 Names come two ways. Explicit names (``add_classes``: a list of names, the baselines) are rows of
-``functions``. A schema or names file is one row of ``spaces`` (``store.spaces``); a name is found
+``functions``. A schema or names file is one row of ``spaces`` (``store.space_tables``); a name is found
 by its index in the space, and its index by decoding the name (schema) or by its hash (names
 files). Either way a class is one row of ``classes`` with its fingerprint, and two classes with
 equal fingerprints are merged.

@@ -1,6 +1,6 @@
 """Filling a study's search space: explicit names, schemas and names files of millions of names.
 
-A schema or a names file is stored compactly (``study.store.spaces``): the study never holds a list of
+A schema or a names file is stored compactly (``study.store.space_tables``): the study never holds a list of
 its names, in memory or in the file. Classes are found by the engine (``aq.schema_classes`` for a
 schema; chunked fingerprints for a names file), and each class gets the coordinates that the Fisher
 pool is chosen by (``surrogate.coverage.Projection``). ``space_insert`` writes a space's classes
