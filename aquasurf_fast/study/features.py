@@ -167,9 +167,9 @@ class FeatureService:
             return Scope.FINITE
         return self.candidate_scope()
 
-    # Until the dashboard and the ranking ask for scopes: a ``Scope`` reads as its condition.
+    # Until the dashboard (candidate_map.py) and benchmarks/bench_driver.py ask for
+    # ``candidate_scope``: a ``Scope`` reads as its condition in their readers' SQL.
     candidate_filter = candidate_scope
-    pool_filter = pool_scope
 
     def n_candidates(self) -> int:
         """How many candidates there are. Counted again only when the features version or the
