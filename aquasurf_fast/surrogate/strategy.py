@@ -45,7 +45,7 @@ DEFAULT_STRATEGY = "adaptive"
 N_LAYOUTS = 5   # layouts the ensemble averages over
 N_SPREAD = 8    # candidates the ensemble spreads over the layout after the baselines
 OUTPUT_STRIDE = 2  # the hybrid's output space reads every 2nd of the 1,000 probe inputs
-ADAPTIVE_SPREAD = 8    # spread picks of the adaptive strategy after the baselines
+ADAPTIVE_SPREAD = 4    # spread picks of the adaptive strategy after the baselines
 ADAPTIVE_KAPPA = 0.5   # calibrated deviations added to its mean predictions
 ADAPTIVE_POWER = 2.0   # its models are drawn with probability ~ (1 / leave-one-out error) ** this
 
