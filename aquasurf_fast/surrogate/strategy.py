@@ -1,8 +1,9 @@
 """Search strategies: which unevaluated candidates to train next, given the evaluated ones.
 
 A strategy ranks candidates from their 2-D UMAP layouts (``layouts``: float32 [M, n, 2], see
-``embedding.compute_layouts``; the hybrid also from their ``output_points``), the positions already evaluated with their scores, and the positions
-claimed by other workers whose results are not known yet (``pending``). ``Study.suggest``,
+``embedding.compute_layouts``; the hybrid and the adaptive strategy also from their
+``output_points``), the positions already evaluated with their scores, and the positions claimed
+by other workers whose results are not known yet (``pending``). ``Study.suggest``,
 ``aquasurf search``, ``quickstart``, ``bench replay`` and the Optuna sampler all rank through here,
 so a replayed strategy is the strategy a search runs.
 
