@@ -2,10 +2,9 @@
 policy judges every outcome, and one queue submits, waits and retries in place."""
 import pickle
 
-from aquasurf_fast.execution.base import Outcome, run_one
+from aquasurf_fast.execution.base import Outcome, run_job, run_one
 from aquasurf_fast.execution.executors import InlineExecutor
-from aquasurf_fast.execution.jobs import (Attempts, FisherChunk, GrowthChunk, JobQueue, Training,
-                                          run_job)
+from aquasurf_fast.execution.jobs import Attempts, FisherChunk, GrowthChunk, JobQueue, Training
 
 
 class Runner:

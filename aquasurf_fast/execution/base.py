@@ -80,11 +80,18 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return oom is not None and isinstance(exc, oom)
 
 
+def run_job(runner: Any, job: Any) -> Any:
+    """What a worker runs for ``job``: a job object (``execution.jobs``) runs itself,
+    ``job.run(runner)``; a plain name (an executor used directly, as a pool of workers that
+    evaluate names) is ``runner(name)``. Read by the method, so that this module, which the jobs
+    build on, does not import them."""
+    run = getattr(job, "run", None)
+    return run(runner) if callable(run) else runner(job)
+
+
 def run_one(evaluate: Callable[[str], Any], key: str, name: str) -> Outcome:
     """Run one job (``execution.jobs.Job``) with the runner ``evaluate``, or evaluate one plain
     name, turning any exception into a failed Outcome with its traceback."""
-    from .jobs import run_job
-
     start = time.perf_counter()
     try:
         value = run_job(evaluate, name)
@@ -120,4 +127,4 @@ class Executor(ABC):
     def shutdown(self) -> None: ...
 
 
-__all__ = ["Executor", "Outcome", "Raw", "is_out_of_memory", "run_one", "split_result"]
+__all__ = ["Executor", "Outcome", "Raw", "is_out_of_memory", "run_job", "run_one", "split_result"]

@@ -174,13 +174,4 @@ class JobQueue:
         return running
 
 
-def run_job(runner: Any, job: Any) -> Any:
-    """What a worker runs for ``job``: ``job.run(runner)``; a plain name (an executor used
-    directly, as a pool of workers that evaluate names) is ``runner(name)``."""
-    if isinstance(job, Job):
-        return job.run(runner)
-    return runner(job)
-
-
-__all__ = ["Attempts", "Finished", "FisherChunk", "GrowthChunk", "Job", "JobQueue", "Training",
-           "run_job"]
+__all__ = ["Attempts", "Finished", "FisherChunk", "GrowthChunk", "Job", "JobQueue", "Training"]
