@@ -346,11 +346,14 @@ def rank_classes(strategy: Strategy, ids: np.ndarray, layouts: Optional[np.ndarr
     """``Strategy.rank`` over candidate classes: ``ids`` the candidates' class ids (``layouts``
     [M, len(ids), 2] and ``points`` [len(ids), P] in their order), ``scores`` the evaluated classes'
     scores, ``pending`` the claimed ones. Returns class ids. The random generator is seeded by ``random_state`` and the
-    numbers of results and claims, so a search is reproducible and still differs per turn."""
+    number of results and claims together, so a search is reproducible and still differs per turn."""
     pos, evaluated, values = _positions(ids, scores)
     claimed = np.array([pos[c] for c in pending if c in pos], dtype=np.int64)
+    # Seeded by how many are taken, not by how many of those are still running: two workers that
+    # rank at once, one seeing a training as running and the other as finished, must draw the same
+    # spread picks and tie order, or the one ranked second can take what the first took.
     rng = np.random.default_rng([0 if random_state is None else int(random_state),
-                                 evaluated.size, claimed.size])
+                                 evaluated.size + claimed.size])
     order = strategy.rank(layouts if strategy.n_layouts else None, evaluated, values, claimed,
                           n_start, n, rng, n_candidates=len(pos),
                           points=points if strategy.needs_points else None)
