@@ -13,6 +13,15 @@ from torch import nn
 from torch.nn import functional as F
 
 
+def consecutive_splits(x: torch.Tensor, y: torch.Tensor, n_train: int,
+                       n_val: int) -> Dict[str, torch.Tensor]:
+    """The first ``n_train`` rows for training, the next ``n_val`` for validation, the rest for
+    testing, in the layout ``train_classifier`` reads."""
+    a, b = n_train, n_train + n_val
+    return {"x_train": x[:a], "y_train": y[:a], "x_val": x[a:b], "y_val": y[a:b],
+            "x_test": x[b:], "y_test": y[b:]}
+
+
 def first_training_batch(data: Dict[str, torch.Tensor], size: int):
     """The first ``size`` training inputs and targets: a task's fixed Fisher batch."""
     return data["x_train"][:size], data["y_train"][:size]

@@ -20,12 +20,14 @@ Built with
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 
 import numpy as np
 import torch
 from torch import nn
 
-from aquasurf_fast.tasks.training import Recipe, first_training_batch, train_classifier
+from aquasurf_fast.tasks.training import (Recipe, consecutive_splits, first_training_batch,
+                                          train_classifier)
 
 VOCAB = 8
 LENGTH = 12
@@ -45,9 +47,7 @@ def splits() -> dict:
     counts = np.stack([np.bincount(t, minlength=VOCAB) for t in tokens])
     x = torch.from_numpy(tokens.astype(np.int64))
     y = torch.from_numpy(counts.argmax(axis=1).astype(np.int64))
-    a, b = N_TRAIN, N_TRAIN + N_VAL
-    return {"x_train": x[:a], "y_train": y[:a], "x_val": x[a:b], "y_val": y[a:b],
-            "x_test": x[b:], "y_test": y[b:]}
+    return consecutive_splits(x, y, N_TRAIN, N_VAL)
 
 
 class Block(nn.Module):
@@ -92,6 +92,5 @@ def fisher_batch():
 
 def train_eval(activation: nn.Module, seed: int = 0, epochs: int = RECIPE.epochs,
                device: str = "cpu", amp: bool = False) -> dict:
-    recipe = Recipe(epochs=epochs, batch_size=RECIPE.batch_size, lr=RECIPE.lr)
-    return train_classifier(build, activation, splits(), recipe, seed=seed, device=device,
-                            amp=amp)
+    return train_classifier(build, activation, splits(), replace(RECIPE, epochs=epochs),
+                            seed=seed, device=device, amp=amp)

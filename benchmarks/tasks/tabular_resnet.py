@@ -19,12 +19,14 @@ Built with
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 
 import numpy as np
 import torch
 from torch import nn
 
-from aquasurf_fast.tasks.training import Recipe, first_training_batch, train_classifier
+from aquasurf_fast.tasks.training import (Recipe, consecutive_splits, first_training_batch,
+                                          train_classifier)
 
 N_TRAIN, N_VAL, N_TEST = 4000, 2000, 2000
 N_FEATURES, N_CLASSES, WIDTH = 20, 6, 64
@@ -44,9 +46,7 @@ def splits() -> dict:
     mean, std = x[:N_TRAIN].mean(axis=0), x[:N_TRAIN].std(axis=0)
     x = torch.from_numpy(((x - mean) / std).astype(np.float32))
     y = torch.from_numpy(y.astype(np.int64))
-    a, b = N_TRAIN, N_TRAIN + N_VAL
-    return {"x_train": x[:a], "y_train": y[:a], "x_val": x[a:b], "y_val": y[a:b],
-            "x_test": x[b:], "y_test": y[b:]}
+    return consecutive_splits(x, y, N_TRAIN, N_VAL)
 
 
 class ResidualBlock(nn.Module):
@@ -72,6 +72,5 @@ def fisher_batch():
 
 def train_eval(activation: nn.Module, seed: int = 0, epochs: int = RECIPE.epochs,
                device: str = "cpu", amp: bool = False) -> dict:
-    recipe = Recipe(epochs=epochs, batch_size=RECIPE.batch_size, lr=RECIPE.lr)
-    return train_classifier(build, activation, splits(), recipe, seed=seed, device=device,
-                            amp=amp)
+    return train_classifier(build, activation, splits(), replace(RECIPE, epochs=epochs),
+                            seed=seed, device=device, amp=amp)
