@@ -8,7 +8,7 @@ It first checks that both give the same features, validity and reasons (bit for 
 up, then reports the median candidates per second of repeats and the ratios: batched over one at a
 time, busy over idle; and per candidate of the idle runs the CPU time and the batched page faults.
 ``GLIBC_TUNABLES=glibc.malloc.perturb=0`` in the environment (a malloc setting that changes
-nothing) leaves glibc's own thresholds in force, for a comparison with ``execution.allocator``.
+nothing) leaves glibc's own thresholds in force, for a comparison with ``runtime.memory``.
 
     python benchmarks/bench_batched.py [--classes 64] [--repeats 3] [--device cpu]
     python benchmarks/bench_batched.py --cases mnist1d --classes 32

@@ -6,9 +6,9 @@ import torch
 
 import aquasurf_fast as aq
 from aquasurf_fast.cli import main
-from aquasurf_fast.execution.base import is_out_of_memory
 from aquasurf_fast.execution.executors import InlineExecutor
 from aquasurf_fast.fisher.candidates import fisher_features_for
+from aquasurf_fast.runtime.memory import is_out_of_memory
 from search_helpers import fake_evaluate, fake_score, make_study, synthetic_space
 
 

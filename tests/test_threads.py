@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from aquasurf_fast.execution.threads import thread_limit
+from aquasurf_fast.runtime.threads import thread_limit
 from aquasurf_fast.fisher import spectrum as fz
 from aquasurf_fast.fisher.candidates import fisher_features_for
 from aquasurf_fast.study.featurize import FisherChunkJob
@@ -163,7 +163,7 @@ def kernels_on_calling_thread() -> bool:
 
 
 def test_one_thread_runs_the_fused_kernels_on_the_calling_thread_and_workers(two_threads):
-    from aquasurf_fast.execution.threads import threads_keeping_limit
+    from aquasurf_fast.runtime.threads import threads_keeping_limit
     from aquasurf_fast.kernels import evaluate
 
     x = np.linspace(-3, 3, 200_001)  # large enough for the kernels' pool

@@ -21,10 +21,10 @@ import numpy as np
 import torch
 
 from ..devices import resolve_device
-from ..execution.threads import thread_limit
 from ..fisher.candidates import fisher_features_for
 from ..fisher.spectrum import FisherError
 from ..nn import Activation
+from ..runtime.threads import thread_limit
 from ..testing.fisher_reference import reference_model
 from .fisher_check import check_spectrum
 from .fisher_floor import floor_flops

@@ -19,8 +19,8 @@ from typing import Callable, Optional, Tuple
 
 import torch
 
-from ..execution.threads import thread_limit
 from ..fisher.spectrum import SINGLE_THREAD_MAX_WEIGHTS
+from ..runtime.threads import thread_limit
 
 __all__ = ["machine_description", "matmul_rate", "peak_memory", "rate_threads", "timed_call"]
 

@@ -35,7 +35,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from ..defaults import DEFAULT_BASELINES, GROW_FROM
-from ..execution.threads import thread_limit
+from ..runtime.threads import thread_limit
 from ..surrogate.strategy import (DEFAULT_STRATEGY, N_LAYOUTS, STRATEGY_NAMES, Strategy,
                                   parse_variant)
 from .candidates import Embeddings, Pool, make_pool

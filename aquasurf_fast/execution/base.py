@@ -3,12 +3,13 @@ what runs a job in a worker (``run_one``).
 """
 from __future__ import annotations
 
-import sys
 import time
 import traceback
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Tuple
+
+from ..runtime.memory import is_out_of_memory
 
 
 @dataclass
@@ -71,15 +72,6 @@ def split_result(value: Any) -> Tuple[float, Dict[str, Any]]:
         ) from None
 
 
-def is_out_of_memory(exc: BaseException) -> bool:
-    """Whether ``exc`` says the machine ran out of memory (host or GPU), whatever was evaluated."""
-    if isinstance(exc, MemoryError):
-        return True
-    torch = sys.modules.get("torch")  # never imported here: a job that ran torch already has it
-    oom = getattr(getattr(torch, "cuda", None), "OutOfMemoryError", None)
-    return oom is not None and isinstance(exc, oom)
-
-
 def run_job(runner: Any, job: Any) -> Any:
     """What a worker runs for ``job``: a job object (``execution.jobs``) runs itself,
     ``job.run(runner)``; a plain name (an executor used directly, as a pool of workers that
@@ -127,4 +119,4 @@ class Executor(ABC):
     def shutdown(self) -> None: ...
 
 
-__all__ = ["Executor", "Outcome", "Raw", "is_out_of_memory", "run_job", "run_one", "split_result"]
+__all__ = ["Executor", "Outcome", "Raw", "run_job", "run_one", "split_result"]

@@ -21,9 +21,9 @@ import signal
 import time
 from typing import List, Optional, Tuple
 
-from .allocator import keep_freed_memory
+from ..runtime.memory import keep_freed_memory
+from ..runtime.threads import limit_threads
 from .base import Executor, Outcome, run_one, split_result
-from .threads import limit_threads
 
 
 class InlineExecutor(Executor):
@@ -261,4 +261,4 @@ def make_executor(kind: str, workers: int, address: Optional[str] = None,
 
 
 __all__ = ["Executor", "InlineExecutor", "ProcessExecutor", "Outcome", "default_executor",
-           "limit_threads", "make_executor", "split_result", "run_one"]
+           "make_executor", "split_result", "run_one"]

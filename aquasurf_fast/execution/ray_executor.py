@@ -16,9 +16,9 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Dict, Optional, Tuple
 
-from .allocator import keep_freed_memory
-from .base import Executor, Outcome, is_out_of_memory, run_one
-from .threads import limit_threads
+from ..runtime.memory import is_out_of_memory, keep_freed_memory
+from ..runtime.threads import limit_threads
+from .base import Executor, Outcome, run_one
 
 
 def import_ray():

@@ -36,8 +36,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..execution.base import is_out_of_memory
-from ..execution.threads import current_limit, threads_keeping_limit
+from ..runtime.memory import is_out_of_memory
+from ..runtime.threads import current_limit, threads_keeping_limit
 from .attention import explicit_attention
 from .factors import CONV_LAYERS, _Factor, _grad_factor, _input_factor
 from .spectrum import (NO_LAYER, SUPPORTED_LAYERS, FisherError, _check_finite, _eigvalsh, _num_weights,
@@ -314,7 +314,7 @@ def _concurrent_passes(threads, allowed: Optional[int], proven: bool, device) ->
     """How many passes run at once: on the CPU with a small model (one torch thread under
     threads="auto"), as many as the caller's thread limit allows, else the usable cores. Each
     pass runs on one thread and none waits for another, so a busy core slows one pass instead of
-    stalling every parallel region (``execution.threads``). Models not proven per-sample run one
+    stalling every parallel region (``runtime.threads``). Models not proven per-sample run one
     pass at a time: their check of random draws reads the process's generator. A GPU runs one
     pass at a time: its passes are queued on one stream anyway."""
     if (threads != "auto" or torch.get_num_threads() != 1 or not proven

@@ -10,8 +10,7 @@ from typing import List, Optional
 import numpy as np
 import torch
 
-from ..execution.allocator import keep_freed_memory
-from ..execution.base import is_out_of_memory
+from ..runtime.memory import is_out_of_memory, keep_freed_memory
 from .spectrum import _check_threads, _spectrum, _threads_for, _warn_unsupported, fisher_features
 
 __all__ = ["fisher_features_for"]
@@ -34,7 +33,7 @@ def fisher_features_for(build, fns, inputs, targets, loss=None, labels="given", 
     the batch (``fisher.batched``; the same features). "auto" fits as many as the model's memory
     use allows; 1 runs them one at a time, as do models that mix the samples of a batch.
     The first call sets glibc's malloc to keep freed blocks of up to 32 MiB in the process
-    (``execution.allocator``): every candidate allocates the same tensors again, and faulting
+    (``runtime.memory``): every candidate allocates the same tensors again, and faulting
     them in from the kernel each time cost about a third of a small candidate's time.
     """
     from ..nn import Activation

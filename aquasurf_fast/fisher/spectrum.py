@@ -54,7 +54,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..execution.threads import thread_limit
+from ..runtime.threads import thread_limit
 from .attention import AttentionProjection, explicit_attention, is_explicit
 from .factors import CONV_LAYERS, _Factor, _grad_factor, _input_factor
 
@@ -104,7 +104,7 @@ class FisherSpectrum:
 
 # Models up to this many weights run on one thread under threads="auto". Below it every product
 # and decomposition takes milliseconds, where a second thread saves at most half on an idle
-# machine and costs many times over on a busy one (execution.threads says why): with the other
+# machine and costs many times over on a busy one (runtime.threads says why): with the other
 # core of 2 busy, mnist1d's 9.6k-weight model featurized at 24 candidates/s on one thread and 2-4/s
 # on two. Above it (All-CNN-C has 1.4M weights; its largest factor is 1729 x 1729) a single
 # decomposition is large enough for threads to pay on an idle machine, so the caller's settings

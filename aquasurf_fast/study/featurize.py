@@ -73,7 +73,7 @@ class FisherChunkJob:
 
     def features(self, names):
         """(features, ok, reasons) of ``names`` (a list, or a string of space-separated names)."""
-        from ..execution.threads import thread_limit
+        from ..runtime.threads import thread_limit
 
         build, inputs, targets = self._model_and_batch()
         device = self.device

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc
 SCRIPT = textwrap.dedent("""
     import resource, sys
     import numpy as np
-    from aquasurf_fast.execution.allocator import keep_freed_memory
+    from aquasurf_fast.runtime.memory import keep_freed_memory
     applied = keep_freed_memory() if sys.argv[1] == "keep" else None
     for _ in range(2):  # the first round settles glibc's adaptive thresholds
         blocks = [np.ones(1_000_000) for _ in range(4)]
