@@ -32,7 +32,8 @@ def test_other_seed_is_deterministic_too_and_gives_another_layout():
 
 def test_a_changed_candidate_set_is_laid_out_again():
     out, fisher = features(30)
-    s = Surrogate()
+    cache = {}
+    s = Surrogate(cache=cache)
     first = s.fit(out, fisher, [0, 1], [0.2, 0.4]).embedding_.copy()
     assert s.embed_seconds_ is not None  # computed
     s.fit(out.copy(), fisher.copy(), [0, 1, 2], [0.2, 0.4, 0.6])
@@ -41,16 +42,17 @@ def test_a_changed_candidate_set_is_laid_out_again():
     changed = out.copy()
     changed[0] += 3.0
     s.fit(changed, fisher, [0, 1], [0.2, 0.4])
-    assert s.embed_seconds_ is not None and len(s.cache) == 2
+    assert s.embed_seconds_ is not None and len(cache) == 2
     assert s.embedding_.shape == (30, 2) and not np.array_equal(s.embedding_, first)
 
 
 def test_embedding_is_cached_per_candidate_set():
     out, fisher = features(30)
-    s = Surrogate()
+    cache = {}
+    s = Surrogate(cache=cache)
     s.fit(out, fisher, [0, 1], [0.2, 0.4])
     first = s.embedding_
-    s.cache[s.embedding_key_] = first + 100.0  # a refit would not reproduce this
+    cache[s.embedding_key_] = first + 100.0  # a refit would not reproduce this
     s.fit(out, fisher, [0, 1, 2], [0.2, 0.4, 0.6])
     np.testing.assert_array_equal(s.embedding_, first + 100.0)
     changed = out.copy()
@@ -111,6 +113,22 @@ def test_regressor_instance_is_cloned_not_fitted():
     ridge = Ridge()
     Surrogate(ridge).fit(out, fisher, np.arange(6), np.linspace(0, 1, 6))
     assert not hasattr(ridge, "coef_")
+
+
+def test_constructor_parameters_are_never_changed_and_fit_returns_self():
+    from sklearn.linear_model import Ridge
+
+    out, fisher = features(12)
+    ridge = Ridge()
+    s = Surrogate(ridge, random_state=3)
+    given = dict(vars(s))
+    assert s.fit(out, fisher, np.arange(6), np.linspace(0, 1, 6)) is s
+    s.embed(out, fisher)
+    assert [k for k, v in given.items() if vars(s)[k] is not v] == []
+    assert s.cache is None  # the embedding went to the surrogate's own memory, not a new mapping
+    fitted = {k for k in vars(s) if k.endswith("_") and not k.startswith("_")}
+    assert fitted >= {"embedding_", "embedding_key_", "regressor_", "n_train_", "predictions_"}
+    assert not {k for k in given if k.endswith("_") and not k.startswith("_")}
 
 
 def test_output_features_alone():

@@ -76,27 +76,32 @@ class Ranker:
         embedding (the candidates changed) is logged with the seconds it took.
 
         Each call returns its own copy, which a later fit (another thread's) leaves unchanged."""
-        with self._fit_lock:
-            return copy.copy(self._fit_surrogate())
+        return self._fitted_surrogate()[1]
 
-    def _fit_surrogate(self):
+    def _fitted_surrogate(self) -> Tuple[np.ndarray, Any]:
+        """(candidate class ids, a copy of the surrogate fitted on them)."""
+        with self._fit_lock:
+            ids, surrogate = self._fit_surrogate()
+            return ids, copy.copy(surrogate)
+
+    def _fit_surrogate(self) -> Tuple[np.ndarray, Any]:
         from ..surrogate.regression import Surrogate
 
-        meta = self.settings
-        if self._surrogate is None:
-            self._surrogate = Surrogate(cache=self._layout_cache)
-        self._surrogate.regressor = self.regressor_in_use()
-        self._surrogate.random_state = meta["random_state"]
+        # One surrogate while the regressor and seed stay: it remembers the feature arrays it
+        # embedded last, so a fit with one more result does not hash every feature byte again.
+        params = (self.regressor_in_use(), self.settings["random_state"])
+        if self._surrogate is None or self._surrogate[0] != params:
+            self._surrogate = (params, Surrogate(*params, cache=self._layout_cache))
+        surrogate = self._surrogate[1]
         ids, out, fisher = self.features.candidate_features()
         done = self._scores()
         pos = {cid: i for i, cid in enumerate(ids.tolist())}
         idx = [pos[c] for c in done if c in pos]
         scores = [done[ids[i]] for i in idx]
-        self._surrogate.fit(out, fisher, idx, scores)
-        self._surrogate.class_ids_ = ids
-        if self._surrogate.embed_seconds_ is not None:
-            self._log_embedding(ids.size, self._surrogate.embed_seconds_)
-        return self._surrogate
+        surrogate.fit(out, fisher, idx, scores)
+        if surrogate.embed_seconds_ is not None:
+            self._log_embedding(ids.size, surrogate.embed_seconds_)
+        return ids, surrogate
 
     def prepare_embedding(self) -> None:
         """Compute and store what the study's strategy ranks by: the paper's single embedding, the
@@ -162,8 +167,8 @@ class Ranker:
 
     def predictions(self) -> Dict[int, float]:
         """Predicted score per candidate class id (NaN before any finite result)."""
-        s = self.surrogate()
-        return dict(zip(s.class_ids_.tolist(), s.predict().tolist()))
+        ids, s = self._fitted_surrogate()
+        return dict(zip(ids.tolist(), s.predict().tolist()))
 
     # -- ranking -----------------------------------------------------------------------------------
 
@@ -175,12 +180,12 @@ class Ranker:
             return ids[np.random.RandomState(random_state).permutation(ids.size)].tolist()
         strategy = self.strategy()
         if strategy.ranks_by_surrogate:
-            s = self.surrogate()
-            if s.class_ids_.size == 0:
+            ids, s = self._fitted_surrogate()
+            if ids.size == 0:
                 return []
             from ..surrogate.regression import rank_by_prediction
 
-            return rank_by_prediction(s.class_ids_, s.predict(), random_state).tolist()
+            return rank_by_prediction(ids, s.predict(), random_state).tolist()
         return self._strategy_ranking(strategy, n, random_state)
 
     def strategy(self) -> Strategy:
@@ -195,8 +200,8 @@ class Ranker:
         the first layout, no predictions (NaN). A new embedding is computed and logged here."""
         strategy = self.strategy()
         if strategy.ranks_by_surrogate:
-            s = self.surrogate()
-            return s.class_ids_, s.embedding_, s.predict()
+            ids, s = self._fitted_surrogate()
+            return ids, s.embedding_, s.predict()
         ids, layouts = self.layouts(max(strategy.n_layouts, 1))
         if not strategy.n_layouts:  # random search: nothing is predicted
             return ids, layouts[0], np.full(ids.size, np.nan)

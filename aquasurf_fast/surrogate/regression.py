@@ -88,6 +88,14 @@ def rank_by_prediction(ids: np.ndarray, pred: np.ndarray, random_state: Optional
 class Surrogate:
     """Predicts the score of every candidate from the scores of the evaluated ones.
 
+    Not a scikit-learn estimator, on purpose: the surrogate is transductive. UMAP lays out every
+    candidate, evaluated or not, so there is no ``predict(X)`` for a point outside the set it was
+    fitted on, and ``fit`` takes the candidates' two feature arrays with the evaluated rows and
+    their scores (SPEC section 8). It keeps the conventions that matter to a caller: the
+    constructor's parameters are never changed, fitted attributes (ending in ``_``) are set only by
+    ``embed`` and ``fit``, ``fit`` returns self, and the regressor given is cloned, never fitted in
+    place (``make_regressor``).
+
     Parameters
     ----------
     regressor : "knn" (k-NN, 3 neighbours, the paper's choice), "rf", "svr", or a scikit-learn
@@ -106,6 +114,7 @@ class Surrogate:
         self.regressor = regressor
         self.random_state = random_state
         self.cache = cache
+        self._own_cache: MutableMapping[str, np.ndarray] = {}  # used when no cache is given
 
     def embed(self, out_feats: np.ndarray, fisher_feats: Optional[np.ndarray] = None) -> np.ndarray:
         """The 2-D embedding of these candidates, from the cache when the set has been seen.
@@ -123,15 +132,14 @@ class Surrogate:
             if fisher_feats is not None:
                 fisher_feats = check_features("fisher_feats", fisher_feats, out_feats.shape[0])
             key = embedding_key(out_feats, fisher_feats, self.random_state)
-        if self.cache is None:
-            self.cache = {}
-        emb = self.cache.get(key)
+        cache = self._own_cache if self.cache is None else self.cache
+        emb = cache.get(key)
         self.embed_seconds_ = None
         if emb is None or np.shape(emb) != (out_feats.shape[0], 2):
             start = time.perf_counter()
             emb = compute_embedding(out_feats, fisher_feats, self.random_state)
             self.embed_seconds_ = time.perf_counter() - start
-            self.cache[key] = emb
+            cache[key] = emb
         self.embedding_key_ = key
         self.embedding_ = np.asarray(emb, dtype=np.float32)
         self._embedded = given
