@@ -85,6 +85,16 @@ class Ranker:
             return ids, copy.copy(surrogate)
 
     def _fit_surrogate(self) -> Tuple[np.ndarray, Any]:
+        ids, out, fisher, surrogate = self._embedded_surrogate()
+        done = self._scores()
+        pos = {cid: i for i, cid in enumerate(ids.tolist())}
+        idx = [pos[c] for c in done if c in pos]
+        surrogate.fit(out, fisher, idx, [done[ids[i]] for i in idx])
+        return ids, surrogate
+
+    def _embedded_surrogate(self):
+        """(candidate class ids, their output and Fisher features, the surrogate with their
+        embedding); a new embedding is logged."""
         from ..surrogate.regression import Surrogate
 
         # One surrogate while the regressor and seed stay: it remembers the feature arrays it
@@ -94,14 +104,17 @@ class Ranker:
             self._surrogate = (params, Surrogate(*params, cache=self._layout_cache))
         surrogate = self._surrogate[1]
         ids, out, fisher = self.features.candidate_features()
-        done = self._scores()
-        pos = {cid: i for i, cid in enumerate(ids.tolist())}
-        idx = [pos[c] for c in done if c in pos]
-        scores = [done[ids[i]] for i in idx]
-        surrogate.fit(out, fisher, idx, scores)
+        surrogate.embed(out, fisher)
         if surrogate.embed_seconds_ is not None:
             self._log_embedding(ids.size, surrogate.embed_seconds_)
-        return ids, surrogate
+        return ids, out, fisher, surrogate
+
+    def embedding(self) -> Tuple[np.ndarray, np.ndarray]:
+        """(candidate class ids, float32 [n, 2]): the surrogate's embedding of the candidates, the
+        one layout the paper's strategy ranks by."""
+        with self._fit_lock:
+            ids, _, _, surrogate = self._embedded_surrogate()
+            return ids, surrogate.embedding_
 
     def prepare_embedding(self) -> None:
         """Compute and store what the study's strategy ranks by: the paper's single embedding, the
@@ -178,15 +191,7 @@ class Ranker:
         if self.settings.get("order") == "exhaustive":
             ids = self.store.class_ids_in_scope(self.features.pool_scope())
             return ids[np.random.RandomState(random_state).permutation(ids.size)].tolist()
-        strategy = self.strategy()
-        if strategy.ranks_by_surrogate:
-            ids, s = self._fitted_surrogate()
-            if ids.size == 0:
-                return []
-            from ..surrogate.regression import rank_by_prediction
-
-            return rank_by_prediction(ids, s.predict(), random_state).tolist()
-        return self._strategy_ranking(strategy, n, random_state)
+        return self._strategy_ranking(self.strategy(), n, random_state)
 
     def strategy(self) -> Strategy:
         """The study's strategy with the regressor it fits."""
@@ -225,7 +230,11 @@ class Ranker:
 
     def _strategy_ranking(self, strategy: Strategy, n: int, random_state) -> List[int]:
         """The ranking of a ``surrogate.strategy`` strategy from the study's results and claims."""
-        ids, layouts = self.layouts(strategy.n_layouts)
+        if strategy.ranks_by_surrogate:
+            ids, embedding = self.embedding()
+            layouts = embedding[None]
+        else:
+            ids, layouts = self.layouts(strategy.n_layouts)
         if ids.size == 0:
             return []
         scores, pending = self.store.evaluated_and_running()

@@ -1,5 +1,5 @@
 """The AQuaSurF surrogate (SPEC section 5): ``embedding`` (the candidates' 2-D UMAP), ``regression``
-(``Surrogate``: a regressor on the embedding, and the ranking by its predictions), ``strategy``
+(``Surrogate``: a regressor on the embedding), ``strategy``
 (the search strategies that choose what to train next: ``Strategy``, the default ``adaptive``, the
 hybrid, the ensemble, the paper's, random search) and ``coverage`` (the output-feature projection
 that a Fisher pool is chosen and grown by).
@@ -7,8 +7,8 @@ that a Fisher pool is chosen and grown by).
 umap-learn and scikit-learn load when first used.
 """
 from .embedding import compute_embedding, embedding_key
-from .regression import REGRESSOR_NAMES, Surrogate, make_regressor, rank_by_prediction
+from .regression import REGRESSOR_NAMES, Surrogate, make_regressor
 from .strategy import DEFAULT_STRATEGY, STRATEGY_NAMES, Strategy
 
 __all__ = ["DEFAULT_STRATEGY", "REGRESSOR_NAMES", "STRATEGY_NAMES", "Strategy", "Surrogate",
-           "compute_embedding", "embedding_key", "make_regressor", "rank_by_prediction"]
+           "compute_embedding", "embedding_key", "make_regressor"]

@@ -76,15 +76,6 @@ def make_regressor(regressor: Any, random_state: Optional[int], n_train: int):
     return model
 
 
-def rank_by_prediction(ids: np.ndarray, pred: np.ndarray, random_state: Optional[int]) -> np.ndarray:
-    """``ids`` ordered by predicted score, best first. Ties (and the start, with nothing to learn
-    from) follow a fixed random order, not the ids', so that the first choices are spread over
-    the space."""
-    tiebreak = np.random.RandomState(random_state).permutation(ids.size)
-    key = np.where(np.isfinite(pred), pred, -np.inf)
-    return ids[np.lexsort((tiebreak, -key))]
-
-
 class Surrogate:
     """Predicts the score of every candidate from the scores of the evaluated ones.
 
@@ -190,4 +181,4 @@ class Surrogate:
         return self.predictions_.copy()
 
 
-__all__ = ["REGRESSOR_NAMES", "Surrogate", "make_regressor", "rank_by_prediction"]
+__all__ = ["REGRESSOR_NAMES", "Surrogate", "make_regressor"]

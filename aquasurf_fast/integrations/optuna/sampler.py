@@ -43,7 +43,7 @@ from .space import ActivationSpace, as_space
 from .trials import read_history
 from ...defaults import DEFAULT_BASELINES, expression_name
 from ...surrogate.embedding import cached_layouts
-from ...surrogate.regression import Surrogate, make_regressor, rank_by_prediction
+from ...surrogate.regression import Surrogate, make_regressor
 from ...surrogate.strategy import DEFAULT_STRATEGY, Strategy, output_points, rank_classes
 
 
@@ -110,11 +110,11 @@ class AquaSurfSampler(optuna.samplers.BaseSampler):
         self._candidates = cand
         self._features = space.candidate_features()
         self._embeddings = EmbeddingFiles(cache, space.embeddings)
-        # The embedding depends only on the candidates: computed (or loaded) once, here, so that
+        # The layouts depend only on the candidates: computed (or loaded) once, here, so that
         # each suggestion only fits the regressor.
         if self.strategy.ranks_by_surrogate:
-            Surrogate(regressor, seed, cache=self._embeddings).embed(*self._features)
-            self._layouts = None
+            self._layouts = Surrogate(regressor, seed, cache=self._embeddings).embed(
+                *self._features)[None]
         elif self.strategy.n_layouts:
             self._layouts, _ = cached_layouts(self._embeddings, *self._features, seed,
                                               self.strategy.n_layouts)
@@ -187,16 +187,9 @@ class AquaSurfSampler(optuna.samplers.BaseSampler):
         """Candidate classes, the next to draw first (the first ``n`` chosen together), as a
         study with the same strategy would rank them."""
         cand = self._candidates
-        scores = history.scores
-        if not self.strategy.ranks_by_surrogate:
-            n_start = len(set(self._baselines) & set(cand.tolist()))
-            return rank_classes(self.strategy, cand, self._layouts, scores, history.pending,
-                                n_start, n, self.seed, self._points)
-        position = {c: i for i, c in enumerate(cand.tolist())}
-        idx = [position[c] for c in sorted(scores) if c in position]
-        surrogate = Surrogate(self.regressor, self.seed, cache=self._embeddings)
-        surrogate.fit(*self._features, idx, [scores[int(cand[i])] for i in idx])
-        return rank_by_prediction(cand, surrogate.predict(), self.seed).tolist()
+        n_start = len(set(self._baselines) & set(cand.tolist()))
+        return rank_classes(self.strategy, cand, self._layouts, history.scores, history.pending,
+                            n_start, n, self.seed, self._points)
 
     def _classes_of_choices(self, choices: tuple) -> Tuple[Dict[Any, int], Dict[int, Any]]:
         """(choice -> class, class -> the choice that names it), kept for the last choices seen."""
