@@ -11,6 +11,8 @@ import torch.nn.functional as F
 
 import aquasurf_fast as aq
 from aquasurf_fast.fisher import spectrum as fz
+from aquasurf_fast.fisher.factors import input_factor
+from aquasurf_fast.fisher.shared import eigvalsh
 from aquasurf_fast.testing import fisher_reference as ref
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -68,14 +70,14 @@ def test_input_factor_matches_definition(config, method, device):
     torch.manual_seed(0)
     module = make().to(device)
     x = torch.randn(16, *shape, device=device)  # 16 rows at least: the full (non-Gram) factor
-    factor = fz._input_factor(module, x, x.shape[0], method)
+    factor = input_factor(module, x, x.shape[0], method)
     expected = ref.input_factor_reference(module.cpu(), x.cpu())
     assert factor.mat.shape[-1] == factor.dim, "expected the full factor, got the Gram matrix"
     got = factor.mat.double().cpu() * factor.scale
     assert got.shape == expected.shape
     torch.testing.assert_close(got, expected, rtol=0, atol=2e-6 * expected.abs().max().item())
     # eigenvalues above 1e-6 of the largest: 1e-4 relative (SPEC precision rule)
-    got_ev, want_ev = fz._eigvalsh(factor), ref.eigvals_reference(expected)
+    got_ev, want_ev = eigvalsh(factor), ref.eigvals_reference(expected)
     big = want_ev > 1e-6 * want_ev.max()
     np.testing.assert_allclose(got_ev[big], want_ev[big], rtol=1e-4)
 
@@ -103,7 +105,7 @@ def test_reference_patches_reproduce_the_convolution(config):
 def test_cell_method_refuses_3d_convolutions():
     module = nn.Conv3d(2, 3, 3, 1, 1)
     with pytest.raises(ValueError, match="cell method needs a 1-D or 2-D stride-1 convolution"):
-        fz._input_factor(module, torch.randn(2, 2, 4, 4, 4), 2, "cells")
+        input_factor(module, torch.randn(2, 2, 4, 4, 4), 2, "cells")
 
 
 SPECTRUM_MODELS = {
@@ -159,9 +161,9 @@ def test_gram_path_has_the_nonzero_eigenvalues_of_the_factor():
     torch.manual_seed(2)
     module = nn.Linear(40, 30)
     x = torch.randn(6, 40)  # 6 rows < 41 = dim A
-    factor = fz._input_factor(module, x, 6)
+    factor = input_factor(module, x, 6)
     assert factor.mat.shape[-1] == 6
-    got = fz._eigvalsh(factor)
+    got = eigvalsh(factor)
     want = ref.eigvals_reference(ref.input_factor_reference(module, x))
     assert got.shape == (1, 41)
     assert (got[:, :35] == 0).all()

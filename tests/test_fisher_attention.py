@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 
 import aquasurf_fast as aq
-from aquasurf_fast.fisher import spectrum as fz
+from aquasurf_fast.fisher import shared
 from aquasurf_fast.testing import fisher_reference as ref
 from aquasurf_fast.fisher.attention import explicit_attention
 
@@ -191,13 +191,13 @@ def test_attention_factors_match_float64_definition(case, float64):
 
 def test_self_attention_projections_share_one_input_factor(monkeypatch):
     calls = []
-    original = fz._input_factor
+    original = shared.input_factor
 
     def counting(module, x, batch, method="auto"):
         calls.append(module)
         return original(module, x, batch, method)
 
-    monkeypatch.setattr(fz, "_input_factor", counting)
+    monkeypatch.setattr(shared, "input_factor", counting)
     torch.manual_seed(2)
     model = _attention_model({"batch_first": True}, {})
     spec = aq.fisher_spectrum(model, torch.randn(4, N_Q, 6), torch.randint(0, 4, (4,)))

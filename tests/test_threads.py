@@ -6,6 +6,7 @@ import torch
 import torch.nn as nn
 
 from aquasurf_fast.runtime.threads import thread_limit
+from aquasurf_fast.fisher import shared
 from aquasurf_fast.fisher import spectrum as fz
 from aquasurf_fast.fisher.candidates import fisher_features_for
 from aquasurf_fast.study.featurize import FisherChunkJob
@@ -98,7 +99,7 @@ def test_small_models_featurize_on_one_thread(two_threads):
 
 
 def test_large_models_keep_the_callers_threads_under_auto(two_threads, monkeypatch):
-    monkeypatch.setattr(fz, "SINGLE_THREAD_MAX_WEIGHTS", 1000)  # mnist1d's model has 9.6k
+    monkeypatch.setattr(shared, "SINGLE_THREAD_MAX_WEIGHTS", 1000)  # mnist1d's model has 9.6k
     x, y = mnist1d_batch()
     loss = ThreadsSeen()
     fz.fisher_spectrum(mnist1d.build(nn.Tanh()), x, y, loss=loss)
@@ -106,7 +107,7 @@ def test_large_models_keep_the_callers_threads_under_auto(two_threads, monkeypat
 
 
 def test_an_explicit_thread_count_holds_for_any_model(two_threads, monkeypatch):
-    monkeypatch.setattr(fz, "SINGLE_THREAD_MAX_WEIGHTS", 1000)
+    monkeypatch.setattr(shared, "SINGLE_THREAD_MAX_WEIGHTS", 1000)
     x, y = mnist1d_batch()
     loss = ThreadsSeen()
     fz.fisher_spectrum(mnist1d.build(nn.Tanh()), x, y, loss=loss, threads=1)

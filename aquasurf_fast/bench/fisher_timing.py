@@ -19,7 +19,7 @@ from typing import Callable, Optional, Tuple
 
 import torch
 
-from ..fisher.spectrum import SINGLE_THREAD_MAX_WEIGHTS
+from ..fisher.shared import SINGLE_THREAD_MAX_WEIGHTS
 from ..runtime.threads import thread_limit
 
 __all__ = ["machine_description", "matmul_rate", "peak_memory", "rate_threads", "timed_call"]

@@ -4,7 +4,7 @@
 Every candidate's model starts from the same weights, so K candidates share one model whose
 batch is K copies of the Fisher batch, candidate k's activation applied to copy k
 (``fisher.stacked``). Each candidate's K-FAC factors are computed from its own rows by the
-one-at-a-time code (``_input_factor``, ``_grad_factor``), the same-sized factors of all K
+one-at-a-time code (``shared.PassFactors``), the same-sized factors of all K
 candidates are decomposed by one batched ``eigvalsh``, and only the layers that contribute to the
 feature (``n // 100 >= 2``) are decomposed at all.
 
@@ -39,9 +39,10 @@ import torch.nn as nn
 from ..runtime.memory import is_out_of_memory
 from ..runtime.threads import current_limit, threads_keeping_limit
 from .attention import explicit_attention
-from .factors import CONV_LAYERS, _Factor, _grad_factor, _input_factor
-from .spectrum import (NO_LAYER, SUPPORTED_LAYERS, FisherError, _check_finite, _eigvalsh, _num_weights,
-                       _spectrum, candidate_loss, captured_layers, layer_cdf, scaled_eigenvalues)
+from .factors import Factor
+from .shared import (NO_LAYER, SUPPORTED_LAYERS, FirstLayerCache, FisherError, PassFactors, candidate_loss,
+                     captured_layers, check_finite, eigvalsh, num_weights, scaled_eigenvalues)
+from .spectrum import compute_spectrum, layer_cdf
 from .stacked import NotStackable, StackedActivation, mixing_reason, per_sample_proof
 
 __all__ = ["MAX_CANDIDATES_PER_PASS", "PASS_MEMORY_BYTES", "candidates_per_pass", "features_in_passes"]
@@ -102,7 +103,7 @@ class _Failures:
 
     def check_one(self, k: int, t: torch.Tensor, what: str) -> None:
         try:
-            _check_finite(t, what)
+            check_finite(t, what)
         except FisherError as exc:
             self.reasons.setdefault(k, f"{type(exc).__name__}: {exc}")
 
@@ -160,13 +161,13 @@ def _stacked_pass(model, x, targets, n_cand: int, loss, labels, seed):
 # Factors and eigenvalues
 # ----------------------------------------------------------------------------------------------
 
-def _eigvalsh_batched(factors: Sequence[_Factor]) -> List[np.ndarray]:
-    """Eigenvalues of every factor as ``spectrum._eigvalsh`` gives them. On a GPU, factors of one
+def _eigvalsh_batched(factors: Sequence[Factor]) -> List[np.ndarray]:
+    """Eigenvalues of every factor as ``shared.eigvalsh`` gives them. On a GPU, factors of one
     shape are decomposed by one batched call (one launch instead of one per factor). On the CPU
     each has its own call: torch's batched CPU path took 79 ms per 865 x 865 matrix in a batch of
     two against 44 ms alone, and 545 against 216 ms at 1729 x 1729 (two threads)."""
     if all(f.mat.device.type == "cpu" for f in factors):
-        return [_eigvalsh(f) for f in factors]
+        return [eigvalsh(f) for f in factors]
     groups: Dict[tuple, List[int]] = {}
     for i, f in enumerate(factors):
         groups.setdefault((tuple(f.mat.shape), f.mat.device), []).append(i)
@@ -179,52 +180,29 @@ def _eigvalsh_batched(factors: Sequence[_Factor]) -> List[np.ndarray]:
     return out
 
 
-def _input_key(name: str, module: nn.Module) -> tuple:
-    """The key of the first layer's input eigenvalues in ``fisher_features_for``'s cache."""
-    return (name, type(module).__name__, tuple(module.weight.shape), module.bias is not None)
-
-
-def _candidate_factors(layers, k: int, batch: int, cache: dict, factors: List[_Factor]):
-    """Candidate k's factors of the layers that contribute to the feature, appended to ``factors``;
-    returns per such layer the (A, G) positions in ``factors`` or eigenvalues from ``cache``."""
+def _candidate_factors(layers, k: int, batch: int, factors: PassFactors):
+    """Candidate k's factors of the layers that contribute to the feature, added to ``factors``;
+    returns per such layer its name, module and the positions of its A and G."""
     slots = []
-    readers: Dict[tuple, object] = {}  # one input factor for layers reading the same tensor
+    rows = slice(k * batch, (k + 1) * batch)
     for i, (name, module, x, g) in enumerate(layers):
-        if _num_weights(module) // 100 < 2:
+        if num_weights(module) // 100 < 2:
             continue  # its feature is empty (layer_cdf): its eigenvalues would be thrown away
-        rows = slice(k * batch, (k + 1) * batch)
-        xk, gk = x[rows], g[rows]
-        same = None if isinstance(module, CONV_LAYERS) else (x.data_ptr(), tuple(x.shape),
-                                                              module.bias is not None)
-        if same in readers:
-            a = readers[same]
-        elif i == 0 and _input_key(name, module) in cache and torch.equal(cache[_input_key(name, module)][0], xk):
-            a = cache[_input_key(name, module)][1]
-        else:
-            factors.append(_input_factor(module, xk, batch))
-            a = len(factors) - 1
-        if same is not None:
-            readers[same] = a
-        factors.append(_grad_factor(module, gk, batch))
-        slots.append((name, module, a, len(factors) - 1))
+        a = factors.input(name, module, x[rows], first=(i == 0))
+        slots.append((name, module, a, factors.grad(module, g[rows])))
     return slots
 
 
-def _features_of_pass(layers, failures: _Failures, batch: int, cache: dict):
+def _features_of_pass(layers, failures: _Failures, batch: int, cache: FirstLayerCache):
     """Per live candidate: (feature or None, reason, [(eig_A, eig_G) per contributing layer])."""
-    factors: List[_Factor] = []
-    slots = {k: _candidate_factors(layers, k, batch, cache, factors) for k in failures.live()}
-    eigs = _eigvalsh_batched(factors)
-    if layers and _num_weights(layers[0][1]) // 100 >= 2 and slots:
-        name, module, a = layers[0][0], layers[0][1], next(iter(slots.values()))[0][2]
-        if isinstance(a, int) and _input_key(name, module) not in cache:
-            k0 = next(iter(slots))  # only the first layer's input is the same for every candidate
-            cache[_input_key(name, module)] = (layers[0][2][k0 * batch:(k0 + 1) * batch], eigs[a])
+    factors = PassFactors(batch, cache)
+    slots = {k: _candidate_factors(layers, k, batch, factors) for k in failures.live()}
+    eigs = factors.eigenvalues(_eigvalsh_batched)
     results = {}
     for k, layer_slots in slots.items():
-        pairs = [(eigs[a] if isinstance(a, int) else a, eigs[g]) for _, _, a, g in layer_slots]
+        pairs = [(eigs[a], eigs[g]) for _, _, a, g in layer_slots]
         try:
-            parts = [layer_cdf(ea, eg, _num_weights(m), name)
+            parts = [layer_cdf(ea, eg, num_weights(m), name)
                      for (name, m, _, _), (ea, eg) in zip(layer_slots, pairs)]
             feat = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
             results[k] = (feat, "", pairs)
@@ -270,7 +248,7 @@ def _same_alone(build, act, x, y, loss, labels, seed, device, got) -> bool:
     torch.manual_seed(seed)
     model = build(act).to(device)
     try:
-        spec = _spectrum(model, x, y, loss, labels, seed)
+        spec = compute_spectrum(model, x, y, loss, labels, seed)
     except FisherError as exc:
         return got[1] == f"{type(exc).__name__}: {exc}"
     layers = [(layer.eig_A, layer.eig_G) for layer in spec.layers if layer.num_weights // 100 >= 2]
@@ -340,7 +318,7 @@ def _passes(run: Callable, part: List[int]) -> List[tuple]:
 
 
 def features_in_passes(build: Callable, names: Sequence[str], x: torch.Tensor, y: torch.Tensor, loss,
-                       labels: str, seed: int, device, per_pass, cache: dict, threads,
+                       labels: str, seed: int, device, per_pass, cache: FirstLayerCache, threads,
                        on_first_model: Callable[[nn.Module], None], progress=None) -> Dict[int, tuple]:
     """Fisher features of ``names`` (see ``fisher_features_for``), ``per_pass`` candidates per pass
     ("auto": as many as ``candidates_per_pass`` allows after a first pass of a few).

@@ -11,7 +11,8 @@ import numpy as np
 import torch
 
 from ..runtime.memory import is_out_of_memory, keep_freed_memory
-from .spectrum import _check_threads, _spectrum, _threads_for, _warn_unsupported, fisher_features
+from .shared import FirstLayerCache, check_threads, threads_for, warn_unsupported
+from .spectrum import compute_spectrum, fisher_features
 
 __all__ = ["fisher_features_for"]
 
@@ -38,7 +39,7 @@ def fisher_features_for(build, fns, inputs, targets, loss=None, labels="given", 
     """
     from ..nn import Activation
 
-    _check_threads(threads)
+    check_threads(threads)
     _check_candidates_per_pass(candidates_per_pass)
     keep_freed_memory()
     fns = list(fns)
@@ -48,7 +49,7 @@ def fisher_features_for(build, fns, inputs, targets, loss=None, labels="given", 
     y = targets.to(dev) if isinstance(targets, torch.Tensor) else torch.as_tensor(targets, device=dev)
     rows: List[Optional[np.ndarray]] = [None] * len(fns)
     reasons = [""] * len(fns)
-    cache: dict = {}
+    cache = FirstLayerCache()
     first = True
     bar = None
     if progress:
@@ -68,8 +69,8 @@ def fisher_features_for(build, fns, inputs, targets, loss=None, labels="given", 
             nonlocal first
             if first:
                 first = False
-                _warn_unsupported(model)
-                limits.enter_context(_threads_for(model, threads))
+                warn_unsupported(model)
+                limits.enter_context(threads_for(model, threads))
 
         done = {}
         if candidates_per_pass != 1:
@@ -85,7 +86,7 @@ def fisher_features_for(build, fns, inputs, targets, loss=None, labels="given", 
                 torch.manual_seed(seed)
                 model = build(Activation(name)).to(dev)
                 first_model(model)
-                spec = _spectrum(model, x, y, loss, labels, seed, input_cache=cache)
+                spec = compute_spectrum(model, x, y, loss, labels, seed, cache=cache)
                 rows[i] = fisher_features(spec)
             except Exception as exc:  # one bad function never stops the rest
                 if is_out_of_memory(exc):

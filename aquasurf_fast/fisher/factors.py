@@ -15,8 +15,11 @@ import torch.nn.functional as F
 
 CONV_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
+__all__ = ["CONV_LAYERS", "Factor", "grad_factor", "input_factor"]
+
+
 @dataclass
-class _Factor:
+class Factor:
     """A factor to decompose: ``mat`` [n_groups, m, m] float32 (not yet scaled). Its eigenvalues
     are ``scale * eigvalsh(mat)``, padded with exact zeros up to ``dim`` when ``mat`` is a Gram
     matrix (m < dim)."""
@@ -65,7 +68,7 @@ def _gram_triangle(x: torch.Tensor) -> torch.Tensor:
 _FLOAT64_MAC_BUDGET = 3e8
 
 
-def _rows_factor(x: torch.Tensor, groups: int, bias: bool, scale: float) -> _Factor:
+def _rows_factor(x: torch.Tensor, groups: int, bias: bool, scale: float) -> Factor:
     """Factor of the rows of x [N, groups * d] (one factor per column group), ``scale`` times the
     sum of the outer products of the rows, with a 1 prepended to every row when ``bias``."""
     n, total = x.shape
@@ -82,21 +85,21 @@ def _rows_factor(x: torch.Tensor, groups: int, bias: bool, scale: float) -> _Fac
             mat = torch.bmm(xg, xg.transpose(1, 2))
         if bias:
             mat = mat + 1.0
-        return _Factor(mat, scale, dim)
+        return Factor(mat, scale, dim)
     if groups == 1:
         core = _gram_triangle(x).unsqueeze(0)
     else:
         xg = x.reshape(n, groups, d).permute(1, 2, 0)  # [groups, d, n]
         core = torch.bmm(xg, xg.transpose(1, 2))
     if not bias:
-        return _Factor(core, scale, dim)
+        return Factor(core, scale, dim)
     mat = torch.empty(groups, dim, dim, dtype=x.dtype, device=x.device)
     mat[:, 1:, 1:] = core
     sums = x.sum(0).reshape(groups, d)
     mat[:, 0, 1:] = sums
     mat[:, 1:, 0] = sums
     mat[:, 0, 0] = float(n)
-    return _Factor(mat, scale, dim)
+    return Factor(mat, scale, dim)
 
 
 def _conv_geometry(module: nn.Module, x: torch.Tensor):
@@ -150,7 +153,7 @@ def _patches(xp: torch.Tensor, k, s, d, groups: int) -> torch.Tensor:
     return view.permute(order).reshape(b * math.prod(out), c * math.prod(k))
 
 
-def _channels_major(factor: _Factor, channels: int, taps: int, bias: bool) -> _Factor:
+def _channels_major(factor: Factor, channels: int, taps: int, bias: bool) -> Factor:
     """A full factor of tap-major columns (``_patches``) reordered to the weight's order (channel,
     *tap), the order of its definition and of the cell method; a Gram matrix stays as it is."""
     if factor.mat.shape[-1] != factor.dim or taps == 1:
@@ -158,10 +161,10 @@ def _channels_major(factor: _Factor, channels: int, taps: int, bias: bool) -> _F
     order = torch.arange(channels * taps, device=factor.mat.device).reshape(taps, channels).t().reshape(-1)
     if bias:
         order = torch.cat([order.new_zeros(1), order + 1])
-    return _Factor(factor.mat[:, order][:, :, order], factor.scale, factor.dim)
+    return Factor(factor.mat[:, order][:, :, order], factor.scale, factor.dim)
 
 
-def _conv_input_factor_im2col(xp, k, s, d, groups, bias, batch) -> _Factor:
+def _conv_input_factor_im2col(xp, k, s, d, groups, bias, batch) -> Factor:
     factor = _rows_factor(_patches(xp, k, s, d, groups), groups, bias, 1.0 / batch)
     return _channels_major(factor, xp.shape[1] // groups, math.prod(k), bias)
 
@@ -193,7 +196,7 @@ def _cell_grid(kh: int, kw: int, dh: int, dw: int, ho: int, wo: int):
     return ys, xs, boxes, index, pair_offset, needed
 
 
-def _conv_input_factor_cells(xp, k, d, pads, groups, bias, batch) -> _Factor:
+def _conv_input_factor_cells(xp, k, d, pads, groups, bias, batch) -> Factor:
     """Input factor of a stride-1 convolution from per-offset, per-cell channel cross products.
 
     Tap p = (ky, kx) sees the window rows [ky*dy, ky*dy + Ho) x cols [kx*dx, kx*dx + Wo) of the
@@ -270,7 +273,7 @@ def _conv_input_factor_cells(xp, k, d, pads, groups, bias, batch) -> _Factor:
                          torch.tensor(boxes, dtype=torch.int64, device=dev),
                          torch.from_numpy(pair_offset).to(dev), bool(bias), 1.0 / batch,
                          float(ho * wo), out)
-    return _Factor(out, 1.0, dim)
+    return Factor(out, 1.0, dim)
 
 
 def _cells_cost(c, groups, hp, wp, kh, kw) -> float:
@@ -288,7 +291,7 @@ def _im2col_cost(n_rows, dim, groups, device) -> float:
     return n_rows * dim * min(dim, n_rows) * groups * tri
 
 
-def _input_factor(module: nn.Module, x: torch.Tensor, batch: int, method: str = "auto") -> _Factor:
+def input_factor(module: nn.Module, x: torch.Tensor, batch: int, method: str = "auto") -> Factor:
     """A of one layer call. method: "auto" (the cheaper by a multiply-add count), "cells", "im2col".
     Linear layers (attention projections included) take the rows of x as they are."""
     bias = module.bias is not None
@@ -315,7 +318,7 @@ def _input_factor(module: nn.Module, x: torch.Tensor, batch: int, method: str = 
     return _conv_input_factor_im2col(xp, k, s, d, groups, bias, batch)
 
 
-def _grad_factor(module: nn.Module, g: torch.Tensor, batch: int) -> _Factor:
+def grad_factor(module: nn.Module, g: torch.Tensor, batch: int) -> Factor:
     """G of one layer call from the gradient of the loss w.r.t. its output."""
     if not isinstance(module, CONV_LAYERS):
         rows = g.reshape(-1, g.shape[-1])
