@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import aquasurf_fast as aq  # noqa: E402
 from aquasurf_fast.devices import resolve_device  # noqa: E402
-from aquasurf_fast.tasks import _cifar, load_task, training  # noqa: E402
+from aquasurf_fast.tasks import cifar_data, load_task, training  # noqa: E402
 from aquasurf_fast.tasks import cifar10_resnet20, cifar10_vit, cifar100_allcnnc  # noqa: E402
 from _timing import print_table, sync  # noqa: E402
 
@@ -51,7 +51,7 @@ def synthetic_data(n_classes: int, n: int) -> dict:
 
 def fisher_seconds(module, data, device, repeats: int):
     """Seconds per candidate, and the feature length, of the task's Fisher pass."""
-    inputs, targets = _cifar.normalizer(data)(data["x_train"][:module.FISHER_BATCH]), \
+    inputs, targets = cifar_data.normalizer(data)(data["x_train"][:module.FISHER_BATCH]), \
         data["y_train"][:module.FISHER_BATCH]
     run = lambda names: aq.fisher_features_for(module.build, names, inputs, targets,  # noqa: E731
                                                device=device, progress=False, threads=None)
@@ -71,8 +71,8 @@ class Trainer:
 
     def __init__(self, module, data, activation, device, amp: bool):
         recipe = module.RECIPE
-        self.recipe = training.Recipe(**{**recipe.__dict__, "prepare": _cifar.normalizer(data),
-                                       "augment": _cifar.augment})
+        self.recipe = training.Recipe(**{**recipe.__dict__, "prepare": cifar_data.normalizer(data),
+                                       "augment": cifar_data.augment})
         self.batch = {"x_train": data["x_train"][:recipe.batch_size],
                       "y_train": data["y_train"][:recipe.batch_size]}
         torch.manual_seed(0)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import aquasurf_fast as aq
-from aquasurf_fast.tasks import _cifar, load_task
+from aquasurf_fast.tasks import cifar_data, load_task
 from cifar_helpers import write_cifar
 
 CIFAR_TASKS = ["cifar100-allcnnc", "cifar10-resnet20", "cifar10-vit"]
@@ -25,9 +25,9 @@ def tiny_cifar(tmp_path_factory):
                for name, n in N_TRAIN.items()}
     mp = pytest.MonkeyPatch()
     mp.setenv("AQUASURF_DATA", str(root))
-    _cifar._splits.cache_clear()
+    cifar_data._splits.cache_clear()
     yield classes
-    _cifar._splits.cache_clear()
+    cifar_data._splits.cache_clear()
     mp.undo()
 
 
@@ -64,24 +64,24 @@ def test_vit_fisher_spectrum_counts_its_attention():
 
 
 def test_splits_are_fixed_disjoint_and_normalized():
-    data = _cifar.splits("cifar10")
+    data = cifar_data.splits("cifar10")
     assert data["x_train"].dtype == torch.uint8 and data["x_train"].shape[1:] == (3, 32, 32)
     assert data["x_val"].shape[0] == N_TRAIN["cifar10"] // 10
     assert data["x_train"].shape[0] + data["x_val"].shape[0] == N_TRAIN["cifar10"]
-    raw = _cifar.load_arrays("cifar10")["x_train"].reshape(N_TRAIN["cifar10"], -1)
+    raw = cifar_data.load_arrays("cifar10")["x_train"].reshape(N_TRAIN["cifar10"], -1)
     rows = {r.tobytes(): i for i, r in enumerate(raw)}
     train = {rows[x.numpy().tobytes()] for x in data["x_train"]}
     val = {rows[x.numpy().tobytes()] for x in data["x_val"]}
     assert not train & val and len(train | val) == N_TRAIN["cifar10"]
-    x = _cifar.normalizer(data)(data["x_train"])
+    x = cifar_data.normalizer(data)(data["x_train"])
     torch.testing.assert_close(x.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-4, rtol=0)
     torch.testing.assert_close(x.std(dim=(0, 2, 3)), torch.ones(3), atol=1e-2, rtol=0)
 
 
 def test_augment_gives_crops_of_the_padded_image_flipped_or_not():
     batch = torch.arange(8 * 3 * 32 * 32, dtype=torch.float32).view(8, 3, 32, 32)
-    out = _cifar.augment(batch, torch.Generator().manual_seed(0))
-    again = _cifar.augment(batch, torch.Generator().manual_seed(0))
+    out = cifar_data.augment(batch, torch.Generator().manual_seed(0))
+    again = cifar_data.augment(batch, torch.Generator().manual_seed(0))
     assert out.shape == batch.shape and torch.equal(out, again)
     padded = torch.nn.functional.pad(batch, (4, 4, 4, 4))
     flipped = 0
@@ -113,7 +113,7 @@ def test_allcnnc_trains_one_epoch_on_the_tiny_set(tiny_cifar):
 
     result = task.train_eval(aq.Activation("relu(x)"), epochs=1, device="cpu")
     assert all(math.isfinite(v) for v in result.values()), result
-    untrained = _cifar.train_eval("cifar100", task.build, aq.Activation("relu(x)"), task.RECIPE,
+    untrained = cifar_data.train_eval("cifar100", task.build, aq.Activation("relu(x)"), task.RECIPE,
                                   seed=task.SEED, epochs=0, device="cpu", amp=False,
                                   data_dir=None)
     assert result["val_loss"] < untrained["val_loss"] - 1e-3, (result, untrained)
@@ -137,7 +137,7 @@ def test_the_device_option_reaches_the_model_and_the_batches(device):
             lambda m, args: seen.append((next(m.parameters()).device, args[0].device)))
         return model
 
-    _cifar.train_eval("cifar10", build, aq.Activation("relu(x)"), cifar10_vit.RECIPE, seed=0,
+    cifar_data.train_eval("cifar10", build, aq.Activation("relu(x)"), cifar10_vit.RECIPE, seed=0,
                       epochs=1, device=device, amp=False, data_dir=None)
     assert seen and all(p.type == device and x.type == device for p, x in seen)
 
@@ -153,7 +153,7 @@ def test_mixed_precision_trains(device, tiny_cifar):
         return model
 
     recipe = dataclasses.replace(cifar10_vit.RECIPE, lr=0.02)
-    result = _cifar.train_eval("cifar10", build, aq.Activation("swish(x)"), recipe, seed=0,
+    result = cifar_data.train_eval("cifar10", build, aq.Activation("swish(x)"), recipe, seed=0,
                                epochs=2, device=device, amp=True, data_dir=None)
     assert dtypes == {torch.float16 if device == "cuda" else torch.bfloat16}
     assert all(math.isfinite(v) for v in result.values()), result
@@ -172,7 +172,7 @@ def test_activation_computes_half_precision_in_float32():
 def test_missing_data_without_torchvision_names_the_folder(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "torchvision", None)  # import torchvision fails
     with pytest.raises(ImportError, match="aquasurf_fast\\[vision\\]") as exc:
-        _cifar.load_arrays("cifar10", str(tmp_path))
+        cifar_data.load_arrays("cifar10", str(tmp_path))
     assert str(tmp_path / "cifar-10-batches-py") in str(exc.value)
 
 
@@ -183,7 +183,7 @@ def test_a_failed_download_names_the_folder_to_fill(tmp_path, monkeypatch):
     datasets = types.SimpleNamespace(CIFAR10=offline, CIFAR100=offline)
     monkeypatch.setitem(sys.modules, "torchvision", types.SimpleNamespace(datasets=datasets))
     with pytest.raises(OSError, match="without internet access") as exc:
-        _cifar.load_arrays("cifar100", str(tmp_path))
+        cifar_data.load_arrays("cifar100", str(tmp_path))
     assert str(tmp_path / "cifar-100-python") in str(exc.value)
 
 
@@ -195,4 +195,4 @@ def test_a_short_or_damaged_batch_file_is_refused(tmp_path):
     with open(path, "wb") as f:
         pickle.dump({b"data": np.zeros((10, 3072), np.uint8), b"labels": [0] * 9}, f)
     with pytest.raises(ValueError, match="10 images but 9 labels"):
-        _cifar.load_arrays("cifar10", str(tmp_path))
+        cifar_data.load_arrays("cifar10", str(tmp_path))
