@@ -37,7 +37,7 @@ import numpy as np
 from ..defaults import DEFAULT_BASELINES, GROW_FROM
 from ..runtime.threads import thread_limit
 from ..surrogate.strategy import (DEFAULT_STRATEGY, N_LAYOUTS, STRATEGY_NAMES, Strategy,
-                                  parse_variant)
+                                  parse_variant, rank_classes)
 from .candidates import Embeddings, Pool, make_pool
 from .format import Benchmark, BenchmarkError
 from .replay_report import Replay
@@ -116,15 +116,27 @@ def run_trial(strategy: str, pool: Pool, embeddings: Embeddings, budget: int, tr
     if strategy == "gp-ucb":
         return _run_gp_trial(pool, layouts[0], budget, seed, workers, rng)
     ranker = Strategy(strategy if strategy in _SEARCH_STRATEGIES else "paper", adaptive=settings)
-    points = pool.output_points if ranker.needs_points else None
-    chosen = list(pool.baselines[:budget])
+    return search_order(ranker, layouts, pool.output_points if ranker.needs_points else None,
+                        pool.val, pool.baselines, budget, workers, int(rng.integers(2**31)))
+
+
+def search_order(strategy: Strategy, layouts: np.ndarray, points: Optional[np.ndarray],
+                 val: np.ndarray, baselines: Sequence[int], budget: int, workers: int,
+                 random_state: int) -> np.ndarray:
+    """The positions a study of ``strategy`` with ``random_state`` evaluates, in order, when the
+    candidates' layouts are ``layouts`` (and output points ``points``), their scores ``val``,
+    ``baselines`` come first, and ``workers`` trainings of equal length run at once: every pick
+    is ranked by ``rank_classes``, as ``Study.suggest`` ranks it, knowing all results but those of
+    the ``workers - 1`` picks before it."""
+    ids = np.arange(len(val))
+    chosen = [int(b) for b in baselines[:budget]]
     while len(chosen) < budget:
-        known = np.array(chosen[:max(0, len(chosen) - workers + 1)], dtype=np.int64)
-        pending = np.array(chosen[known.size:], dtype=np.int64)
-        order = ranker.rank(layouts, known, pool.val[known], pending, len(pool.baselines), 1, rng,
-                            points=points)
+        n_known = max(0, len(chosen) - workers + 1)
+        scores = {c: float(val[c]) for c in chosen[:n_known]}
+        order = rank_classes(strategy, ids, layouts, scores, chosen[n_known:], len(baselines), 1,
+                             random_state, points)
         chosen.append(int(order[0]))
-    return np.array(chosen)
+    return np.array(chosen, dtype=np.int64)
 
 
 def _run_gp_trial(pool: Pool, emb: np.ndarray, budget: int, seed: int, workers: int,
@@ -275,4 +287,5 @@ def replay(bench: Benchmark, strategies: Sequence[str] = REPLAY_ORDER, trials: i
 
 
 __all__ = ["GROW", "GROW_EVERY", "POOL_STRATEGIES", "REPLAY_ORDER", "STRATEGIES", "Embeddings", "Pool",
-           "Replay", "grow_members", "make_pool", "replay", "run_pool_trial", "run_trial"]
+           "Replay", "grow_members", "make_pool", "replay", "run_pool_trial", "run_trial",
+           "search_order"]
