@@ -107,6 +107,35 @@ def test_suite_tables_and_worst_case_by_hand(suite):
     assert long.splitlines()[-1].startswith("| random (exact) |")
 
 
+def test_a_saved_suite_reads_back_what_it_kept_and_replays_only_the_rest(two_files, suite, tmp_path,
+                                                                        monkeypatch):
+    from aquasurf_fast.bench import suite as suite_module
+
+    args = dict(trials=4, budget=20, long_budget=30, long_trials=3, progress=False,
+                n_embeddings=5, save=str(tmp_path))
+    first = suite_module.replay_suite(two_files[:1], ["paper"], **args)
+    replayed = []
+    real_replay = suite_module.replay
+
+    def counting(bench, strategies, **kw):
+        replayed.append(list(strategies))
+        return real_replay(bench, strategies, **kw)
+
+    monkeypatch.setattr(suite_module, "replay", counting)
+    again = suite_module.replay_suite(two_files[:1], ["adaptive", "paper"], **args)
+    assert replayed == [["adaptive"]] * 3  # W = 1, W = 4, the longer replay: paper read back
+    for key, rep in again.replays.items():
+        np.testing.assert_array_equal(rep.orders["paper"], first.replays[key].orders["paper"])
+        np.testing.assert_array_equal(rep.orders["adaptive"], suite.replays[key].orders["adaptive"])
+    np.testing.assert_array_equal(again.long["alpha"].orders["adaptive"],
+                                  suite.long["alpha"].orders["adaptive"])
+    replayed.clear()
+    other = suite_module.replay_suite(two_files[:1], ["paper"], **dict(args, trials=3))
+    # W = 1 and 4 were kept with 4 trials: replayed; the longer replay's 3 trials are as kept
+    assert replayed == [["paper"]] * 2
+    assert other.replays[("alpha", 1)].orders["paper"].shape[0] == 3
+
+
 def test_suite_command_prints_every_part(two_files):
     out = subprocess.run([sys.executable, "-m", "aquasurf_fast.cli", "bench", "suite", *two_files,
                           "--strategies", "adaptive:kappa=0:spread=4,adaptive,paper", "--trials", "2",

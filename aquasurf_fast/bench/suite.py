@@ -9,14 +9,21 @@ to the best class and to a top-5 class beside random search's exact medians.
 from __future__ import annotations
 
 import glob
+import hashlib
+import json
 import math
 import os
 import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
+
+from ..cache import load_npz, save_npz
+from ..defaults import DEFAULT_BASELINES
+from .candidates import make_pool
 from .default_rule import Outcome
-from .format import BenchmarkError, load_benchmark
+from .format import Benchmark, BenchmarkError, load_benchmark
 from .random_exact import random_summary
 from .replay import replay
 from .replay_report import REGRET_AT, TOP_LEVELS, Replay
@@ -132,22 +139,92 @@ class SuiteReplay:
 def replay_suite(files: Sequence[str], strategies: Sequence[str], trials: int = 50,
                  budget: int = 100, workers: Sequence[int] = WORKERS, long_budget: int = 400,
                  long_trials: Optional[int] = None, seed: int = 0, progress: bool = True,
-                 **options) -> SuiteReplay:
+                 save: Optional[str] = None, **options) -> SuiteReplay:
     """Replay ``strategies`` on every file with each of ``workers``, and once more with
     ``long_budget`` evaluations and W = 1 (``long_trials`` trials, default ``trials``; 0 skips
-    it). ``options`` go to ``replay``."""
+    it). ``options`` go to ``replay``. With ``save``, a folder: each strategy's replay is kept
+    there as it finishes and one kept with the same settings is read instead of replayed, so an
+    interrupted suite resumes, and processes replaying different files can share the folder."""
     result = SuiteReplay(replays={})
     for path in files:
         name, bench = benchmark_name(path), load_benchmark(path)
-        for w in workers:
-            result.replays[(name, w)] = replay(bench, strategies, trials=trials, budget=budget,
-                                               seed=seed, progress=progress, workers=w, **options)
+        saved = SavedReplays(save, path, seed, options) if save else None
+        runs = [(w, budget, trials) for w in workers]
         if long_budget and (long_trials is None or long_trials > 0):
-            result.long[name] = replay(bench, strategies, trials=long_trials or trials,
-                                       budget=long_budget, seed=seed, progress=progress,
-                                       workers=1, **options)
+            runs.append((1, long_budget, long_trials or trials))
+        for i, (w, b, t) in enumerate(runs):
+            def run(chosen, w=w, b=b, t=t):
+                return replay(bench, chosen, trials=t, budget=b, seed=seed, progress=progress,
+                              workers=w, **options)
+
+            rep = saved.replay(bench, strategies, w, b, t, run) if saved else run(strategies)
+            if i < len(workers):
+                result.replays[(name, w)] = rep
+            else:
+                result.long[name] = rep
     return result
 
 
-__all__ = ["SUITE_GLOB", "SuiteReplay", "WORKERS", "benchmark_name", "random_row",
+def _code_digest() -> str:
+    """A digest of the sources a replay's choices follow from (the strategies and the replay):
+    replays kept by other code are replayed again."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    sources = sorted(glob.glob(os.path.join(here, "..", "surrogate", "*.py"))) + [
+        os.path.join(here, name) for name in ("replay.py", "candidates.py")]
+    h = hashlib.sha256()
+    for source in sources:
+        with open(source, "rb") as f:
+            h.update(f.read())
+    return h.hexdigest()[:16]
+
+
+class SavedReplays:
+    """One benchmark file's replays kept in a folder, one file per strategy and setting."""
+
+    def __init__(self, folder: str, path: str, seed: int, options: dict):
+        with open(path, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()[:16]
+        self.folder, self.name = folder, benchmark_name(path)
+        self.settings = {"benchmark": digest, "code": _code_digest(), "seed": seed,
+                         **{k: v for k, v in sorted(options.items())}}
+        self.baselines = options.get("baselines", DEFAULT_BASELINES)
+        self.score = options.get("score", "median")
+
+    def replay(self, bench: Benchmark, strategies: Sequence[str], workers: int, budget: int,
+               trials: int, run) -> Replay:
+        """The replay of ``strategies``: those kept with these settings read back, the others
+        replayed by ``run(strategies)`` and kept."""
+        settings = dict(self.settings, workers=workers, budget=budget, trials=trials)
+        kept = {s: self._load(s, settings) for s in strategies}
+        missing = [s for s, k in kept.items() if k is None]
+        if missing:
+            fresh = run(missing)
+            for s in missing:
+                kept[s] = fresh.orders[s], fresh.featurized[s]
+                self._save(s, settings, *kept[s])
+        pool = make_pool(bench, self.baselines, self.score)
+        return Replay(pool=pool, budget=min(budget, len(pool)),
+                      orders={s: kept[s][0] for s in strategies},
+                      featurized={s: kept[s][1] for s in strategies}, workers=workers)
+
+    def _file(self, strategy: str, settings: dict) -> str:
+        safe = re.sub(r"[^A-Za-z0-9=.+-]", "_", strategy)
+        return os.path.join(self.folder, f"{self.name}-w{settings['workers']}-b{settings['budget']}"
+                                         f"-{safe}.npz")
+
+    def _load(self, strategy: str, settings: dict):
+        kept = load_npz(self._file(strategy, settings), ("settings", "orders", "featurized"))
+        if kept is None or json.loads(str(kept["settings"])) != dict(settings, strategy=strategy):
+            return None
+        return kept["orders"], kept["featurized"]
+
+    def _save(self, strategy: str, settings: dict, orders: np.ndarray,
+              featurized: np.ndarray) -> None:
+        path = self._file(strategy, settings)
+        record = np.array(json.dumps(dict(settings, strategy=strategy), sort_keys=True))
+        if not save_npz(path, {"settings": record, "orders": orders, "featurized": featurized}):
+            raise BenchmarkError(f"cannot write {path}: choose a writable folder for --save")
+
+
+__all__ = ["SUITE_GLOB", "SavedReplays", "SuiteReplay", "WORKERS", "benchmark_name", "random_row",
            "replay_suite", "suite_files"]

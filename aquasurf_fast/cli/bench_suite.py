@@ -33,7 +33,7 @@ def cmd_bench_suite(args) -> int:
     result = replay_suite(files, strategies, trials=args.trials, budget=args.budget,
                           long_budget=args.long_budget, long_trials=args.long_trials,
                           seed=args.seed, progress=not args.no_progress,
-                          n_embeddings=args.embeddings, score=args.score)
+                          n_embeddings=args.embeddings, score=args.score, save=args.save)
     print(result.tables())
     print("\n" + result.ratio_table())
     if result.long:
@@ -80,5 +80,9 @@ def add_bench_suite_parser(bsub) -> None:
                     help="what a search sees of a class trained under several seeds: the mean "
                          "of its runs (default; the median of three ties dozens of classes on a "
                          "small validation set) or its median run")
+    sp.add_argument("--save", metavar="DIR",
+                    help="keep each strategy's replays in DIR and read back those kept with the "
+                         "same settings: an interrupted suite resumes, and processes replaying "
+                         "different files can share DIR before one run over all of them")
     add_no_progress(sp)
     sp.set_defaults(fn=cmd_bench_suite)
