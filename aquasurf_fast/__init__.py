@@ -16,7 +16,7 @@ _LAZY = {
     "Activation": "nn",
     "build_info": "build_info",
     "benchmark_fisher": "bench.fisher_speed",
-    "FisherError": "fisher.spectrum",
+    "FisherError": "fisher.shared",
     "FisherSpectrum": "fisher.spectrum",
     "LayerSpectrum": "fisher.spectrum",
     "fisher_features": "fisher.spectrum",

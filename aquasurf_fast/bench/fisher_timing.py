@@ -32,7 +32,7 @@ class _MallInfo2(ctypes.Structure):
 def _malloc_in_use():
     """A function returning the bytes glibc's malloc has handed out and not taken back (heap and
     mmapped blocks), or None where there is no glibc. The resident size would not do: the
-    process keeps freed blocks (``execution.allocator``), so it stops growing after a warm-up."""
+    process keeps freed blocks (``runtime.memory``), so it stops growing after a warm-up."""
     try:
         mallinfo2 = ctypes.CDLL("libc.so.6").mallinfo2
     except (OSError, AttributeError):

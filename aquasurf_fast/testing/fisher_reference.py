@@ -50,7 +50,7 @@ def conv_patches_reference(module: nn.Module, x: torch.Tensor, dtype=torch.float
 def input_factor_reference(module: nn.Module, x: torch.Tensor, dtype=torch.float64) -> torch.Tensor:
     """A [n_groups, dim, dim] in ``dtype``: sum over batch and locations of a a^T / B, a = the layer
     input (Linear) or im2col patch of one group (conv), with a 1 prepended when there is a bias.
-    Mirrors fisher.factors._input_factor (rows/triangle/Gram paths and the csrc cell assembly)."""
+    Mirrors fisher.factors.input_factor (rows/triangle/Gram paths and the csrc cell assembly)."""
     batch = x.shape[0]
     if isinstance(module, nn.Linear):
         rows = x.to(dtype).reshape(-1, x.shape[-1]).unsqueeze(1)  # [N, 1, D]
@@ -66,7 +66,7 @@ def input_factor_reference(module: nn.Module, x: torch.Tensor, dtype=torch.float
 
 def grad_factor_reference(module: nn.Module, g: torch.Tensor, dtype=torch.float64) -> torch.Tensor:
     """G [n_groups, dim, dim] in ``dtype``: sum of g g^T over batch and output locations / (B T).
-    Mirrors fisher.factors._grad_factor."""
+    Mirrors fisher.factors.grad_factor."""
     g = g.to(dtype)
     if isinstance(module, nn.Linear):
         rows = g.reshape(-1, g.shape[-1]).unsqueeze(1)
@@ -107,7 +107,7 @@ def layer_factors_reference(model: nn.Module, inputs, targets, loss=None,
 
 def eigvals_reference(factor: torch.Tensor) -> np.ndarray:
     """float64 eigenvalues [n_groups, dim] ascending, those below LAPACK's error bound
-    (dim * eps * max) set to 0. Mirrors fisher._eigvalsh."""
+    (dim * eps * max) set to 0. Mirrors fisher.shared.eigvalsh."""
     ev = torch.linalg.eigvalsh(factor.double()).cpu().numpy()
     tol = ev.shape[-1] * np.finfo(np.float64).eps * np.abs(ev).max(axis=-1, keepdims=True)
     return np.where(np.abs(ev) <= tol, 0.0, ev)
