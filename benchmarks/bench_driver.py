@@ -21,6 +21,7 @@ import argparse
 import os
 import resource
 import signal
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -38,23 +39,32 @@ SCHEMA = "binary(unary(unary(x)),unary(unary(x)))"
 TICK = os.sysconf("SC_CLK_TCK")
 
 
+def _sql(study, query: str) -> list:
+    """Rows of ``query`` on the study's file, read directly (the package asks its store's methods)."""
+    conn = sqlite3.connect(f"file:{study.path}?mode=ro", uri=True)
+    try:
+        return conn.execute(query).fetchall()
+    finally:
+        conn.close()
+
+
 def recount(study) -> dict:
     """Classes by status and names by scanning the tables: what ``counts()`` read before it kept
     them (plus the spaces' names, which it reads once per process)."""
-    rows = dict(study.store.query("SELECT status, count(*) FROM classes GROUP BY status"))
+    rows = dict(_sql(study, "SELECT status, count(*) FROM classes GROUP BY status"))
     out = {s: int(rows.get(s, 0)) for s in ("pending", "running", "done", "failed")}
     out["classes"] = sum(out.values())
-    out["names"] = (int(study.store.query("SELECT count(*) FROM functions")[0][0])
+    out["names"] = (int(_sql(study, "SELECT count(*) FROM functions")[0][0])
                     + sum(int(np.count_nonzero(np.frombuffer(b, dtype="<i4")))
-                          for b, in study.store.query("SELECT class_ids FROM space_classes")))
+                          for b, in _sql(study, "SELECT class_ids FROM space_classes")))
     return out
 
 
 def old_counts(study) -> None:
     """The scans ``counts()`` ran at every turn of the loop before (status, names, candidates)."""
-    study.store.query("SELECT status, count(*) FROM classes GROUP BY status")
-    study.store.query("SELECT count(*) FROM functions")
-    study.store.query(f"SELECT count(*) FROM classes WHERE {study.features.candidate_filter()}")
+    _sql(study, "SELECT status, count(*) FROM classes GROUP BY status")
+    _sql(study, "SELECT count(*) FROM functions")
+    study.store.count_in_scope(study.features.candidate_scope())
 
 
 def check_counts(study) -> None:

@@ -8,6 +8,7 @@ from image_helpers import assert_png_drawn
 from search_helpers import BASELINES, fake_evaluate, make_study
 
 import aquasurf_fast as aq
+from sql_helpers import sql
 
 
 def run_cli(capsys, *argv):
@@ -128,7 +129,7 @@ def test_search_trains_with_the_engine_activation(capsys, tmp_path):
     assert run_cli(capsys, "init", path, "--task", "digits", "--names", names,
                    "--baselines", "relu,tanh")[0] == 0
     study = aq.Study(str(path))
-    rows = study.store.query("SELECT canonical FROM classes WHERE out_finite = 1")
+    rows = sql(study, "SELECT canonical FROM classes WHERE out_finite = 1")
     # Any finite features will do: what is under test is the loop around them.
     feats = np.stack([np.linspace(0, 1, 12) ** (1 + i) for i in range(len(rows))])
     study.set_fisher_features([r[0] for r in rows], feats)

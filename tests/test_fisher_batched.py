@@ -17,6 +17,7 @@ from aquasurf_fast.tasks import load_task
 from aquasurf_fast.tasks.models import ViT, mlp
 from test_fisher import SPECTRUM_MODELS
 from test_fisher_attention import TokenTransformer
+from sql_helpers import sql
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -237,5 +238,5 @@ def test_a_search_that_grows_featurizes_through_the_batched_path(tmp_path, monke
     n_initial = len(passed)
     stats = study.run(budget=10, workers=0, progress=False, grow=4, grow_every=3)
     assert n_initial >= 12 and stats["grown"] >= 4
-    grown = study.store.query("SELECT canonical FROM classes WHERE pool IS NOT NULL AND fisher_ok = 1")
+    grown = sql(study, "SELECT canonical FROM classes WHERE pool IS NOT NULL AND fisher_ok = 1")
     assert len(passed) - n_initial >= 4 and {n for (n,) in grown} <= set(passed)

@@ -10,6 +10,7 @@ from aquasurf_fast.execution.executors import make_executor
 
 from search_helpers import fake_evaluate, fake_score, make_study
 from bench_helpers import FAKE_TASK
+from sql_helpers import sql
 
 ray = pytest.importorskip("ray", reason="the Ray executor tests need ray (aquasurf_fast[ray])")
 from aquasurf_fast.execution.ray_executor import RayExecutor  # noqa: E402
@@ -34,9 +35,9 @@ def check_consistent(study, budget):
     assert counts["done"] == budget and counts["running"] == 0 and counts["failed"] == 0
     done = [r for r in study.results() if r["status"] == "done"]
     assert all(r["score"] == fake_score(r["name"]) for r in done)
-    results = study.store.query("SELECT class_id FROM events WHERE kind = 'result'")
+    results = sql(study, "SELECT class_id FROM events WHERE kind = 'result'")
     assert len(results) == len({r[0] for r in results}) == budget
-    assert not study.store.query("SELECT 1 FROM events WHERE kind = 'duplicate_result'")
+    assert not sql(study, "SELECT 1 FROM events WHERE kind = 'duplicate_result'")
 
 
 def test_search_on_ray(tmp_path):
@@ -71,7 +72,7 @@ def test_worker_deaths_beyond_ray_retries_reach_the_study_as_failures(tmp_path):
                       progress=False, max_consecutive_failures=100)
     # Ray does not retry here: each lost worker is a failed attempt with Ray's reason, and the
     # study's own retry evaluates the class again.
-    failures = study.store.query("SELECT detail FROM events WHERE kind = 'failure'")
+    failures = sql(study, "SELECT detail FROM events WHERE kind = 'failure'")
     assert len(failures) == stats["failed_attempts"] >= 3
     assert all("Ray task" in detail for (detail,) in failures)
     check_consistent(study, 3)
@@ -114,8 +115,8 @@ def test_featurize_on_ray_matches_in_process(tmp_path):
     here.featurize(chunk=3, progress=False, embed=False)
     there.featurize(chunk=3, progress=False, embed=False, executor=RayExecutor())
     q = "SELECT canonical, fisher_ok, fisher_feat, fisher_reason FROM classes ORDER BY canonical"
-    assert here.store.query(q) == there.store.query(q)
-    assert there.store.query("SELECT count(*) FROM classes WHERE fisher_ok = 1")[0][0] >= 10
+    assert sql(here, q) == sql(there, q)
+    assert sql(there, "SELECT count(*) FROM classes WHERE fisher_ok = 1")[0][0] >= 10
 
 
 def test_a_schema_study_featurizes_its_pool_and_grows_on_ray(tmp_path):
@@ -131,14 +132,14 @@ def test_a_schema_study_featurizes_its_pool_and_grows_on_ray(tmp_path):
     there.featurize(pool=40, chunk=8, progress=False, embed=False, executor=RayExecutor())
     q = ("SELECT canonical, pool, fisher_ok, fisher_feat FROM classes WHERE pool IS NOT NULL "
          "ORDER BY canonical")
-    assert here.store.query(q) == there.store.query(q)
+    assert sql(here, q) == sql(there, q)
     pool = there.counts()["pool"]
     stats = there.run(budget=16, executor=RayExecutor(), progress=False, grow=6, grow_every=5)
     assert stats["done"] == 16 and stats["grown"] >= 6
     assert there.counts()["pool"] == pool + stats["grown"]
     counts = there.counts()
     assert counts["running"] == 0 and counts["failed"] == 0
-    results = there.store.query("SELECT class_id FROM events WHERE kind = 'result'")
+    results = sql(there, "SELECT class_id FROM events WHERE kind = 'result'")
     assert len(results) == len({r[0] for r in results}) == 16
 
 

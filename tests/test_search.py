@@ -11,6 +11,7 @@ import pytest
 import aquasurf_fast as aq
 from aquasurf_fast.execution.executors import InlineExecutor, ProcessExecutor
 from search_helpers import BASELINES, fake_evaluate, fake_score, make_study
+from sql_helpers import sql
 
 
 def _claim_and_hang(path, queue):
@@ -207,7 +208,7 @@ def test_featurize_is_resumable_and_records_invalid_rows(tmp_path):
     assert done["fisher"] == 11 and len(flaky.seen) == 19 and len(set(flaky.seen)) == 19
     assert "f11" not in flaky.seen
     assert study.counts()["candidates"] == 18  # 20 classes less f5 (invalid) and f11 (inf)
-    reasons = dict(study.store.query("SELECT canonical, fisher_reason FROM classes"))
+    reasons = dict(sql(study, "SELECT canonical, fisher_reason FROM classes"))
     assert reasons["f5"] == "empty spectrum" and reasons["f11"] == "non-finite output features"
 
 

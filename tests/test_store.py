@@ -11,11 +11,12 @@ from aquasurf_fast.study import store as aq_store
 from aquasurf_fast.study.suggestions import Claim
 from aquasurf_fast.study.store import StudyError
 from search_helpers import fake_score, make_study, told_by_workers, synthetic_space
+from sql_helpers import sql
 
 
 def test_features_are_float32_blobs(tmp_path):
     study = make_study(tmp_path / "s.db", n_extra=4)
-    rows = study.store.query("SELECT typeof(out_feat), length(out_feat), typeof(fisher_feat) "
+    rows = sql(study, "SELECT typeof(out_feat), length(out_feat), typeof(fisher_feat) "
                              "FROM classes")
     assert set(rows) == {("blob", 4000, "blob")}
     ids, out, fisher = study.features.candidate_features()

@@ -9,16 +9,17 @@ import numpy as np
 
 import aquasurf_fast as aq
 from search_helpers import fake_score, make_study
+from sql_helpers import sql
 
 
 def recount(study) -> dict:
     """The counts that ``Study.counts`` reads, by scanning the tables."""
-    rows = dict(study.store.query("SELECT status, count(*) FROM classes GROUP BY status"))
+    rows = dict(sql(study, "SELECT status, count(*) FROM classes GROUP BY status"))
     out = {s: int(rows.get(s, 0)) for s in ("pending", "running", "done", "failed")}
-    out["classes"] = int(study.store.query("SELECT count(*) FROM classes")[0][0])
-    out["names"] = int(study.store.query("SELECT count(*) FROM functions")[0][0]) + sum(
+    out["classes"] = int(sql(study, "SELECT count(*) FROM classes")[0][0])
+    out["names"] = int(sql(study, "SELECT count(*) FROM functions")[0][0]) + sum(
         int(np.count_nonzero(np.frombuffer(blob, dtype="<i4")))
-        for blob, in study.store.query("SELECT class_ids FROM space_classes"))
+        for blob, in sql(study, "SELECT class_ids FROM space_classes"))
     return out
 
 
@@ -86,9 +87,9 @@ def test_a_file_without_counts_gets_them_counted(tmp_path):
     study = aq.Study(path)
     assert kept(study) == recount(study)
     assert kept(study)["done"] == 3 and kept(study)["running"] == 1
-    plan = study.store.query("EXPLAIN QUERY PLAN SELECT id FROM classes WHERE baseline = 1")
+    plan = sql(study, "EXPLAIN QUERY PLAN SELECT id FROM classes WHERE baseline = 1")
     assert "classes_baselines" in plan[0][3]
-    assert study.store.query("PRAGMA user_version")[0][0] == 2  # readable by earlier versions
+    assert sql(study, "PRAGMA user_version")[0][0] == 2  # readable by earlier versions
 
 
 def test_writes_that_know_nothing_of_the_counts_keep_them_right(tmp_path):
@@ -126,9 +127,9 @@ def test_a_bulk_insert_writes_what_row_by_row_inserts_write(tmp_path, monkeypatc
     bulk = schema_study(tmp_path / "bulk.db", monkeypatch, bulk=True)
     rows = schema_study(tmp_path / "rows.db", monkeypatch, bulk=False)
     table = "SELECT * FROM classes ORDER BY id"
-    assert bulk.store.query(table) == rows.store.query(table)
+    assert sql(bulk, table) == sql(rows, table)
     schema = "SELECT type, name, sql FROM sqlite_master ORDER BY name"
-    assert bulk.store.query(schema) == rows.store.query(schema)
+    assert sql(bulk, schema) == sql(rows, schema)
     assert kept(bulk) == recount(bulk) == kept(rows)
-    plan = bulk.store.query("EXPLAIN QUERY PLAN SELECT id FROM classes WHERE out_hash = x'00'")
+    plan = sql(bulk, "EXPLAIN QUERY PLAN SELECT id FROM classes WHERE out_hash = x'00'")
     assert "INDEX classes_out_hash" in plan[0][3]

@@ -52,3 +52,11 @@ def test_no_sql_outside_the_store():
             continue
         offenders += [f"{rel}:{line}: {what}" for line, what in _sql_in(path)]
     assert not offenders, "SQL outside study/store/:\n" + "\n".join(offenders)
+
+
+def test_the_stores_offer_no_sql_to_their_callers():
+    from aquasurf_fast.study.store import Store
+    from aquasurf_fast.study.store.readonly import StudyReader
+
+    for cls in (Store, StudyReader):
+        assert not SQL_CALLS & {name for name in dir(cls) if not name.startswith("_")}, cls

@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from ..study.features import FeatureService
+from ..study.store import Scope
 from ..surrogate.strategy import (DEFAULT_STRATEGY, Strategy, output_points, predict_classes,
                                   rank_classes)
 
@@ -37,8 +38,7 @@ def strategy_of(settings: Dict[str, Any]) -> Strategy:
 
 def candidate_map(reader, settings: Dict[str, Any]) -> Dict[str, Any]:
     """The map as JSON-ready lists (see the module docstring)."""
-    where = FeatureService(reader, None, "dashboard").candidate_filter()
-    rows = reader.classes_where(where)
+    rows = reader.classes_in_scope(FeatureService(reader, None, "dashboard").candidate_scope())
     strategy = strategy_of(settings)
     n_layouts = max(strategy.n_layouts, 1)
     suffix = "" if strategy.ranks_by_surrogate else f"-layouts{n_layouts}"
@@ -122,7 +122,7 @@ def projection_map(reader, n_candidates: int) -> Dict[str, Any]:
     max_id = reader.max_class_id()
     stride = max(1, math.ceil(max_id / PROJECTION_SAMPLE))
     sample = reader.projection_sample(max_id, stride)
-    shown = reader.classes_where("status IN ('done', 'running')")
+    shown = reader.classes_in_scope(Scope.TRAINED_OR_RUNNING)
     proj = reader.projections_of([r[0] for r in shown])
     shown = [r for r in shown if r[0] in proj]
     xy = np.array([proj[r[0]][:2] for r in shown], dtype=np.float32).reshape(-1, 2)

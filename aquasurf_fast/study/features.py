@@ -167,10 +167,6 @@ class FeatureService:
             return Scope.FINITE
         return self.candidate_scope()
 
-    # Until the dashboard (candidate_map.py) and benchmarks/bench_driver.py ask for
-    # ``candidate_scope``: a ``Scope`` reads as its condition in their readers' SQL.
-    candidate_filter = candidate_scope
-
     def n_candidates(self) -> int:
         """How many candidates there are. Counted again only when the features version or the
         pool's size changed (everything that changes the candidates changes one of them): the

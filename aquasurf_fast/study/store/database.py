@@ -211,9 +211,6 @@ class Database:
         with self._lock, self._translate_errors():
             return self.conn.execute(sql, params).fetchall()
 
-    # For tests and for looking into a study file by hand; never called by the package.
-    query = _query
-
     def close(self) -> None:
         with self._lock, contextlib.suppress(Exception):
             self.conn.close()

@@ -26,6 +26,8 @@ class Scope(enum.Enum):
     POOL_FINITE = "pool IS NOT NULL AND out_finite = 1"
     #: the Fisher pool's classes with finite outputs and valid Fisher features
     POOL_WITH_FISHER = "pool IS NOT NULL AND out_finite = 1 AND fisher_ok = 1"
+    #: the classes trained or in training
+    TRAINED_OR_RUNNING = "status IN ('done', 'running')"
 
     def __str__(self) -> str:
         # The condition, so that a reader that takes a condition (the dashboard's) is handed a
@@ -53,7 +55,7 @@ def candidate_scope(db) -> Scope:
     classes with valid Fisher features; without any Fisher feature (no model to featurize), the
     output features alone embed, those of the pool when there is one, else of every explicit class
     (an explicit, small space)."""
-    if db.query(HAS_FISHER):
+    if db._query(HAS_FISHER):
         return Scope.POOL_WITH_FISHER
     if db.pool_size():
         return Scope.POOL_FINITE

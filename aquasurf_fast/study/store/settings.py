@@ -20,7 +20,7 @@ class SettingsTables:
     def meta(self) -> Dict[str, Any]:
         out = {}
         # ``query``, not ``_query``: ``StudyReader`` shares this method and has only ``query``.
-        for key, value in self.query("SELECT key, value FROM meta"):
+        for key, value in self._query("SELECT key, value FROM meta"):
             try:
                 out[key] = json.loads(value)
             except ValueError:
