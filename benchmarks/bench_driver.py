@@ -120,7 +120,7 @@ def time_featurize(path: str, pool: int) -> dict:
     """``Study.featurize(pool=pool)`` as ``aquasurf featurize --pool`` runs it, split into the
     Fisher computation, the embedding, and the rest (the driver: choosing the pool, reading and
     writing the study)."""
-    from aquasurf_fast.study.features import FeatureService
+    from aquasurf_fast.study.feature_service import FeatureService
     from aquasurf_fast.study.ranking import Ranker
 
     spent = {"fisher": 0.0, "embedding": 0.0}

@@ -17,7 +17,7 @@ pytest.importorskip("umap")
 import aquasurf_fast as aq  # noqa: E402
 from aquasurf_fast.fisher import candidates as fisher_candidates  # noqa: E402
 from aquasurf_fast.optuna import AquaSurfSampler  # noqa: E402
-from aquasurf_fast.integrations.optuna.cache import model_key  # noqa: E402
+from aquasurf_fast.integrations.optuna.sampler_cache import model_key  # noqa: E402
 from aquasurf_fast.integrations.optuna.space import ActivationSpace  # noqa: E402
 from search_helpers import BASELINES, fake_score  # noqa: E402
 

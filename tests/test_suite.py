@@ -243,7 +243,7 @@ def test_variants_parse_and_bad_ones_say_why():
 def test_the_mean_over_seeds_separates_what_the_median_ties():
     from types import SimpleNamespace
 
-    from aquasurf_fast.bench.candidates import validation_scores
+    from aquasurf_fast.bench.replay_pool import validation_scores
 
     runs = np.array([[0.9, 0.8, 0.8], [0.8, 0.8, 0.7], [np.nan, 0.6, 0.6], [0.5, 0.5, 0.5]])
     bench = SimpleNamespace(metrics={"val_acc": np.array([0.8, 0.8, 0.6, np.nan])},

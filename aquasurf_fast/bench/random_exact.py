@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .candidates import Pool
+from .replay_pool import Pool
 
 
 def miss_probability(n: int, m, t) -> np.ndarray:

@@ -38,7 +38,7 @@ from ..defaults import DEFAULT_BASELINES, GROW_FROM
 from ..runtime.threads import thread_limit
 from ..surrogate.strategy import (DEFAULT_STRATEGY, N_LAYOUTS, STRATEGY_NAMES, Strategy,
                                   parse_variant, rank_classes)
-from .candidates import Embeddings, Pool, make_pool
+from .replay_pool import Embeddings, Pool, make_pool
 from .format import Benchmark, BenchmarkError
 from .replay_report import Replay
 

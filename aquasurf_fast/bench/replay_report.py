@@ -10,7 +10,7 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
-from .candidates import Pool
+from .replay_pool import Pool
 
 REGRET_AT = (25, 50, 100)
 TOP_LEVELS = ("top-1", "top-5", "top-1%")

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..cache import load_npz, save_npz
 from ..defaults import DEFAULT_BASELINES
-from .candidates import make_pool
+from .replay_pool import make_pool
 from .default_rule import Outcome
 from .format import Benchmark, BenchmarkError, load_benchmark
 from .random_exact import random_summary
@@ -170,7 +170,7 @@ def _code_digest() -> str:
     replays kept by other code are replayed again."""
     here = os.path.dirname(os.path.abspath(__file__))
     sources = sorted(glob.glob(os.path.join(here, "..", "surrogate", "*.py"))) + [
-        os.path.join(here, name) for name in ("replay.py", "candidates.py")]
+        os.path.join(here, name) for name in ("replay.py", "replay_pool.py")]
     h = hashlib.sha256()
     for source in sources:
         with open(source, "rb") as f:

@@ -78,7 +78,7 @@ def cmd_bench_replay(args) -> int:
 
 
 def add_bench_parsers(sub) -> None:
-    from ..bench.candidates import SCORES
+    from ..bench.replay_pool import SCORES
     from ..bench.replay import N_EMBEDDINGS, REPLAY_ORDER
     from ..surrogate.strategy import N_LAYOUTS
 

@@ -48,7 +48,7 @@ def cmd_bench_suite(args) -> int:
 
 
 def add_bench_suite_parser(bsub) -> None:
-    from ..bench.candidates import SCORES
+    from ..bench.replay_pool import SCORES
     from ..bench.replay import N_EMBEDDINGS
     from ..surrogate.strategy import N_LAYOUTS
 

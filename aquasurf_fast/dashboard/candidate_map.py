@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from ..study.features import FeatureService
+from ..study.feature_service import FeatureService
 from ..study.store import Scope
 from ..surrogate.strategy import (DEFAULT_STRATEGY, Strategy, output_points, predict_classes,
                                   rank_classes)

@@ -20,7 +20,7 @@ from .._checks import check_int, check_positive
 from ..defaults import DEFAULT_BASELINES
 from ..surrogate.strategy import DEFAULT_STRATEGY, STRATEGY_NAMES
 from .suggestions import Claim, Claims
-from .features import FeatureService
+from .feature_service import FeatureService
 from .loop import run_study
 from .fisher_pool import FisherPool
 from .recipe import check_recipe

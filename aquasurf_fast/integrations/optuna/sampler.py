@@ -38,7 +38,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from .cache import EmbeddingFiles, fisher_features_cached
+from .sampler_cache import EmbeddingFiles, fisher_features_cached
 from .space import ActivationSpace, as_space
 from .trials import read_history
 from ...defaults import DEFAULT_BASELINES, expression_name
