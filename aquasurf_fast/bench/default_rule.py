@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 Key = Tuple[str, int]  # (benchmark, workers)
+REFERENCE = "paper"    # the strategy whose 95% interval bounds what may become the default
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ def judge_family(family: str, variants: Mapping[str, Mapping[Key, Outcome]],
 
 
 def choose_default(results: Mapping[str, Mapping[Key, Outcome]],
-                   families: Mapping[str, Sequence[str]], reference: str = "paper") -> Decision:
+                   families: Mapping[str, Sequence[str]], reference: str = REFERENCE) -> Decision:
     """Apply the rule. ``results``: variant -> (benchmark, W) -> Outcome, every variant on the
     same keys; ``families``: family -> its variants (the reference's family holds it alone)."""
     keys = {v: set(r) for v, r in results.items()}
@@ -111,4 +112,5 @@ def choose_default(results: Mapping[str, Mapping[Key, Outcome]],
     return Decision(default=best.family if best else None, verdicts=verdicts)
 
 
-__all__ = ["Decision", "FamilyVerdict", "Outcome", "choose_default", "judge_family", "tune"]
+__all__ = ["Decision", "FamilyVerdict", "Outcome", "REFERENCE", "choose_default", "judge_family",
+           "tune"]

@@ -30,14 +30,14 @@ The metrics are in ``replay_report``.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
 from ..defaults import DEFAULT_BASELINES, GROW_FROM
 from ..runtime.threads import thread_limit
-from ..surrogate.strategy import (DEFAULT_STRATEGY, N_LAYOUTS, STRATEGY_NAMES, Strategy,
-                                  parse_variant, rank_classes)
+from ..surrogate.strategy import DEFAULT_STRATEGY, N_LAYOUTS, Strategy, parse_variant, rank_classes
 from .replay_pool import Embeddings, Pool, make_pool
 from .format import Benchmark, BenchmarkError
 from .replay_report import Replay
@@ -46,14 +46,30 @@ POOL_STRATEGIES = ("pool-random", "pool-random+grow", "pool-coverage", "pool-cov
 # New strategies go last: a strategy's random generator is seeded by its index here.
 STRATEGIES = (("ensemble", "paper", "random", "outputs", "fisher", "gp-ucb") + POOL_STRATEGIES
               + ("hybrid", "adaptive"))
-# The search strategies that rank with several layouts (the ensemble, the hybrid).
-_SEARCH_STRATEGIES = tuple(s for s in STRATEGY_NAMES if Strategy(s).n_layouts > 1)
 # The order of a replay's rows: the default first.
 REPLAY_ORDER = (DEFAULT_STRATEGY,) + tuple(s for s in STRATEGIES if s != DEFAULT_STRATEGY)
-# Which features each strategy's layouts are made of (None: no layout).
-_EMBEDDING_OF = {"adaptive": "union", "ensemble": "union", "hybrid": "union", "paper": "union", "outputs": "outputs",
-                 "fisher": "fisher",
-                 "gp-ucb": "union", "random": None}
+
+
+@dataclass(frozen=True)
+class _Replayed:
+    """How a trial of one replayed strategy runs: which features its layouts are made of (None:
+    it reads none) and the search strategy that ranks on them (None: the trial orders the
+    candidates itself)."""
+
+    features: Optional[str]
+    ranker: Optional[str]
+
+    @property
+    def n_layouts(self) -> int:
+        return Strategy(self.ranker).n_layouts if self.ranker else 1
+
+
+# Every replayed strategy but the pool ones, by name: the search strategies as a study runs
+# them, the paper's on one feature set alone, the GP and random search with orders of their own.
+_REPLAYED = {**{name: _Replayed("union", name) for name in ("adaptive", "ensemble", "hybrid",
+                                                            "paper")},
+             "outputs": _Replayed("outputs", "paper"), "fisher": _Replayed("fisher", "paper"),
+             "gp-ucb": _Replayed("union", None), "random": _Replayed(None, None)}
 GROW = 20         # classes a growing pool adds per round
 GROW_EVERY = 10   # evaluations per round
 UCB_KAPPA = 2.0
@@ -92,8 +108,9 @@ def _knn_scores(emb: np.ndarray, idx: np.ndarray, y: np.ndarray) -> np.ndarray:
 def _layout_seeds(strategy: str, trial: int, seed: int, n_embeddings: int,
                   rng: np.random.Generator) -> List[int]:
     """The layout seeds one trial reads: its own for one-layout strategies, N_LAYOUTS of the
-    ``n_embeddings`` drawn at random for the ensemble and the hybrid."""
-    if strategy not in _SEARCH_STRATEGIES:
+    ``n_embeddings`` drawn at random for those that read several (the adaptive, the ensemble,
+    the hybrid)."""
+    if _REPLAYED[strategy].n_layouts == 1:
         return [seed * 1000 + trial % n_embeddings]
     if n_embeddings < N_LAYOUTS:
         raise ValueError(f"the {strategy} strategy averages {N_LAYOUTS} layouts: n_embeddings must "
@@ -109,13 +126,14 @@ def run_trial(strategy: str, pool: Pool, embeddings: Embeddings, budget: int, tr
     budget = min(budget, n)
     strategy, settings = parse_variant(strategy)
     rng = np.random.default_rng([seed, trial, STRATEGIES.index(strategy)])
-    if strategy == "random":
-        return rng.permutation(n)[:budget]  # no baselines, and nothing to wait for
-    layouts = embeddings.layouts(_EMBEDDING_OF[strategy],
+    how = _REPLAYED[strategy]
+    if how.features is None:  # random search: no baselines, and nothing to wait for
+        return rng.permutation(n)[:budget]
+    layouts = embeddings.layouts(how.features,
                                  _layout_seeds(strategy, trial, seed, n_embeddings, rng))
-    if strategy == "gp-ucb":
+    if how.ranker is None:
         return _run_gp_trial(pool, layouts[0], budget, seed, workers, rng)
-    ranker = Strategy(strategy if strategy in _SEARCH_STRATEGIES else "paper", adaptive=settings)
+    ranker = Strategy(how.ranker, adaptive=settings)
     return search_order(ranker, layouts, pool.output_points if ranker.needs_points else None,
                         pool.val, pool.baselines, budget, workers, int(rng.integers(2**31)))
 
@@ -271,7 +289,7 @@ def replay(bench: Benchmark, strategies: Sequence[str] = REPLAY_ORDER, trials: i
                         order = run_trial(s, pool, embeddings, budget, t, seed, n_embeddings,
                                           workers)
                         # The full strategies featurize every candidate first; the others none.
-                        uses_fisher = _EMBEDDING_OF[parse_variant(s)[0]] in ("union", "fisher")
+                        uses_fisher = _REPLAYED[parse_variant(s)[0]].features in ("union", "fisher")
                         done = np.full(order.size, len(pool) if uses_fisher else 0)
                     rows.append(order)
                     counts.append(done)

@@ -9,7 +9,7 @@ SUITE_STRATEGIES = "adaptive,hybrid,ensemble,paper"
 
 
 def cmd_bench_suite(args) -> int:
-    from ..bench.default_rule import choose_default
+    from ..bench.default_rule import REFERENCE, choose_default
     from ..bench.replay import STRATEGIES
     from ..bench.suite import replay_suite, suite_files
     from ..surrogate.strategy import parse_variant
@@ -38,7 +38,7 @@ def cmd_bench_suite(args) -> int:
     print("\n" + result.ratio_table())
     if result.long:
         print("\n" + result.long_table())
-    if "paper" in families and len(result.benchmarks) > 1:
+    if REFERENCE in families and len(result.benchmarks) > 1:
         decision = choose_default(result.outcomes(), families)
         verdict = decision.default or ("none (no eligible strategy reached a top-1% class within "
                                        "the budget everywhere: raise --budget)")
