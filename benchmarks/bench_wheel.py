@@ -15,7 +15,10 @@ Correctness first: every variant's output features of the benchmark space must e
 build's bit for bit (NaN as one value). Then: output features per second (the 5,103 benchmark
 names on the 1,000-point probe), the fused activation (forward and backward of
 max(relu(x),cosh(elu(x))) over 2^20 float32 elements), and Fisher features per second of the
-built-in mnist1d task. Ratios are to the native build.
+built-in mnist1d task. Ratios are to the native build, paired by round: each round measures every
+variant once, back to back, and the ratio reported is the median over rounds of a variant's value
+over the native build's in the same round (with the lowest and highest of those ratios), so that
+load on the machine that comes and goes between rounds falls on both sides of each ratio.
 
     python benchmarks/bench_wheel.py [--rounds 3] [--jobs 1] [--build-dir build/bench-wheel]
 """
@@ -145,17 +148,16 @@ def main() -> int:
     metrics = [("output features / s", "output_features_per_s", "{:,.0f}"),
                ("fused activation, M elements / s", "activation_melem_per_s", "{:.1f}"),
                ("mnist1d Fisher features / s", "fisher_fns_per_s", "{:.2f}")]
-    median = {name: {key: statistics.median(r[key] for r in results) for _, key, _ in metrics}
-              for name, results in runs.items()}
     rows = []
     for label, key, fmt in metrics:
-        base = median["native"][key]
         for name in variants:
-            level = runs[name][0]["level"]
-            rows.append([label, f"{name} ({level})", fmt.format(median[name][key]),
-                         f"{median[name][key] / base:.3f}"])
-    print_table(f"medians of {args.rounds} alternating rounds, {os.cpu_count()} CPUs",
-                ["measure", "build", "value", "vs native"], rows)
+            value = statistics.median(r[key] for r in runs[name])
+            ratios = [r[key] / n[key] for r, n in zip(runs[name], runs["native"])]
+            rows.append([label, f"{name} ({runs[name][0]['level']})", fmt.format(value),
+                         f"{statistics.median(ratios):.3f}",
+                         f"{min(ratios):.3f}-{max(ratios):.3f}"])
+    print_table(f"medians of {args.rounds} alternating rounds, {os.cpu_count()} CPUs; ratios paired "
+                "by round", ["measure", "build", "value", "vs native", "range over rounds"], rows)
     return 0
 
 
