@@ -185,3 +185,16 @@ def test_non_finite_metrics_read_back_as_written(tmp_path):
     assert row["metrics"]["loss"] == float("inf")
     assert row["metrics"]["margin"] == float("-inf")
     assert math.isnan(row["metrics"]["grad"])
+
+
+def test_an_in_memory_store_holds_a_study_without_a_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    classes, out, _ = synthetic_space(2)
+    store = aq_store.Store(":memory:", create=True, meta={"features_version": 0, "task": "t"})
+    assert store.add_classes(classes, out) == (len(classes), len(classes))
+    ((class_id, name, token, _),) = store.claim_pending([1], 1, "w", lease_s=60)
+    assert store.record_result(class_id, 0.5, {}, None, token, "w")
+    assert store.meta()["task"] == "t"
+    assert store.counts()["done"] == 1 and store.best_result_rows(1)[0][1] == name
+    store.close()
+    assert os.listdir(tmp_path) == []

@@ -16,7 +16,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .database import StudyError
+from .database import Database, StudyError
+from .events import EventLog
 
 
 def _metrics_json(metrics: Mapping[str, Any]) -> str:
@@ -36,7 +37,12 @@ def _metrics_json(metrics: Mapping[str, Any]) -> str:
 
 
 class ClaimTables:
-    """The claim, result and failure columns of ``classes`` (a part of ``Store``)."""
+    """The claim, result and failure columns of ``classes`` (a part of ``Store``). Holds the
+    ``Database`` and the ``EventLog`` that records each claim, result and failure."""
+
+    def __init__(self, db: Database, events: EventLog):
+        self.db = db
+        self.events = events
 
     def expire_leases(self, c: sqlite3.Connection, now: float) -> int:
         """Return the candidates of dead or hung workers to the pool (inside a transaction)."""
@@ -47,24 +53,24 @@ class ClaimTables:
             c.execute(
                 "UPDATE classes SET status = 'pending', claim_token = NULL, claim_owner = NULL, "
                 "claimed_at = NULL, lease_until = NULL WHERE id = ?", (class_id,))
-            self.log(c, "lease_expired", class_id, owner)
+            self.events.log(c, "lease_expired", class_id, owner)
         return len(stale)
 
     def expire_leases_now(self) -> int:
         """``expire_leases`` in a transaction of its own."""
-        with self.transaction() as c:
+        with self.db.transaction() as c:
             return self.expire_leases(c, time.time())
 
     def status_of(self, class_id: int) -> str:
         """The status of a class: "pending", "running", "done" or "failed"."""
-        return self._query("SELECT status FROM classes WHERE id = ?", (int(class_id),))[0][0]
+        return self.db.query("SELECT status FROM classes WHERE id = ?", (int(class_id),))[0][0]
 
     def claim_pending(self, class_ids: Sequence[int], n: int, owner: str,
                       lease_s: float) -> List[Tuple[int, str, str, float]]:
         """Claim the first ``n`` of ``class_ids`` that are pending, in one transaction that first
         expires the leases run out. Returns (class id, canonical name, token, lease end) of each."""
         claimed: List[Tuple[int, str, str, float]] = []
-        with self.transaction() as c:
+        with self.db.transaction() as c:
             now = time.time()
             self.expire_leases(c, now)
             taken = set()
@@ -85,14 +91,14 @@ class ClaimTables:
 
     def scores(self) -> Dict[int, float]:
         """The evaluated classes' scores (those with one), by class id."""
-        return dict(self._query(
+        return dict(self.db.query(
             "SELECT id, score FROM classes WHERE status = 'done' AND score IS NOT NULL"))
 
     def evaluated_and_running(self) -> Tuple[Dict[int, Optional[float]], List[int]]:
         """(the score of every evaluated class, None where it has none, by id; the ids of the
         classes being evaluated)."""
-        rows = self._query("SELECT id, status, score FROM classes WHERE status IN "
-                           "('done', 'running')")
+        rows = self.db.query("SELECT id, status, score FROM classes WHERE status IN "
+                             "('done', 'running')")
         return ({cid: score for cid, st, score in rows if st == "done"},
                 [cid for cid, st, _ in rows if st == "running"])
 
@@ -103,13 +109,13 @@ class ClaimTables:
             "UPDATE classes SET status = 'running', claim_token = ?, claim_owner = ?, "
             "claimed_at = ?, lease_until = ? WHERE id = ? AND status = 'pending'",
             (token, owner, now, now + lease_s, class_id))
-        self.log(c, "claim", class_id, owner, token)
+        self.events.log(c, "claim", class_id, owner, token)
         return token
 
     def renew(self, tokens: Sequence[str], lease_s: float) -> int:
         """Extend the leases of claims still held; returns how many were."""
         now = time.time()
-        with self.transaction() as c:
+        with self.db.transaction() as c:
             n = 0
             for token in tokens:
                 n += c.execute(
@@ -119,7 +125,7 @@ class ClaimTables:
 
     def release(self, tokens: Sequence[str], owner: Optional[str] = None) -> int:
         """Give claims back unevaluated (a clean stop): their candidates return to the pool."""
-        with self.transaction() as c:
+        with self.db.transaction() as c:
             n = 0
             for token in tokens:
                 row = c.execute("SELECT id FROM classes WHERE claim_token = ? AND status = 'running'",
@@ -129,7 +135,7 @@ class ClaimTables:
                 c.execute(
                     "UPDATE classes SET status = 'pending', claim_token = NULL, claim_owner = NULL, "
                     "claimed_at = NULL, lease_until = NULL WHERE id = ?", (row[0],))
-                self.log(c, "release", row[0], owner)
+                self.events.log(c, "release", row[0], owner)
                 n += 1
         return n
 
@@ -143,14 +149,14 @@ class ClaimTables:
         """
         metrics_text = _metrics_json(metrics)
         now = time.time()
-        with self.transaction() as c:
+        with self.db.transaction() as c:
             row = c.execute("SELECT status, claim_token FROM classes WHERE id = ?",
                             (class_id,)).fetchone()
             if row is None:
                 raise StudyError(f"class {class_id} is not in this study")
             if row[0] == "done":
-                self.log(c, "duplicate_result", class_id, owner,
-                         json.dumps({"score": score if math.isfinite(score) else None}))
+                self.events.log(c, "duplicate_result", class_id, owner,
+                                json.dumps({"score": score if math.isfinite(score) else None}))
                 return False
             eval_index = c.execute(
                 "SELECT coalesce(max(eval_index), 0) + 1 FROM classes").fetchone()[0]
@@ -161,7 +167,7 @@ class ClaimTables:
                 (score if math.isfinite(score) else None, metrics_text, runtime, now, eval_index,
                  class_id))
             stale = token is not None and row[1] != token
-            self.log(c, "result", class_id, owner, json.dumps(
+            self.events.log(c, "result", class_id, owner, json.dumps(
                 {"score": score if math.isfinite(score) else None, "stale_claim": stale}))
         return True
 
@@ -173,14 +179,14 @@ class ClaimTables:
         stale worker cannot undo the claim of the worker that took over. Returns the new status, or
         None when the report was ignored.
         """
-        with self.transaction() as c:
+        with self.db.transaction() as c:
             row = c.execute("SELECT status, claim_token, attempts FROM classes WHERE id = ?",
                             (class_id,)).fetchone()
             if row is None:
                 raise StudyError(f"class {class_id} is not in this study")
             status, current, attempts = row
             if status == "done" or (token is not None and current is not None and current != token):
-                self.log(c, "stale_failure", class_id, owner, error[-2000:])
+                self.events.log(c, "stale_failure", class_id, owner, error[-2000:])
                 return None
             attempts += 1
             new_status = "failed" if attempts > max_retries else "pending"
@@ -188,6 +194,6 @@ class ClaimTables:
                 "UPDATE classes SET status = ?, attempts = ?, error = ?, claim_token = NULL, "
                 "claim_owner = NULL, claimed_at = NULL, lease_until = NULL, finished_at = ? "
                 "WHERE id = ?", (new_status, attempts, error[-20000:], time.time(), class_id))
-            self.log(c, "failure", class_id, owner, error[-2000:])
+            self.events.log(c, "failure", class_id, owner, error[-2000:])
         return new_status
 

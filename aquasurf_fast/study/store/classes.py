@@ -15,12 +15,24 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .database import StudyError, fingerprints, to_blob
+from .database import Database, StudyError, fingerprints, to_blob
+from .events import EventLog
+from .settings import SettingsTables
+from .space_tables import SpaceTables
 
 
 class ClassTables:
     """``classes`` and ``functions``: explicit names, features, and finding a name's class in
-    them or in the spaces (``SpaceTables``); a part of ``Store``."""
+    them or in the spaces; a part of ``Store``. Holds the ``Database``, the ``SpaceTables`` a name
+    may be found in, the ``SettingsTables`` whose features version new output features raise, and
+    the ``EventLog`` that records what was added."""
+
+    def __init__(self, db: Database, space_tables: SpaceTables, settings: SettingsTables,
+                 events: EventLog):
+        self.db = db
+        self.space_tables = space_tables
+        self.settings = settings
+        self.events = events
 
     # -- explicit names ----------------------------------------------------------------------------
 
@@ -46,14 +58,14 @@ class ClassTables:
             if projection is not None and len(classes):
                 coords = projection.of_features(np.where(np.isfinite(out_feats), out_feats, 0))
         n_classes = n_names = 0
-        spaces = self.spaces()
-        with self.transaction() as c:
+        spaces = self.space_tables.spaces()
+        with self.db.transaction() as c:
             for i, members in enumerate(classes):
                 named_by = [m for m in members if m in baselines]
                 # A name that a schema or names file of the study holds is there already.
                 members = [m for m in members
                            if not c.execute("SELECT 1 FROM functions WHERE name = ?", (m,)).fetchone()
-                           and not any(self.index_in_space(sid, src, m) is not None
+                           and not any(self.space_tables.index_in_space(sid, src, m) is not None
                                        for sid, src in spaces)]
                 if not members and not named_by:
                     continue
@@ -87,25 +99,25 @@ class ClassTables:
                 if named_by:
                     c.execute("UPDATE classes SET baseline = 1 WHERE id = ?", (class_id,))
                 n_names += len(members)
-            self.log(c, "add", detail=json.dumps({"classes": n_classes, "names": n_names}))
+            self.events.log(c, "add", detail=json.dumps({"classes": n_classes, "names": n_names}))
         return n_classes, n_names
 
     def set_output_features(self, class_ids: Sequence[int], feats: np.ndarray) -> None:
         feats = np.asarray(feats, dtype=np.float32)
-        with self.transaction() as c:
+        with self.db.transaction() as c:
             c.executemany(
                 "UPDATE classes SET out_feat = ?, out_finite = ?, out_hash = ? WHERE id = ?",
                 [(to_blob(f), int(np.isfinite(f).all()), key, int(i))
                  for i, f, key in zip(class_ids, feats, fingerprints(feats) if len(feats) else [])],
             )
             # Which classes are finite decides the candidates, whose caches read the version.
-            self.bump_features_version(c)
+            self.settings.bump_features_version(c)
 
     def set_fisher_features(self, class_ids: Sequence[int], feats: np.ndarray,
                             ok: Sequence[bool], reasons: Sequence[str]) -> None:
         """Store Fisher features; a class that has them is in the Fisher pool."""
         feats = np.asarray(feats, dtype=np.float32)
-        with self.transaction() as c:
+        with self.db.transaction() as c:
             c.executemany(
                 "UPDATE classes SET fisher_feat = ?, fisher_ok = ?, fisher_reason = ?, "
                 "pool = coalesce(pool, 0) WHERE id = ?",
@@ -119,8 +131,8 @@ class ClassTables:
         ids = [int(i) for i in class_ids]
         for start in range(0, len(ids), 500):
             part = ids[start:start + 500]
-            out.update(self._query(f"SELECT id, canonical FROM classes WHERE id IN "
-                                   f"({','.join('?' * len(part))})", part))
+            out.update(self.db.query(f"SELECT id, canonical FROM classes WHERE id IN "
+                                     f"({','.join('?' * len(part))})", part))
         return out
 
     def names_of(self, class_ids: Sequence[int]) -> List[str]:
@@ -133,7 +145,7 @@ class ClassTables:
     def fingerprint_index(self) -> Tuple[np.ndarray, np.ndarray]:
         """(the 16-byte output fingerprints of the study's classes that have one, "S16", sorted;
         the class id of each): for merging a new space into the classes present."""
-        rows = self._query("SELECT out_hash, id FROM classes WHERE out_hash IS NOT NULL")
+        rows = self.db.query("SELECT out_hash, id FROM classes WHERE out_hash IS NOT NULL")
         keys = np.array([r[0] for r in rows], dtype="S16")
         order = np.argsort(keys, kind="stable")
         return keys[order], np.array([r[1] for r in rows], dtype=np.int64)[order]
@@ -166,19 +178,20 @@ class ClassTables:
         from ...expr import canonical_name
 
         def explicit(form):
-            return self._query("SELECT c.id, c.canonical FROM functions f JOIN classes c "
-                              "ON c.id = f.class_id WHERE f.name = ?", (form,))
+            return self.db.query("SELECT c.id, c.canonical FROM functions f JOIN classes c "
+                                 "ON c.id = f.class_id WHERE f.name = ?", (form,))
 
         # As written first: explicit names need not be expressions ("elu" in a synthetic space).
         row = explicit(name)
         if not row:
             canonical = canonical_name(name)
             row = explicit(canonical)
-            for space_id, source in ([] if row else self.spaces()):
-                index = self.index_in_space(space_id, source, canonical)
-                class_id = 0 if index is None else self.class_id_at(space_id, index)
+            for space_id, source in ([] if row else self.space_tables.spaces()):
+                index = self.space_tables.index_in_space(space_id, source, canonical)
+                class_id = 0 if index is None else self.space_tables.class_id_at(space_id, index)
                 if class_id:
-                    row = self._query("SELECT id, canonical FROM classes WHERE id = ?", (class_id,))
+                    row = self.db.query("SELECT id, canonical FROM classes WHERE id = ?",
+                                        (class_id,))
                     break
         if not row:
             raise StudyError(f"{name!r} is not in this study's search space")
@@ -191,12 +204,13 @@ class ClassTables:
         for start in range(0, len(wanted), 500):
             part = wanted[start:start + 500]
             marks = ",".join("?" * len(part))
-            for class_id, name in self._query(f"SELECT class_id, name FROM functions WHERE class_id "
-                                             f"IN ({marks}) ORDER BY rowid", part):
+            for class_id, name in self.db.query(f"SELECT class_id, name FROM functions "
+                                                f"WHERE class_id IN ({marks}) ORDER BY rowid",
+                                                part):
                 out[class_id].append(name)
-        spaces = self.spaces() if wanted else []
+        spaces = self.space_tables.spaces() if wanted else []
         for space_id, source in spaces:
-            ids = self.class_ids(space_id)
+            ids = self.space_tables.class_ids(space_id)
             rows = np.flatnonzero(np.isin(ids, np.asarray(wanted, dtype=np.int32)))
             if rows.size == 0:
                 continue

@@ -1,4 +1,4 @@
-"""Opening a study file, its transactions and event log, and how arrays are stored.
+"""Opening a study file, its transactions, and how arrays are stored.
 
 Arrays are raw little-endian bytes read back with ``np.frombuffer``: no text encoding, no eval,
 no pickle. Every write runs in a ``BEGIN IMMEDIATE`` transaction, so a writer takes the lock before
@@ -6,6 +6,9 @@ reading what it will change.
 
 Threads of one process share the connection; a lock held for each transaction and each read keeps
 one thread's statements out of another's transaction.
+
+The path ``":memory:"`` opens a study held in memory, without a file (for tests): it lives as long
+as its ``Database``, so no other process or ``StudyReader`` can see it.
 """
 from __future__ import annotations
 
@@ -15,13 +18,15 @@ import os
 import sqlite3
 import threading
 import time
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
+from typing import Any, Iterator, List, Mapping, Optional, Sequence
 
 import numpy as np
 
+from .events import write_event
 from .schema import (ADDITIONS, APPLICATION_ID, COUNTERS, COUNTS_TABLE, CREATE, SCHEMA_VERSION,
                      TABLES, UPGRADE_1_TO_2)
 
+IN_MEMORY = ":memory:"
 BUSY_TIMEOUT_MS = 60_000
 CACHE_KB = 256 * 1024
 
@@ -61,11 +66,16 @@ def fingerprints(rows: np.ndarray) -> List[bytes]:
 
 class Database:
     """The SQLite file of one study, opened by one process (open one per process); its threads may
-    share it."""
+    share it. Opening checks the file, creates it (with ``create``: its settings ``meta``) or
+    upgrades it; then ``transaction`` writes and ``query`` reads.
+
+    Only the parts of ``study/store`` hold a ``Database``: ``Store`` and ``StudyReader`` keep theirs
+    private, so no caller outside the store is handed a way to run SQL."""
 
     def __init__(self, path: str, create: bool = False, meta: Optional[Mapping[str, Any]] = None):
         self.path = os.fspath(path)
-        exists = os.path.exists(self.path) and os.path.getsize(self.path) > 0
+        exists = (self.path != IN_MEMORY and os.path.exists(self.path)
+                  and os.path.getsize(self.path) > 0)
         if not exists and not create:
             raise StudyError(f"{self.path}: no such study (create it first, e.g. `aquasurf init`)")
         if os.path.isdir(self.path):
@@ -139,7 +149,7 @@ class Database:
                 c.executemany("UPDATE classes SET out_hash = ? WHERE id = ?",
                               zip(fingerprints(feats), (i for i, _ in rows)))
             c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            self.log(c, "upgrade", detail=json.dumps({"from": 1, "to": SCHEMA_VERSION}))
+            write_event(c, "upgrade", detail=json.dumps({"from": 1, "to": SCHEMA_VERSION}))
 
     def _add_counts_and_indexes(self) -> None:
         """Give a file without them (a new one, or one written before they existed) the counts
@@ -159,11 +169,6 @@ class Database:
                 if name not in present:
                     for statement in statements:
                         c.execute(statement)
-
-    def counts(self) -> Dict[str, int]:
-        """Classes by status ("pending", "running", "done", "failed") and explicit names
-        ("functions"), read from the counts the triggers keep: O(1), not a scan of the classes."""
-        return {key: int(n) for key, n in self._query(f"SELECT key, n FROM {COUNTS_TABLE}")}
 
     def _create(self, meta: Mapping[str, Any]) -> None:
         with self.transaction() as c:
@@ -205,57 +210,12 @@ class Database:
                 raise
             self.conn.execute("COMMIT")
 
-    def _query(self, sql: str, params: Sequence[Any] = ()) -> List[tuple]:
-        """The rows of one statement. Private to ``study/store``: the rest of the package asks the
-        store's named methods (``tests/test_store_seams.py`` holds it to that)."""
+    def query(self, sql: str, params: Sequence[Any] = ()) -> List[tuple]:
+        """The rows of one statement. For the parts of ``study/store`` only: the rest of the
+        package asks the store's named methods (``tests/test_store_seams.py`` holds it to that)."""
         with self._lock, self._translate_errors():
             return self.conn.execute(sql, params).fetchall()
 
     def close(self) -> None:
         with self._lock, contextlib.suppress(Exception):
             self.conn.close()
-
-    # -- the event log -----------------------------------------------------------------------------
-
-    # Here rather than in a part: opening writes an event when it upgrades a file.
-    def log(self, c: sqlite3.Connection, kind: str, class_id: Optional[int] = None,
-            owner: Optional[str] = None, detail: Optional[str] = None) -> None:
-        c.execute(
-            "INSERT INTO events (time, kind, class_id, owner, detail) VALUES (?, ?, ?, ?, ?)",
-            (time.time(), kind, class_id, owner, detail),
-        )
-
-    def log_event(self, kind: str, class_id: Optional[int] = None, owner: Optional[str] = None,
-                  detail: Optional[str] = None) -> None:
-        """``log`` in a transaction of its own."""
-        with self.transaction() as c:
-            self.log(c, kind, class_id, owner, detail)
-
-    def log_event_if_changed(self, kind: str, owner: Optional[str], detail: str) -> bool:
-        """Log an event of ``kind`` unless the last one of that kind has the same ``detail``;
-        returns whether it was logged."""
-        with self.transaction() as c:
-            last = c.execute("SELECT detail FROM events WHERE kind = ? ORDER BY id DESC LIMIT 1",
-                             (kind,)).fetchone()
-            if last is not None and last[0] == detail:
-                return False
-            self.log(c, kind, owner=owner, detail=detail)
-        return True
-
-    def event_details(self, kind: str) -> List[str]:
-        """The details of every event of ``kind``, oldest first."""
-        return [d for d, in self._query("SELECT detail FROM events WHERE kind = ? ORDER BY id",
-                                        (kind,))]
-
-    def last_event_detail(self, kind: str) -> Optional[str]:
-        """The detail of the newest event of ``kind``, None when there is none."""
-        rows = self._query("SELECT detail FROM events WHERE kind = ? ORDER BY id DESC LIMIT 1",
-                           (kind,))
-        return rows[0][0] if rows else None
-
-    def recent_events(self, limit: int = 100) -> List[tuple]:
-        """(time, kind, class name or None, owner, detail) of the last ``limit`` events, newest
-        first."""
-        return self._query(
-            "SELECT e.time, e.kind, c.canonical, e.owner, e.detail FROM events e "
-            "LEFT JOIN classes c ON c.id = e.class_id ORDER BY e.id DESC LIMIT ?", (limit,))

@@ -7,14 +7,17 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from .database import from_blob, to_blob
+from .database import Database, from_blob, to_blob
 
 
 class EmbeddingTable:
-    """The ``embeddings`` table (a part of ``Store``)."""
+    """The ``embeddings`` table (a part of ``Store``); holds the ``Database``."""
+
+    def __init__(self, db: Database):
+        self.db = db
 
     def get_embedding(self, key: str) -> Optional[np.ndarray]:
-        row = self._query("SELECT n, coords FROM embeddings WHERE key = ?", (key,))
+        row = self.db.query("SELECT n, coords FROM embeddings WHERE key = ?", (key,))
         if not row:
             return None
         n, blob = row[0]
@@ -24,11 +27,11 @@ class EmbeddingTable:
     def all_embeddings(self) -> Dict[str, np.ndarray]:
         """Every stored embedding, by key ([n, 2] or [n, 2M] each)."""
         return {key: from_blob(blob).reshape(n, -1).copy()
-                for key, n, blob in self._query("SELECT key, n, coords FROM embeddings")}
+                for key, n, blob in self.db.query("SELECT key, n, coords FROM embeddings")}
 
     def put_embedding(self, key: str, coords: np.ndarray) -> None:
         coords = np.asarray(coords, dtype=np.float32)
-        with self.transaction() as c:
+        with self.db.transaction() as c:
             # Only the current candidate set matters; older embeddings are dead weight. The newest
             # other one stays: a study reads two (the paper's single layout and the ensemble's).
             c.execute("DELETE FROM embeddings WHERE key != ? AND key NOT IN (SELECT key FROM "

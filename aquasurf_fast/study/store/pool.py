@@ -9,14 +9,24 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .database import from_blob, to_blob
+from .database import Database, from_blob, to_blob
+from .events import EventLog
+from .settings import SettingsTables
 
 
 class PoolTables:
-    """The ``pool`` and ``projection`` columns of ``classes`` (a part of ``Store``)."""
+    """The ``pool`` and ``projection`` columns of ``classes`` (a part of ``Store``). Holds the
+    ``Database``, the ``SettingsTables`` whose counts tell when the coordinates it keeps in memory
+    are stale, and the ``EventLog`` that records each round."""
+
+    def __init__(self, db: Database, settings: SettingsTables, events: EventLog):
+        self.db = db
+        self.settings = settings
+        self.events = events
+        self._projections: Optional[tuple] = None  # (projections_key, ids, coordinates)
 
     def pool_size(self) -> int:
-        return int(self._query("SELECT count(*) FROM classes WHERE pool IS NOT NULL")[0][0])
+        return int(self.db.query("SELECT count(*) FROM classes WHERE pool IS NOT NULL")[0][0])
 
     def pool_state(self, c: Optional[sqlite3.Connection] = None) -> Tuple[int, int]:
         """(the number of the next round of the pool, 0 for the first; classes in the pool),
@@ -26,7 +36,7 @@ class PoolTables:
         # the table would read every class.
         sql = ("SELECT (SELECT coalesce(max(pool) + 1, 0) FROM classes WHERE pool IS NOT NULL), "
                "(SELECT count(*) FROM classes WHERE pool IS NOT NULL)")
-        next_round, size = c.execute(sql).fetchone() if c is not None else self._query(sql)[0]
+        next_round, size = c.execute(sql).fetchone() if c is not None else self.db.query(sql)[0]
         return int(next_round), int(size)
 
     def add_to_pool(self, c: sqlite3.Connection, class_ids: Sequence[int], round_: int) -> int:
@@ -41,16 +51,15 @@ class PoolTables:
         reads them at every round, so they are kept while ``projections_key`` is unchanged; the
         pool membership is read each time from the pool's index."""
         key = self.projections_key()
-        cached = self.__dict__.get("_projections")
-        if cached is None or cached[0] != key:
-            rows = self._query("SELECT id, projection FROM classes "
-                              "WHERE out_finite = 1 AND projection IS NOT NULL ORDER BY id")
+        if self._projections is None or self._projections[0] != key:
+            rows = self.db.query("SELECT id, projection FROM classes "
+                                 "WHERE out_finite = 1 AND projection IS NOT NULL ORDER BY id")
             ids = np.array([r[0] for r in rows], dtype=np.int64)
             coords = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), -1)
-            cached = self.__dict__["_projections"] = (key, ids, coords)
-        _, ids, coords = cached
-        pool = np.array([r[0] for r in self._query("SELECT id FROM classes WHERE pool IS NOT NULL")],
-                        dtype=np.int64)
+            self._projections = (key, ids, coords)
+        _, ids, coords = self._projections
+        pool = np.array([i for i, in self.db.query(
+            "SELECT id FROM classes WHERE pool IS NOT NULL")], dtype=np.int64)
         # ids ascend: the pool's rows by binary search (np.isin sorted all 2 million ids each round)
         rows = np.minimum(np.searchsorted(ids, pool), max(ids.size - 1, 0))
         in_pool = np.zeros(ids.size, dtype=bool)
@@ -67,36 +76,36 @@ class PoolTables:
         """(ids, output features [n, 1000]) of the classes with finite, stored output features but
         no coordinates: those given features after they were added, before the study had a
         projection. Only explicit and pool classes get output features after they are added."""
-        rows = self._query("SELECT id, out_feat FROM classes WHERE out_finite = 1 AND "
-                           "projection IS NULL AND out_feat IS NOT NULL AND " + self._CHANGEABLE)
+        rows = self.db.query("SELECT id, out_feat FROM classes WHERE out_finite = 1 AND "
+                             "projection IS NULL AND out_feat IS NOT NULL AND " + self._CHANGEABLE)
         feats = (np.stack([from_blob(blob) for _, blob in rows]) if rows
                  else np.zeros((0, 1000), dtype=np.float32))
         return [i for i, _ in rows], feats
 
     def set_coordinates(self, class_ids: Sequence[int], coords: np.ndarray) -> None:
         """Store classes' coordinates in the output projection."""
-        with self.transaction() as c:
+        with self.db.transaction() as c:
             c.executemany("UPDATE classes SET projection = ? WHERE id = ?",
                           [(to_blob(row), int(i)) for i, row in zip(class_ids, coords)])
 
     def n_pool_counted(self) -> int:
         """The pool's classes that count toward its size: not the baselines, with finite outputs,
         and with valid or pending Fisher features (those that failed are no candidates)."""
-        return int(self._query("SELECT count(*) FROM classes WHERE pool IS NOT NULL AND "
-                               "baseline = 0 AND out_finite = 1 AND "
-                               "(fisher_ok IS NULL OR fisher_ok = 1)")[0][0])
+        return int(self.db.query("SELECT count(*) FROM classes WHERE pool IS NOT NULL AND "
+                                 "baseline = 0 AND out_finite = 1 AND "
+                                 "(fisher_ok IS NULL OR fisher_ok = 1)")[0][0])
 
     def finite_baseline_ids(self) -> List[int]:
         """The ids of the baselines' classes with finite outputs."""
-        return [i for i, in self._query("SELECT id FROM classes WHERE baseline = 1 AND "
-                                        "out_finite = 1")]
+        return [i for i, in self.db.query("SELECT id FROM classes WHERE baseline = 1 AND "
+                                          "out_finite = 1")]
 
     def best_finite_classes(self, limit: int) -> List[Tuple[int, str]]:
         """(id, canonical name) of the ``limit`` best evaluated classes with finite outputs, best
         first."""
-        return self._query("SELECT id, canonical FROM classes WHERE status = 'done' AND "
-                           "score IS NOT NULL AND out_finite = 1 ORDER BY score DESC, "
-                           "eval_index LIMIT ?", (int(limit),))
+        return self.db.query("SELECT id, canonical FROM classes WHERE status = 'done' AND "
+                             "score IS NOT NULL AND out_finite = 1 ORDER BY score DESC, "
+                             "eval_index LIMIT ?", (int(limit),))
 
     def write_pool_round(self, state: Tuple[int, int], class_ids: Sequence[int],
                          detail: Dict[str, Any], baselines: bool = False,
@@ -106,7 +115,7 @@ class PoolTables:
         a round meanwhile (nothing is written; choose again). With ``baselines`` the finite
         baselines join too, with ``all_finite`` every class with finite outputs. A round that
         adds classes is logged as a "pool" event: its round, how many joined, then ``detail``."""
-        with self.transaction() as c:
+        with self.db.transaction() as c:
             if self.pool_state(c) != state:
                 return None
             round_ = state[0]
@@ -119,12 +128,13 @@ class PoolTables:
                                     "pool IS NULL", (round_,)).rowcount
             joined += self.add_to_pool(c, class_ids, round_)
             if joined:
-                self.log(c, "pool", detail=json.dumps({"round": round_, "added": joined, **detail}))
+                self.events.log(c, "pool", detail=json.dumps({"round": round_, "added": joined,
+                                                              **detail}))
         return joined
 
     def pool_progress(self) -> Dict[str, int]:
         """The Fisher pool: classes in it, with valid Fisher features, failed, still to compute."""
-        (n, ok, bad, todo), = self._query(
+        (n, ok, bad, todo), = self.db.query(
             "SELECT count(*), total(fisher_ok = 1), total(fisher_ok = 0), "
             "total(fisher_ok IS NULL AND out_finite = 1) FROM classes WHERE pool IS NOT NULL")
         return {"pool": int(n), "valid": int(ok), "failed": int(bad), "todo": int(todo)}
@@ -132,7 +142,7 @@ class PoolTables:
     def projections_key(self) -> tuple:
         """Changes whenever the classes with coordinates may have: classes added (their number and
         largest id), or a class's finiteness or coordinates changed (a count kept by a trigger)."""
-        counts = self.counts()
+        counts = self.settings.counts()
         n_classes = sum(counts[s] for s in ("pending", "running", "done", "failed"))
-        max_id = self._query("SELECT max(id) FROM classes")[0][0]
+        max_id = self.db.query("SELECT max(id) FROM classes")[0][0]
         return n_classes, max_id, counts["coordinates"]

@@ -1,10 +1,11 @@
 """Reading a study file without writing to it: what a dashboard watching a running search asks.
 
-``StudyReader`` opens the file through SQLite's read-only URI (``file:...?mode=ro``), so it never
-creates, upgrades or locks anything: in WAL mode a reader sees the last committed state and never
-blocks the workers' writes. It is not a part of ``Store``, whose opening may create the file, add
-counters and upgrade old versions; a file that would need any of that is refused with a
-``StudyError`` instead.
+``ReadOnlyDatabase`` opens the file through SQLite's read-only URI (``file:...?mode=ro``), so it
+never creates, upgrades or locks anything: in WAL mode a reader sees the last committed state and
+never blocks the workers' writes. It is not the ``Database`` of ``Store``, whose opening may create
+the file, add counters and upgrade old versions; a file that would need any of that is refused with
+a ``StudyError`` instead. ``StudyReader`` asks it the dashboard's questions, and shares the settings
+part of ``Store`` (``SettingsTables``) to read the settings and counts as the store reads them.
 """
 from __future__ import annotations
 
@@ -18,17 +19,16 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .database import StudyError, from_blob
+from .delegate import delegate
 from .schema import APPLICATION_ID, COUNTS_TABLE, SCHEMA_VERSION, TABLES
-from .scope import Scope
+from .scope import HAS_FISHER, Scope
 from .settings import SettingsTables
 
-_STATUSES = ("pending", "running", "done", "failed")
 
-
-class StudyReader:
-    """A study file opened read-only. Threads may share it (a lock serializes its statements)."""
-
-    meta = SettingsTables.meta  # the settings, decoded as ``Store`` decodes them
+class ReadOnlyDatabase:
+    """A study file opened read-only: ``query`` reads it, nothing writes it. Opening refuses a file
+    that is no study, or one that ``Database`` would have to upgrade first. Threads may share it
+    (a lock serializes its statements)."""
 
     def __init__(self, path: str):
         self.path = os.fspath(path)
@@ -46,8 +46,8 @@ class StudyReader:
         self._check_identity()
 
     def _check_identity(self) -> None:
-        app_id = self._query("PRAGMA application_id")[0][0]
-        version = self._query("PRAGMA user_version")[0][0]
+        app_id = self.query("PRAGMA application_id")[0][0]
+        version = self.query("PRAGMA user_version")[0][0]
         if app_id != APPLICATION_ID:
             raise StudyError(f"{self.path} is an SQLite database but not an aquasurf study")
         if version != SCHEMA_VERSION:
@@ -55,7 +55,7 @@ class StudyReader:
                 f"{self.path} has study schema v{version}; this version reads v{SCHEMA_VERSION} "
                 "only" + (" (open it once with `aquasurf status` to upgrade it)"
                           if version < SCHEMA_VERSION else ": upgrade aquasurf_fast"))
-        tables = {r[0] for r in self._query("SELECT name FROM sqlite_master WHERE type='table'")}
+        tables = {r[0] for r in self.query("SELECT name FROM sqlite_master WHERE type='table'")}
         missing = (set(TABLES) | {COUNTS_TABLE}) - tables
         if missing:
             raise StudyError(f"{self.path}: study is damaged or was never opened by this version "
@@ -68,7 +68,9 @@ class StudyReader:
         except sqlite3.DatabaseError as exc:
             raise StudyError(f"{self.path}: cannot read the study ({exc})") from exc
 
-    def _query(self, sql: str, params: Sequence[Any] = ()) -> List[tuple]:
+    def query(self, sql: str, params: Sequence[Any] = ()) -> List[tuple]:
+        """The rows of one statement (for the parts of ``study/store`` only, as
+        ``Database.query``)."""
         with self._lock, self._translate_errors():
             return self.conn.execute(sql, params).fetchall()
 
@@ -76,25 +78,38 @@ class StudyReader:
         with self._lock, contextlib.suppress(Exception):
             self.conn.close()
 
-    # -- counts ------------------------------------------------------------------------------------
 
-    def counts(self) -> Dict[str, int]:
-        """Classes by status and explicit names ("functions"), from the counts the triggers keep."""
-        return {key: int(n) for key, n in self._query(f"SELECT key, n FROM {COUNTS_TABLE}")}
+class StudyReader:
+    """A study file opened read-only (``ReadOnlyDatabase``, held privately), with the settings
+    part of ``Store`` over it (``SettingsTables``: the settings decoded as ``Store`` decodes
+    them, the features version, the counts). Threads may share it."""
+
+    def __init__(self, path: str):
+        self._db = ReadOnlyDatabase(path)
+        self._settings = SettingsTables(self._db)
+        self.path = self._db.path
+
+    close = delegate("_db", ReadOnlyDatabase.close)
+    meta = delegate("_settings", SettingsTables.meta)
+    features_version = delegate("_settings", SettingsTables.features_version)
+    counts = delegate("_settings", SettingsTables.counts)
+
+    # -- the spaces and the pool -------------------------------------------------------------------
 
     def spaces(self) -> List[Tuple[str, str, int]]:
         """(kind, source, number of names) of each schema or names file, oldest first."""
-        return self._query("SELECT kind, source, n_names FROM spaces ORDER BY id")
+        return self._db.query("SELECT kind, source, n_names FROM spaces ORDER BY id")
 
-    def features_version(self) -> int:
-        return int(self._query("SELECT value FROM meta WHERE key = 'features_version'")[0][0])
+    def has_fisher(self) -> bool:
+        """Whether any class of the pool has valid Fisher features."""
+        return bool(self._db.query(HAS_FISHER))
 
     def pool_size(self) -> int:
-        return int(self._query("SELECT count(*) FROM classes WHERE pool IS NOT NULL")[0][0])
+        return int(self._db.query("SELECT count(*) FROM classes WHERE pool IS NOT NULL")[0][0])
 
     def pool_progress(self) -> Dict[str, int]:
         """The Fisher pool: classes in it, with valid Fisher features, failed, still to compute."""
-        (n, ok, bad, todo), = self._query(
+        (n, ok, bad, todo), = self._db.query(
             "SELECT count(*), total(fisher_ok = 1), total(fisher_ok = 0), "
             "total(fisher_ok IS NULL AND out_finite = 1) FROM classes WHERE pool IS NOT NULL")
         return {"pool": int(n), "valid": int(ok), "failed": int(bad), "todo": int(todo)}
@@ -105,7 +120,7 @@ class StudyReader:
         """(id, canonical, score, metrics JSON, runtime, eval_index, finished_at, baseline,
         n_members, worker) of every class with a result, in the order they were told. The worker
         is the owner the result's event names (a class's claim is cleared when it is told)."""
-        return self._query(
+        return self._db.query(
             "SELECT c.id, c.canonical, c.score, c.metrics, c.runtime, c.eval_index, c.finished_at, "
             "c.baseline, c.n_members, (SELECT e.owner FROM events e WHERE e.class_id = c.id AND "
             "e.kind = 'result' ORDER BY e.id LIMIT 1) FROM classes c WHERE c.status = 'done' "
@@ -113,21 +128,21 @@ class StudyReader:
 
     def claims(self) -> List[tuple]:
         """(id, canonical, owner, claimed_at, lease_until) of every running class."""
-        return self._query("SELECT id, canonical, claim_owner, claimed_at, lease_until FROM classes "
-                          "WHERE status = 'running' ORDER BY claimed_at")
+        return self._db.query("SELECT id, canonical, claim_owner, claimed_at, lease_until "
+                              "FROM classes WHERE status = 'running' ORDER BY claimed_at")
 
     def failures(self, limit: int) -> List[tuple]:
         """(class id, canonical, status now, attempts, error, time) of the last ``limit`` failed
         attempts, newest first. Read from the event log: the classes' error column has no index,
         and scanning millions of classes for it would cost most of a page's load."""
-        return self._query(
+        return self._db.query(
             "SELECT e.class_id, c.canonical, c.status, c.attempts, e.detail, e.time FROM events e "
             "JOIN classes c ON c.id = e.class_id WHERE e.kind = 'failure' ORDER BY e.id DESC "
             "LIMIT ?", (int(limit),))
 
     def events(self, limit: int) -> List[tuple]:
         """(time, kind, class name or None, owner, detail) of the last ``limit`` events, newest first."""
-        return self._query(
+        return self._db.query(
             "SELECT e.time, e.kind, c.canonical, e.owner, e.detail FROM events e "
             "LEFT JOIN classes c ON c.id = e.class_id ORDER BY e.id DESC LIMIT ?", (int(limit),))
 
@@ -138,7 +153,8 @@ class StudyReader:
     def classes_in_scope(self, scope: Scope) -> List[tuple]:
         """(id, canonical, n_members, status, score, baseline) of the classes of ``scope``, by
         id."""
-        rows = self._query(f"SELECT {self._CLASS_COLUMNS} FROM classes WHERE {Scope.of(scope).value}")
+        rows = self._db.query(f"SELECT {self._CLASS_COLUMNS} FROM classes "
+                              f"WHERE {Scope.of(scope).value}")
         rows.sort(key=lambda r: r[0])  # as FeatureService.candidate_features orders them
         return rows
 
@@ -154,7 +170,7 @@ class StudyReader:
         ids = [int(i) for i in class_ids]
         for start in range(0, len(ids), 500):
             part = ids[start:start + 500]
-            found.update((r[0], r) for r in self._query(
+            found.update((r[0], r) for r in self._db.query(
                 f"SELECT {columns} FROM classes WHERE {where} AND id IN "
                 f"({','.join('?' * len(part))})", part))
         return found
@@ -169,7 +185,7 @@ class StudyReader:
         """(float32 [n_rows, W] coordinates, time stored) of the newest cached embedding with
         ``n_rows`` rows whose key ends with ``suffix`` ("" for the paper's single embedding, whose
         key is a bare digest), or None."""
-        for key, n, blob, created in self._query(
+        for key, n, blob, created in self._db.query(
                 "SELECT key, n, coords, created FROM embeddings ORDER BY created DESC"):
             bare = "-" not in key
             if n == n_rows and ((bare and not suffix) or (suffix and key.endswith(suffix))):
@@ -178,19 +194,19 @@ class StudyReader:
 
     def layouts_stamp(self) -> float:
         """When the newest embedding was stored (0 when none is): the map changes with it."""
-        return float(self._query("SELECT coalesce(max(created), 0) FROM embeddings")[0][0])
+        return float(self._db.query("SELECT coalesce(max(created), 0) FROM embeddings")[0][0])
 
     def projection_sample(self, max_id: int, stride: int) -> List[tuple]:
         """(id, status, projection blob) of the classes with finite outputs among ids 1, 1 +
         stride, 1 + 2 stride, ...: a sample of a large space read by primary-key lookups, without
         scanning millions of rows."""
-        return self._query(
+        return self._db.query(
             "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + ? FROM s WHERE i + ? <= ?) "
             "SELECT c.id, c.status, c.projection FROM s JOIN classes c ON c.id = s.i "
             "WHERE c.out_finite = 1 AND c.projection IS NOT NULL", (stride, stride, int(max_id)))
 
     def max_class_id(self) -> int:
-        return int(self._query("SELECT coalesce(max(id), 0) FROM classes")[0][0])
+        return int(self._db.query("SELECT coalesce(max(id), 0) FROM classes")[0][0])
 
     def projections_of(self, class_ids: Sequence[int]) -> Dict[int, np.ndarray]:
         """The output projections (float32 [DIMS]) of these classes, where stored."""
@@ -200,9 +216,9 @@ class StudyReader:
     def class_detail(self, class_id: int) -> Optional[tuple]:
         """(canonical, n_members, status, score, metrics JSON, runtime, fisher_feat, fisher_ok,
         fisher_reason) of one class, or None."""
-        rows = self._query("SELECT canonical, n_members, status, score, metrics, runtime, "
-                          "fisher_feat, fisher_ok, fisher_reason FROM classes WHERE id = ?",
-                          (int(class_id),))
+        rows = self._db.query("SELECT canonical, n_members, status, score, metrics, runtime, "
+                              "fisher_feat, fisher_ok, fisher_reason FROM classes WHERE id = ?",
+                              (int(class_id),))
         return rows[0] if rows else None
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import List
 
+from .database import Database
+
 _COLUMNS = ("c.id, c.canonical, c.status, c.score, c.metrics, c.runtime, c.attempts, c.error, "
             "c.eval_index, c.baseline, c.claim_owner, c.claimed_at, c.finished_at, c.n_members, "
             "c.n_members > (SELECT count(*) FROM functions g WHERE g.class_id = c.id), "
@@ -18,11 +20,14 @@ class ResultTables:
 
     Each row: (id, canonical, status, score, metrics JSON, runtime, attempts, error, eval_index,
     baseline, claim_owner, claimed_at, finished_at, n_members, whether a space holds more of its
-    names, its explicit names joined by spaces or None).
+    names, its explicit names joined by spaces or None). Holds the ``Database``.
     """
 
+    def __init__(self, db: Database):
+        self.db = db
+
     def _result_rows(self, where: str, order: str, params=()) -> List[tuple]:
-        return self._query(
+        return self.db.query(
             f"SELECT {_COLUMNS} FROM classes c LEFT JOIN functions f ON f.class_id = c.id {where} "
             f"GROUP BY c.id ORDER BY {order}", params)
 

@@ -55,7 +55,7 @@ def candidate_scope(db) -> Scope:
     classes with valid Fisher features; without any Fisher feature (no model to featurize), the
     output features alone embed, those of the pool when there is one, else of every explicit class
     (an explicit, small space)."""
-    if db._query(HAS_FISHER):
+    if db.has_fisher():
         return Scope.POOL_WITH_FISHER
     if db.pool_size():
         return Scope.POOL_FINITE

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
 from ...spaces import CHUNK, name_hash, source_from_row
-from .database import StudyError
+from .database import Database, StudyError
 
 # Set aside while a space inserts more classes than the study holds: the status and fingerprint
 # indexes (rebuilt by one sort each, instead of millions of inserts at random places) and the insert
@@ -21,7 +21,13 @@ BULK_MIN_ROWS = 10_000  # below this, setting them aside saves less than it cost
 
 
 class SpaceTables:
-    """``spaces``, ``space_classes`` and ``space_names`` (a part of ``Store``)."""
+    """``spaces``, ``space_classes`` and ``space_names`` (a part of ``Store``). Holds the
+    ``Database``, each space's source (built once) and the number of names the spaces hold."""
+
+    def __init__(self, db: Database):
+        self.db = db
+        self._sources: Dict[int, object] = {}  # by space id
+        self._space_names: Optional[Tuple[int, int]] = None  # (spaces, names they hold)
 
     @contextlib.contextmanager
     def bulk_insert(self, c: sqlite3.Connection, first_id: int, n_rows: int):
@@ -54,16 +60,15 @@ class SpaceTables:
 
     def spaces(self) -> List[Tuple[int, object]]:
         """(space id, source) of every space, oldest first (sources are built once per Store)."""
-        rows = self._query("SELECT id, kind, source, ops, digest, n_names FROM spaces ORDER BY id")
-        cache = self.__dict__.setdefault("_sources", {})
+        rows = self.db.query("SELECT id, kind, source, ops, digest, n_names FROM spaces ORDER BY id")
         out = []
         for space_id, kind, source, ops, digest, n_names in rows:
-            if space_id not in cache:
+            if space_id not in self._sources:
                 try:
-                    cache[space_id] = source_from_row(kind, source, ops, digest, n_names)
+                    self._sources[space_id] = source_from_row(kind, source, ops, digest, n_names)
                 except ValueError as exc:
                     raise StudyError(str(exc)) from None
-            out.append((space_id, cache[space_id]))
+            out.append((space_id, self._sources[space_id]))
         return out
 
     def n_space_names(self) -> int:
@@ -71,13 +76,12 @@ class SpaceTables:
         names with a class, so without a names file's blank, comment and repeated lines, nor the
         names an earlier space or explicit list held first. Spaces are only ever added whole, so
         the count is kept per number of spaces: the search loop reads it at every step."""
-        n_spaces = int(self._query("SELECT count(*) FROM spaces")[0][0])
-        cached = self.__dict__.get("_space_names")
-        if cached is None or cached[0] != n_spaces:
+        n_spaces = int(self.db.query("SELECT count(*) FROM spaces")[0][0])
+        if self._space_names is None or self._space_names[0] != n_spaces:
             total = sum(int(np.count_nonzero(np.frombuffer(row[0], dtype="<i4")))
-                        for row in self._query("SELECT class_ids FROM space_classes"))
-            cached = self.__dict__["_space_names"] = (n_spaces, total)
-        return cached[1]
+                        for row in self.db.query("SELECT class_ids FROM space_classes"))
+            self._space_names = (n_spaces, total)
+        return self._space_names[1]
 
     def put_class_ids(self, c: sqlite3.Connection, space_id: int, start: int, ids: np.ndarray) -> None:
         """Store the class ids of names ``start``..: ``start`` is a multiple of CHUNK."""
@@ -89,13 +93,13 @@ class SpaceTables:
     def class_ids(self, space_id: int) -> np.ndarray:
         """int32 [n_names]: the class id of every name of a space (0: a line that is no name, or a
         name held first elsewhere in the study)."""
-        rows = self._query("SELECT class_ids FROM space_classes WHERE space_id = ? ORDER BY chunk",
-                          (space_id,))
+        rows = self.db.query("SELECT class_ids FROM space_classes WHERE space_id = ? ORDER BY chunk",
+                             (space_id,))
         return np.frombuffer(b"".join(r[0] for r in rows), dtype="<i4")
 
     def class_id_at(self, space_id: int, index: int) -> int:
-        row = self._query("SELECT class_ids FROM space_classes WHERE space_id = ? AND chunk = ?",
-                         (space_id, index // CHUNK))
+        row = self.db.query("SELECT class_ids FROM space_classes WHERE space_id = ? AND chunk = ?",
+                            (space_id, index // CHUNK))
         return int(np.frombuffer(row[0][0], dtype="<i4")[index % CHUNK]) if row else 0
 
     def put_name_hashes(self, c: sqlite3.Connection, space_id: int, hashes: np.ndarray,
@@ -110,6 +114,6 @@ class SpaceTables:
         million names)."""
         if source.kind == "schema":
             return source.index(name)
-        row = self._query("SELECT min(line) FROM space_names WHERE space_id = ? AND hash = ?",
-                         (space_id, name_hash(name)))
+        row = self.db.query("SELECT min(line) FROM space_names WHERE space_id = ? AND hash = ?",
+                            (space_id, name_hash(name)))
         return None if row[0][0] is None else int(row[0][0])
