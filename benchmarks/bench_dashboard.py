@@ -27,6 +27,7 @@ import aquasurf_fast as aq
 from aquasurf_fast.defaults import expression_name
 
 sys.path.insert(0, os.path.dirname(__file__))
+from _study_sql import sql  # noqa: E402
 from _timing import median_seconds, print_table  # noqa: E402
 
 SCHEMA = "binary(unary(unary(x)),unary(unary(x)))"
@@ -67,7 +68,7 @@ def check(path: str) -> None:
     study = aq.Study(path)
     snap = StudyState(path).snapshot()
     counts = study.counts()
-    untrained = study.store.query("SELECT count(*) FROM classes WHERE out_finite = 1 AND "
+    untrained = sql(study, "SELECT count(*) FROM classes WHERE out_finite = 1 AND "
                                   "projection IS NOT NULL AND status NOT IN ('done', 'running')")[0][0]
     assert snap["study"]["counts"] == {k: counts[k] for k in ("done", "running", "pending", "failed")}
     estimate = snap["map"]["density"]["total"]

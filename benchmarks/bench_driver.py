@@ -21,7 +21,6 @@ import argparse
 import os
 import resource
 import signal
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -33,37 +32,29 @@ import numpy as np
 import aquasurf_fast as aq
 
 sys.path.insert(0, os.path.dirname(__file__))
+from _study_sql import sql  # noqa: E402
 from _timing import print_table  # noqa: E402
 
 SCHEMA = "binary(unary(unary(x)),unary(unary(x)))"
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def _sql(study, query: str) -> list:
-    """Rows of ``query`` on the study's file, read directly (the package asks its store's methods)."""
-    conn = sqlite3.connect(f"file:{study.path}?mode=ro", uri=True)
-    try:
-        return conn.execute(query).fetchall()
-    finally:
-        conn.close()
-
-
 def recount(study) -> dict:
     """Classes by status and names by scanning the tables: what ``counts()`` read before it kept
     them (plus the spaces' names, which it reads once per process)."""
-    rows = dict(_sql(study, "SELECT status, count(*) FROM classes GROUP BY status"))
+    rows = dict(sql(study, "SELECT status, count(*) FROM classes GROUP BY status"))
     out = {s: int(rows.get(s, 0)) for s in ("pending", "running", "done", "failed")}
     out["classes"] = sum(out.values())
-    out["names"] = (int(_sql(study, "SELECT count(*) FROM functions")[0][0])
+    out["names"] = (int(sql(study, "SELECT count(*) FROM functions")[0][0])
                     + sum(int(np.count_nonzero(np.frombuffer(b, dtype="<i4")))
-                          for b, in _sql(study, "SELECT class_ids FROM space_classes")))
+                          for b, in sql(study, "SELECT class_ids FROM space_classes")))
     return out
 
 
 def old_counts(study) -> None:
     """The scans ``counts()`` ran at every turn of the loop before (status, names, candidates)."""
-    _sql(study, "SELECT status, count(*) FROM classes GROUP BY status")
-    _sql(study, "SELECT count(*) FROM functions")
+    sql(study, "SELECT status, count(*) FROM classes GROUP BY status")
+    sql(study, "SELECT count(*) FROM functions")
     study.store.count_in_scope(study.features.candidate_scope())
 
 

@@ -23,6 +23,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import aquasurf_fast as aq  # noqa: E402
+from _study_sql import sql  # noqa: E402
 from _timing import print_table  # noqa: E402
 
 
@@ -33,7 +34,7 @@ def new_study(tmp: str, tag: str, names):
 
 
 def fisher_rows(study):
-    return study.store.query("SELECT canonical, fisher_ok, fisher_feat FROM classes "
+    return sql(study, "SELECT canonical, fisher_ok, fisher_feat FROM classes "
                              "WHERE out_finite = 1 ORDER BY canonical")
 
 

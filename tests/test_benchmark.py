@@ -16,6 +16,7 @@ from aquasurf_fast.tasks import TaskEvaluator
 from bench_helpers import FAKE_TASK, LAYOUT, synthetic_rows, write_rows
 from image_helpers import assert_png_drawn
 from search_helpers import make_study
+from sql_helpers import sql
 
 SPACE = ["max(relu(x),tanh(x))", "mul(x,sigmoid(x))", "min(x,abs(x))", "add(elu(x),softsign(x))",
          "mul(x,exp(x))", "div(x,zero(x))", "sub(tanh(x),tanh(x))"]
@@ -136,7 +137,7 @@ def test_study_round_trip_through_the_layout(tmp_path):
     assert bench.metrics["runtime"][i] == 2.5
     assert np.isnan(bench.metrics["val_loss"][i])  # NaN is written as null
     assert int(bench.trained.sum()) == 3
-    stored = study.store.query("SELECT fisher_feat FROM classes WHERE canonical = 'tanh'")[0][0]
+    stored = sql(study, "SELECT fisher_feat FROM classes WHERE canonical = 'tanh'")[0][0]
     np.testing.assert_array_equal(bench.fisher[i], np.frombuffer(stored, dtype="<f4"))
 
 

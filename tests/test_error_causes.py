@@ -10,6 +10,7 @@ from aquasurf_fast.execution.executors import InlineExecutor
 from aquasurf_fast.fisher.candidates import fisher_features_for
 from aquasurf_fast.runtime.memory import is_out_of_memory
 from search_helpers import fake_evaluate, fake_score, make_study, synthetic_space
+from sql_helpers import sql
 
 
 class MemoryErrorAfter:
@@ -71,7 +72,7 @@ def test_a_memory_error_stops_featurize_and_marks_no_feature_invalid(tmp_path):
         study.featurize(build=object(), inputs=0, targets=0, featurizer=featurizer, chunk=4,
                         progress=False, embed=False, executor=InlineExecutor())
     assert featurizer.calls == 1  # not retried
-    assert not study.store.query("SELECT 1 FROM classes WHERE fisher_ok IS NOT NULL")
+    assert not sql(study, "SELECT 1 FROM classes WHERE fisher_ok IS NOT NULL")
 
 
 def test_fisher_features_for_lets_a_memory_error_through():

@@ -8,6 +8,7 @@ from aquasurf_fast.execution.base import Outcome
 from aquasurf_fast.execution.executors import InlineExecutor
 from aquasurf_fast.study.growth import FEATURES
 from bench_helpers import FAKE_TASK
+from sql_helpers import sql
 
 UNARY = ("zero", "identity", "tanh", "relu", "elu", "sigmoid", "softplus", "arctan", "swish")
 
@@ -42,7 +43,7 @@ def growing_study(tmp_path):
 
 
 def grown_classes(study, fisher_ok="IS NOT NULL"):
-    return {name for (name,) in study.store.query(
+    return {name for (name,) in sql(study, 
         "SELECT canonical FROM classes WHERE pool > 0 AND baseline = 0 AND "
         f"fisher_ok {fisher_ok}")}
 
@@ -71,7 +72,7 @@ def test_a_failing_featurization_job_is_retried_then_its_classes_are_recorded_as
     assert stats["done"] == 8 and stats["grown"] >= 3
     tries = [n for n in executor.names if n.startswith(FEATURES)]
     assert len(tries) >= 2 and tries[0] == tries[1]  # one retry (max_retries=1), same classes
-    reasons = study.store.query(
+    reasons = sql(study, 
         "SELECT DISTINCT fisher_reason FROM classes WHERE pool > 0 AND fisher_ok = 0")
     assert reasons == [("featurization job failed 2 times: RuntimeError: the node went away",)]
     assert study.counts()["running"] == 0

@@ -4,11 +4,12 @@ import numpy as np
 
 import aquasurf_fast as aq
 from aquasurf_fast.study import fisher_pool as study_pool
+from sql_helpers import sql
 
 
 def fail_half_of_the_pool(study) -> None:
     """Mark every other pool class without Fisher features as failed, as featurize would."""
-    ids = [i for i, in study.store.query("SELECT id FROM classes WHERE pool IS NOT NULL AND "
+    ids = [i for i, in sql(study, "SELECT id FROM classes WHERE pool IS NOT NULL AND "
                                          "fisher_ok IS NULL AND baseline = 0 ORDER BY id")][::2]
     study.store.set_fisher_features(ids, np.zeros((len(ids), 4), dtype=np.float32),
                                     [False] * len(ids), ["overflow"] * len(ids))
@@ -26,7 +27,7 @@ def pool_rounds(path, monkeypatch, fresh_each_round: bool):
         if fresh_each_round:
             study.pool._farthest_memo = None
         study.pool.choose_pool(60)
-        rounds.append(sorted(i for i, in study.store.query(
+        rounds.append(sorted(i for i, in sql(study, 
             "SELECT id FROM classes WHERE pool = (SELECT max(pool) FROM classes)")))
         fail_half_of_the_pool(study)
     return rounds, len(runs)

@@ -15,6 +15,7 @@ from aquasurf_fast.testing.reference import farthest_points_numpy
 from aquasurf_fast.defaults import DEFAULT_BASELINES
 from bench_helpers import FAKE_TASK
 from search_helpers import told_by_workers
+from sql_helpers import sql
 
 # 7 x 16 x 16^2 = 28,672 names: tens of thousands, a few seconds end to end.
 UNARY = ("zero", "one", "identity", "negative", "abs", "square", "exp", "tanh", "sigmoid", "relu",
@@ -164,8 +165,8 @@ def test_schema_study_holds_the_classes_of_the_name_path(tmp_path, names, engine
         1 for b in DEFAULT_BASELINES
         if study.members(f"{b}(x)") == [f"{b}(x)"])
     # No list of names in the file: the space is one row and its class ids.
-    assert study.store.query("SELECT count(*) FROM functions")[0][0] == 8
-    assert study.store.query("SELECT count(*) FROM classes WHERE out_feat IS NOT NULL")[0][0] <= 8
+    assert sql(study, "SELECT count(*) FROM functions")[0][0] == 8
+    assert sql(study, "SELECT count(*) FROM classes WHERE out_feat IS NOT NULL")[0][0] <= 8
     rng = np.random.default_rng(0)
     for k in rng.choice(len(engine_classes), 60, replace=False):
         group = engine_classes[k]
@@ -269,7 +270,7 @@ def test_spaces_added_in_any_order_hold_each_name_once(tmp_path, order):
             study.add_schema(schema, **ops[part])
         everything |= {canonical_name(n) for n in spaces_names.get(part) or lists[part]}
     assert study.counts()["names"] == len(everything)
-    assert study.store.query("SELECT sum(n_members) FROM classes")[0][0] == len(everything)
+    assert sql(study, "SELECT sum(n_members) FROM classes")[0][0] == len(everything)
     classes = aq.equivalence_classes(sorted(everything))
     assert len({study.class_of(group[0]) for group in classes}) == len(classes)
     for group in classes:
@@ -313,7 +314,7 @@ def test_end_to_end_init_pool_search_with_growth_and_resume(tmp_path, task):
     counts = study.counts()
 
     def invalid():
-        return study.store.query("SELECT count(*) FROM classes WHERE pool IS NOT NULL AND "
+        return sql(study, "SELECT count(*) FROM classes WHERE pool IS NOT NULL AND "
                                  "fisher_ok = 0")[0][0]
 
     # Classes whose Fisher features failed were replaced: 150 candidates besides the baselines.
@@ -341,7 +342,7 @@ def test_a_schema_study_without_a_task_searches_its_default_pool(tmp_path):
     stats = study.run(fake_evaluate, budget=20, workers=0, progress=False)
     assert stats["done"] == 20
     # Fewer than 10,000 finite classes: the pool is all of them, output features alone embed.
-    n_finite = study.store.query("SELECT count(*) FROM classes WHERE out_finite = 1")[0][0]
+    n_finite = sql(study, "SELECT count(*) FROM classes WHERE out_finite = 1")[0][0]
     assert study.counts()["pool"] == study.counts()["candidates"] == n_finite
 
 
@@ -361,7 +362,7 @@ def test_grown_classes_are_the_nearest_to_the_best(tmp_path):
     added = study.grow(5, featurize=False)
     assert len(added) == 5
     feats = aq.output_features([str(best)] + added)
-    others = [n for n, in study.store.query("SELECT canonical FROM classes WHERE pool IS NULL AND "
+    others = [n for n, in sql(study, "SELECT canonical FROM classes WHERE pool IS NULL AND "
                                             "out_finite = 1 LIMIT 3000")]
     far = aq.output_features(others)
     d_added = np.sqrt(((feats[1:].astype(np.float64) - feats[0]) ** 2).sum(axis=1)).max()
@@ -418,7 +419,7 @@ def test_a_version_1_study_is_upgraded_with_its_data(tmp_path):
     conn.close()
     study = aq.Study(str(path))
     assert study.best()["name"] == "tanh(x)" and study.best()["score"] == 0.7
-    assert study.store.query("PRAGMA user_version")[0][0] == 2
+    assert sql(study, "PRAGMA user_version")[0][0] == 2
     study.add_functions(["mul(tanh(x),one(x))"])  # merges by the recomputed fingerprint
     assert study.class_of("mul(tanh(x),one(x))") == "tanh(x)"
 
@@ -448,7 +449,7 @@ def _pool_rounds_are_consistent(study):
 
     events = [json.loads(e[4]) for e in reversed(study.events(10_000)) if e[1] == "pool"]
     rounds = [e["round"] for e in events]
-    held = dict(study.store.query("SELECT pool, count(*) FROM classes WHERE pool IS NOT NULL "
+    held = dict(sql(study, "SELECT pool, count(*) FROM classes WHERE pool IS NOT NULL "
                                   "GROUP BY pool"))
     assert rounds == sorted(set(rounds))
     assert {e["round"]: e["added"] for e in events} == held
@@ -469,7 +470,7 @@ def test_a_pool_round_chosen_while_another_process_adds_one_is_chosen_again(tmp_
 
     monkeypatch.setattr(study_pool, "choose_pool", meanwhile)
     study.choose_pool(100)
-    n_others = study.store.query("SELECT count(*) FROM classes WHERE pool IS NOT NULL AND "
+    n_others = sql(study, "SELECT count(*) FROM classes WHERE pool IS NOT NULL AND "
                                  "baseline = 0")[0][0]
     assert n_others == 100
     _pool_rounds_are_consistent(study)

@@ -12,6 +12,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 import aquasurf_fast as aq
 from search_helpers import make_study
+from sql_helpers import sql
 
 N_WORKERS = 3
 MAX_RETRIES = 1
@@ -148,14 +149,14 @@ class StoreInterleavings(RuleBasedStateMachine):
 
     @invariant()
     def the_file_agrees_with_the_model(self):
-        rows = self.workers[0].store.query("SELECT canonical, status, score FROM classes")
+        rows = sql(self.workers[0], "SELECT canonical, status, score FROM classes")
         for name, status, score in rows:
             want = self.status[name]
             # An ended lease is still 'running' in the file until a suggest collects it.
             assert status == want, (name, status, want)
             if status == "done":
                 assert score == self.score[name]
-        results = self.workers[0].store.query("SELECT class_id FROM events WHERE kind = 'result'")
+        results = sql(self.workers[0], "SELECT class_id FROM events WHERE kind = 'result'")
         assert len(results) == len({r[0] for r in results}) == len(self.score)
 
     def finish(self):

@@ -4,10 +4,11 @@ import sqlite3
 
 import aquasurf_fast as aq
 from search_helpers import BASELINES, fake_score, make_study
+from sql_helpers import sql
 
 
 def lease_until(study, claim):
-    return study.store.query("SELECT lease_until FROM classes WHERE claim_token = ?",
+    return sql(study, "SELECT lease_until FROM classes WHERE claim_token = ?",
                              (claim.token,))[0][0]
 
 

@@ -19,15 +19,16 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 from .._checks import check_int, check_positive
 from ..defaults import DEFAULT_BASELINES
 from ..surrogate.strategy import DEFAULT_STRATEGY, STRATEGY_NAMES
-from .suggestions import Claim, Claims
 from .feature_service import FeatureService
-from .loop import run_study
 from .fisher_pool import FisherPool
-from .recipe import check_recipe
+from .loop import run_study
 from .ranking import Ranker
+from .recipe import check_recipe
 from .results import ResultsView
 from .space_builder import SpaceBuilder
 from .store import Store, StudyError
+from .store.delegate import delegate
+from .suggestions import Claim, Claims
 
 DEFAULT_LEASE_S = 600.0
 DEFAULT_MAX_RETRIES = 2
@@ -71,20 +72,8 @@ def _default_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _delegate(part: str, method):
-    """A ``Study`` method that calls ``method`` of the part held in the attribute ``part``, with
-    the part's signature and docstring."""
-    name = method.__name__
-
-    @functools.wraps(method)
-    def call(self, *args, **kwargs):
-        return getattr(getattr(self, part), name)(*args, **kwargs)
-
-    return call
-
-
 def _prepared(part: str, method):
-    """``_delegate``, for a method that reads the candidates: their features are brought up to
+    """``delegate``, for a method that reads the candidates: their features are brought up to
     date first (``FeatureService.prepare_candidates``), so that the part's read writes nothing."""
     name = method.__name__
 
@@ -181,39 +170,39 @@ class Study:
 
     # -- the parts' methods ------------------------------------------------------------------------
 
-    add_functions = _delegate("space", SpaceBuilder.add_functions)
-    add_classes = _delegate("space", SpaceBuilder.add_classes)
-    add_schema = _delegate("space", SpaceBuilder.add_schema)
-    add_names_file = _delegate("space", SpaceBuilder.add_names_file)
-    store_projection = _delegate("space", SpaceBuilder.store_projection)
-    class_of = _delegate("space", SpaceBuilder.class_of)
-    members = _delegate("space", SpaceBuilder.members)
-    n_finite = _delegate("space", SpaceBuilder.n_finite)
-    space_descriptions = _delegate("space", SpaceBuilder.space_descriptions)
-    choose_pool = _delegate("pool", FisherPool.choose_pool)
-    pool_progress = _delegate("pool", FisherPool.progress)
-    set_fisher_features = _delegate("features", FeatureService.set_fisher_features)
-    has_fisher = _delegate("features", FeatureService.has_fisher)
-    fisher_failure_reasons = _delegate("features", FeatureService.fisher_failure_reasons)
-    has_pending_candidate = _delegate("features", FeatureService.has_pending_candidate)
-    pending_fisher = _delegate("features", FeatureService.pending_fisher)
-    fisher_job = _delegate("features", FeatureService.fisher_job)
-    record_fisher_features = _delegate("features", FeatureService.record_fisher_features)
-    log_featurized = _delegate("features", FeatureService.log_featurized)
+    add_functions = delegate("space", SpaceBuilder.add_functions)
+    add_classes = delegate("space", SpaceBuilder.add_classes)
+    add_schema = delegate("space", SpaceBuilder.add_schema)
+    add_names_file = delegate("space", SpaceBuilder.add_names_file)
+    store_projection = delegate("space", SpaceBuilder.store_projection)
+    class_of = delegate("space", SpaceBuilder.class_of)
+    members = delegate("space", SpaceBuilder.members)
+    n_finite = delegate("space", SpaceBuilder.n_finite)
+    space_descriptions = delegate("space", SpaceBuilder.space_descriptions)
+    choose_pool = delegate("pool", FisherPool.choose_pool)
+    pool_progress = delegate("pool", FisherPool.progress)
+    set_fisher_features = delegate("features", FeatureService.set_fisher_features)
+    has_fisher = delegate("features", FeatureService.has_fisher)
+    fisher_failure_reasons = delegate("features", FeatureService.fisher_failure_reasons)
+    has_pending_candidate = delegate("features", FeatureService.has_pending_candidate)
+    pending_fisher = delegate("features", FeatureService.pending_fisher)
+    fisher_job = delegate("features", FeatureService.fisher_job)
+    record_fisher_features = delegate("features", FeatureService.record_fisher_features)
+    log_featurized = delegate("features", FeatureService.log_featurized)
     surrogate = _prepared("ranker", Ranker.surrogate)
     predictions = _prepared("ranker", Ranker.predictions)
     prediction_map = _prepared("ranker", Ranker.prediction_map)
-    results = _delegate("results_view", ResultsView.results)
-    iter_results = _delegate("results_view", ResultsView.iter_results)
-    top = _delegate("results_view", ResultsView.top)
-    best = _delegate("results_view", ResultsView.best)
-    events = _delegate("results_view", ResultsView.events)
-    event_details = _delegate("results_view", ResultsView.event_details)
+    results = delegate("results_view", ResultsView.results)
+    iter_results = delegate("results_view", ResultsView.iter_results)
+    top = delegate("results_view", ResultsView.top)
+    best = delegate("results_view", ResultsView.best)
+    events = delegate("results_view", ResultsView.events)
+    event_details = delegate("results_view", ResultsView.event_details)
     suggest = _prepared("claims", Claims.suggest)
-    tell = _delegate("claims", Claims.tell)
-    fail = _delegate("claims", Claims.fail)
-    release = _delegate("claims", Claims.release)
-    renew = _delegate("claims", Claims.renew)
+    tell = delegate("claims", Claims.tell)
+    fail = delegate("claims", Claims.fail)
+    release = delegate("claims", Claims.release)
+    renew = delegate("claims", Claims.renew)
 
     @functools.wraps(run_study)
     def run(self, *args, **kwargs) -> Dict[str, Any]:

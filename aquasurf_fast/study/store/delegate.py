@@ -1,4 +1,4 @@
-"""How ``Store`` and ``StudyReader`` offer their parts' methods: each method of the facade names
+"""How a facade (``Store``, ``StudyReader``, ``Study``) offers its parts' methods: each method names
 the part it calls, so a reader of the class sees where every method lives."""
 from __future__ import annotations
 

@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from typing import TYPE_CHECKING, List, Optional
-
-if TYPE_CHECKING:  # database.py imports write_event from here
-    from .database import Database
+from typing import List, Optional
 
 
 def write_event(c: sqlite3.Connection, kind: str, class_id: Optional[int] = None,
@@ -23,9 +20,10 @@ def write_event(c: sqlite3.Connection, kind: str, class_id: Optional[int] = None
 
 
 class EventLog:
-    """``events`` (a part of ``Store``); holds the ``Database`` it reads and writes."""
+    """``events`` (a part of ``Store``); holds the ``Database`` it reads and writes (not imported
+    here: ``database`` imports ``write_event`` from this module)."""
 
-    def __init__(self, db: Database):
+    def __init__(self, db):
         self.db = db
 
     def log(self, c: sqlite3.Connection, kind: str, class_id: Optional[int] = None,
