@@ -1,12 +1,8 @@
 """Reading a study file's tables directly, for the tests that check what is stored on disk: the
-package itself speaks SQL only inside ``study/store``."""
-import sqlite3
+package itself speaks SQL only inside ``study/store``. The benchmarks read files the same way, with
+the same function (``benchmarks/_study_sql.py``)."""
+import os
+import sys
 
-
-def sql(study, query: str, params=()) -> list:
-    """The rows of ``query`` on the study's file, through a read-only connection of its own."""
-    conn = sqlite3.connect(f"file:{study.path}?mode=ro", uri=True)
-    try:
-        return conn.execute(query, params).fetchall()
-    finally:
-        conn.close()
+sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks"))
+from _study_sql import sql  # noqa: E402,F401
