@@ -1,8 +1,8 @@
 """The AQuaSurF surrogate (SPEC section 5): ``embedding`` (the candidates' 2-D UMAP), ``regression``
-(``Surrogate``: a regressor on the embedding), ``strategy``
-(the search strategies that choose what to train next: ``Strategy``, the default ``adaptive``, the
-hybrid, the ensemble, the paper's, random search) and ``coverage`` (the output-feature projection
-that a Fisher pool is chosen and grown by).
+(``Surrogate``: a regressor on the embedding), ``strategy`` (the search strategies that choose what
+to train next: ``Strategy``; the paper's, the default, the adaptive, the hybrid, the ensemble,
+random search), ``adaptive`` (the adaptive strategy's models) and ``coverage`` (the
+output-feature projection that a Fisher pool is chosen and grown by).
 
 umap-learn and scikit-learn load when first used.
 """

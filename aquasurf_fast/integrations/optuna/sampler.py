@@ -65,7 +65,7 @@ class AquaSurfSampler(optuna.samplers.BaseSampler):
         features alone embed the candidates (unless the study file has Fisher features).
     device : where the Fisher features are computed (default: where ``inputs`` live).
     baselines : drawn first, in this order (those among the choices).
-    strategy : "adaptive" (the default), "hybrid", "ensemble", "paper" or "random": how classes
+    strategy : "paper" (the default), "adaptive", "hybrid", "ensemble" or "random": how classes
         are ranked after the baselines, as in ``aq.Study`` (``aquasurf_fast.surrogate.strategy``).
     regressor : "knn" (3 nearest neighbours; the ensemble weights them by inverse distance),
         "knn-distance", "rf", "svr" or a scikit-learn regressor.
