@@ -136,6 +136,17 @@ def test_a_saved_suite_reads_back_what_it_kept_and_replays_only_the_rest(two_fil
     assert other.replays[("alpha", 1)].orders["paper"].shape[0] == 3
 
 
+def test_saved_replays_with_options_of_any_type_are_read_back(two_files, tmp_path, monkeypatch):
+    from aquasurf_fast.bench import suite as suite_module
+
+    args = dict(trials=2, budget=10, long_budget=0, progress=False, n_embeddings=5,
+                save=str(tmp_path), baselines=("elu", "relu", "tanh"))  # a tuple, kept as a list
+    suite_module.replay_suite(two_files[:1], ["paper"], **args)
+    monkeypatch.setattr(suite_module, "replay", lambda *a, **kw: pytest.fail("replayed again"))
+    again = suite_module.replay_suite(two_files[:1], ["paper"], **args)
+    assert again.replays[("alpha", 1)].orders["paper"].shape == (2, 10)
+
+
 def test_suite_command_prints_every_part(two_files):
     out = subprocess.run([sys.executable, "-m", "aquasurf_fast.cli", "bench", "suite", *two_files,
                           "--strategies", "adaptive:kappa=0:spread=4,adaptive,paper", "--trials", "2",

@@ -185,8 +185,9 @@ class SavedReplays:
         with open(path, "rb") as f:
             digest = hashlib.sha256(f.read()).hexdigest()[:16]
         self.folder, self.name = folder, benchmark_name(path)
-        self.settings = {"benchmark": digest, "code": _code_digest(), "seed": seed,
-                         **{k: v for k, v in sorted(options.items())}}
+        # As JSON reads them back (tuples as lists), so that kept settings compare equal.
+        self.settings = json.loads(json.dumps({"benchmark": digest, "code": _code_digest(),
+                                               "seed": seed, **dict(sorted(options.items()))}))
         self.baselines = options.get("baselines", DEFAULT_BASELINES)
         self.score = options.get("score", "median")
 
