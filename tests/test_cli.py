@@ -8,6 +8,7 @@ from image_helpers import assert_png_drawn
 from search_helpers import BASELINES, fake_evaluate, make_study
 
 import aquasurf_fast as aq
+from aquasurf_fast.surrogate.strategy import DEFAULT_STRATEGY
 from sql_helpers import sql
 
 
@@ -229,4 +230,4 @@ def test_search_with_another_strategy_changes_it_and_logs_it(capsys, tmp_path):
     study = aq.Study(str(path))
     assert study.settings["strategy"] == "random"
     assert [e[4] for e in study.events() if e[1] == "settings"] == [
-        '{"strategy": ["adaptive", "random"]}']
+        '{"strategy": ["%s", "random"]}' % DEFAULT_STRATEGY]

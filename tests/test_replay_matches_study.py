@@ -34,11 +34,7 @@ def replay_inputs(study):
     layouts, output points, baseline positions)."""
     ranker = study.ranker
     strategy = ranker.strategy()
-    if strategy.ranks_by_surrogate:
-        ids, embedding = ranker.embedding()
-        layouts = embedding[None]
-    else:
-        ids, layouts = ranker.layouts(max(strategy.n_layouts, 1))
+    ids, layouts = ranker.strategy_layouts(strategy)
     by_id = study.store.names_by_id(ids.tolist())
     names = [by_id[c] for c in ids.tolist()]
     points = ranker.output_points() if strategy.needs_points else None

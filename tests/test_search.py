@@ -10,6 +10,7 @@ import pytest
 
 import aquasurf_fast as aq
 from aquasurf_fast.execution.executors import InlineExecutor, ProcessExecutor
+from aquasurf_fast.surrogate.strategy import DEFAULT_STRATEGY
 from search_helpers import BASELINES, fake_evaluate, fake_score, make_study
 from sql_helpers import sql
 
@@ -318,7 +319,7 @@ def test_reopening_with_another_setting_is_refused_and_says_how_to_change_it(tmp
     make_study(path, n_extra=2).close()
     with pytest.raises(aq.StudyError, match=re.escape("study.update_settings(lease_s=30.0)")):
         aq.Study(path, lease_s=30)
-    study = aq.Study(path, lease_s=600, strategy="adaptive")  # the stored values: no change
+    study = aq.Study(path, lease_s=600, strategy=DEFAULT_STRATEGY)  # the stored values: no change
     assert study.settings["lease_s"] == 600
     assert [e for e in study.events(10_000) if e[1] == "settings"] == []
 
@@ -326,10 +327,11 @@ def test_reopening_with_another_setting_is_refused_and_says_how_to_change_it(tmp
 def test_update_settings_changes_them_for_every_process_and_logs_it(tmp_path):
     path = str(tmp_path / "s.db")
     study = make_study(path, n_extra=2)
-    study.update_settings(lease_s=30, strategy="paper")
+    study.update_settings(lease_s=30, strategy="hybrid")
     assert aq.Study(path).settings["lease_s"] == 30.0
     (event,) = [e for e in study.events(10_000) if e[1] == "settings"]
-    assert json.loads(event[4]) == {"lease_s": [600.0, 30.0], "strategy": ["adaptive", "paper"]}
+    assert json.loads(event[4]) == {"lease_s": [600.0, 30.0],
+                                    "strategy": [DEFAULT_STRATEGY, "hybrid"]}
     with pytest.raises(aq.StudyError, match=re.escape("max_retries must be an integer >= 0")):
         study.update_settings(max_retries=-1)
     with pytest.raises(aq.StudyError, match="unknown setting 'lease'"):

@@ -120,10 +120,16 @@ class Ranker:
         """Compute and store what the study's strategy ranks by: the paper's single embedding, the
         ensemble's and the hybrid's layouts (random search needs none)."""
         strategy = Strategy(self.settings.get("strategy", DEFAULT_STRATEGY))
+        if strategy.ranks_by_surrogate or strategy.n_layouts:
+            self.strategy_layouts(strategy)
+
+    def strategy_layouts(self, strategy: Strategy) -> Tuple[np.ndarray, np.ndarray]:
+        """(candidate class ids, float32 [M, n, 2]): what ``strategy`` ranks by, the surrogate's
+        embedding as its one layout for the paper's, ``strategy.n_layouts`` layouts otherwise."""
         if strategy.ranks_by_surrogate:
-            self.surrogate()
-        elif strategy.n_layouts:
-            self.layouts(strategy.n_layouts)
+            ids, embedding = self.embedding()
+            return ids, embedding[None]
+        return self.layouts(strategy.n_layouts)
 
     def layouts(self, n_layouts: int):
         """(candidate class ids, float32 [n_layouts, n_candidates, 2]): the candidates' fuzzy
@@ -230,11 +236,7 @@ class Ranker:
 
     def _strategy_ranking(self, strategy: Strategy, n: int, random_state) -> List[int]:
         """The ranking of a ``surrogate.strategy`` strategy from the study's results and claims."""
-        if strategy.ranks_by_surrogate:
-            ids, embedding = self.embedding()
-            layouts = embedding[None]
-        else:
-            ids, layouts = self.layouts(strategy.n_layouts)
+        ids, layouts = self.strategy_layouts(strategy)
         if ids.size == 0:
             return []
         scores, pending = self.store.evaluated_and_running()
