@@ -6,8 +6,9 @@ its worst ratio to random search (median evaluations to a top-1% class) over eve
 judged and every number of workers. The default is the eligible family with the lowest such worst
 case (ties: the lower mean ratio). A family is not eligible where, on any benchmark and any number
 of workers, the variant it would have shipped there needs more evaluations than the reference
-strategy's (``paper``) 95% interval allows, or where its median is beyond the budget. A family with one variant is judged as it is, so the
-rule cannot fit a file it is judged on.
+strategy's (``REFERENCE``, the paper's) 95% interval allows, or where its median is beyond the
+budget. A family with one variant is judged as it is, so the rule cannot fit a file it is judged
+on.
 """
 from __future__ import annotations
 
