@@ -8,6 +8,7 @@ import pytest
 from aquasurf_fast.cli import main
 from aquasurf_fast.study import Study, StudyError
 from aquasurf_fast.study.recipe import training_recipe
+from aquasurf_fast.surrogate.strategy import DEFAULT_STRATEGY
 from search_helpers import make_study
 
 EPOCHS_TASK = textwrap.dedent("""
@@ -58,7 +59,7 @@ def test_a_search_with_other_epochs_is_refused_and_the_results_stay(tmp_path, ca
     assert "trained with --epochs 3" in err and "asks for --epochs 5" in err
     assert trained_with(path) == [(3.0, 0.0)] * 2
     with Study(path) as s:  # the refused search changed no setting either
-        assert s.settings["strategy"] == "adaptive" and s.settings["recipe"] == {"epochs": 3}
+        assert s.settings["strategy"] == DEFAULT_STRATEGY and s.settings["recipe"] == {"epochs": 3}
 
 
 def test_the_api_run_uses_the_stored_recipe(tmp_path):
