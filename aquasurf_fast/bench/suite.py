@@ -200,10 +200,12 @@ class SavedReplays:
         missing = [s for s, k in kept.items() if k is None]
         if missing:
             fresh = run(missing)
+            pool = fresh.pool
             for s in missing:
                 kept[s] = fresh.orders[s], fresh.featurized[s]
                 self._save(s, settings, *kept[s])
-        pool = make_pool(bench, self.baselines, self.score)
+        else:
+            pool = make_pool(bench, self.baselines, self.score)
         return Replay(pool=pool, budget=min(budget, len(pool)),
                       orders={s: kept[s][0] for s in strategies},
                       featurized={s: kept[s][1] for s in strategies}, workers=workers)

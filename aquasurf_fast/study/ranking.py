@@ -79,18 +79,14 @@ class Ranker:
         return self._fitted_surrogate()[1]
 
     def _fitted_surrogate(self) -> Tuple[np.ndarray, Any]:
-        """(candidate class ids, a copy of the surrogate fitted on them)."""
+        """(candidate class ids, a copy of the surrogate fitted on their current results)."""
         with self._fit_lock:
-            ids, surrogate = self._fit_surrogate()
+            ids, out, fisher, surrogate = self._embedded_surrogate()
+            done = self.store.scores()
+            pos = {cid: i for i, cid in enumerate(ids.tolist())}
+            idx = [pos[c] for c in done if c in pos]
+            surrogate.fit(out, fisher, idx, [done[ids[i]] for i in idx])
             return ids, copy.copy(surrogate)
-
-    def _fit_surrogate(self) -> Tuple[np.ndarray, Any]:
-        ids, out, fisher, surrogate = self._embedded_surrogate()
-        done = self._scores()
-        pos = {cid: i for i, cid in enumerate(ids.tolist())}
-        idx = [pos[c] for c in done if c in pos]
-        surrogate.fit(out, fisher, idx, [done[ids[i]] for i in idx])
-        return ids, surrogate
 
     def _embedded_surrogate(self):
         """(candidate class ids, their output and Fisher features, the surrogate with their
@@ -172,10 +168,6 @@ class Ranker:
             memo = self._points_memo = (version, output_points(out))
         return memo[1]
 
-    def _scores(self) -> Dict[int, float]:
-        """The evaluated classes' scores, by class id."""
-        return self.store.scores()
-
     def _log_embedding(self, n_candidates: int, seconds: float, placed: Optional[int] = None) -> None:
         """Log a new embedding; ``placed``: how many new candidates were placed in the layouts
         before (None: laid out from scratch)."""
@@ -216,7 +208,7 @@ class Ranker:
         ids, layouts = self.layouts(max(strategy.n_layouts, 1))
         if not strategy.n_layouts:  # random search: nothing is predicted
             return ids, layouts[0], np.full(ids.size, np.nan)
-        return ids, layouts[0], predict_classes(strategy, ids, layouts, self._scores())
+        return ids, layouts[0], predict_classes(strategy, ids, layouts, self.store.scores())
 
     def baseline_ids(self) -> List[int]:
         """The classes of the study's baselines, in their order. Looked up again only when the

@@ -53,12 +53,6 @@ class EventLog:
         return [d for d, in self.db.query("SELECT detail FROM events WHERE kind = ? ORDER BY id",
                                           (kind,))]
 
-    def last_event_detail(self, kind: str) -> Optional[str]:
-        """The detail of the newest event of ``kind``, None when there is none."""
-        rows = self.db.query("SELECT detail FROM events WHERE kind = ? ORDER BY id DESC LIMIT 1",
-                             (kind,))
-        return rows[0][0] if rows else None
-
     def recent_events(self, limit: int = 100) -> List[tuple]:
         """(time, kind, class name or None, owner, detail) of the last ``limit`` events, newest
         first."""

@@ -29,11 +29,6 @@ class Scope(enum.Enum):
     #: the classes trained or in training
     TRAINED_OR_RUNNING = "status IN ('done', 'running')"
 
-    def __str__(self) -> str:
-        # The condition, so that a reader that takes a condition (the dashboard's) is handed a
-        # scope where it was handed a string before.
-        return self.value
-
     @classmethod
     def of(cls, scope: "Scope | str") -> "Scope":
         """``scope``, or the scope whose condition the string ``scope`` is (a caller written before
